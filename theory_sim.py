@@ -1,0 +1,450 @@
+"""Simulate the minimal model of paper §3 (SPEC.md "The minimal model").
+
+Task. Inputs x are uniform on the unit sphere in R^d, labels y = f*(x) with f* a fixed random
+two-layer tanh network (standardised to mean 0, variance 1 over the sphere). A context holds k
+pairs (x_i, y_i).
+
+Model. One attention read-out at the query position with three learned scalars w, b, c and a
+linear in-weights estimator f_theta(x) = theta.x + theta_0 (limited capacity: it cannot fit f*):
+
+    token             logit                    value
+    context i         a_i = w<x_i, x> + b      y_i          (in-context learning / copying)
+    end of context    a_E = w<x_bar, x> + c    y_bar        (blind averaging of context labels)
+    query itself      0                        f_theta(x)   (in-weights learning)
+
+    y_hat = softmax(a_1..a_k, a_E, 0) . (y_1..y_k, y_bar, f_theta(x))
+
+Context types. random: x_i uniform on the sphere; similar: every x_i at an angle drawn uniformly
+from [0, --near-deg] from x; one_near: one such near x_i plus k-1 random ones. The extra test
+context one_mid has one example at a medium angle ([--mid-deg-lo, --mid-deg-hi]) plus k-1 random
+ones: there the "closest" example is not near enough for copying to beat f_theta.
+
+Training regimes (mixtures of context types, drawn independently per training instance):
+random, similar, one_near, random+similar and contrastive (random + one_near), the mixtures with
+a --mix share of random contexts. w, b, c, theta are trained jointly with Adam (cosine learning-rate
+decay) on the squared loss, with fresh contexts every step. We also sweep the share of random vs
+one_near contexts (the contrastive mixture) and record the learned threshold -b/w, the similarity
+at which a context example's logit equals the query's own logit 0.
+
+All models (5 regimes + the sweep) are trained in one loop as a batch of independent models: they
+share no parameters, Adam is per-parameter, so this is the same as training them one by one.
+
+Defaults (chosen once for an informative task, not tuned per claim): d=16, k=4, f* with 32 tanh
+units and input scale 4. Then the best linear f_theta has test MSE ~0.27, copying an example
+within 15 degrees costs ~0.06, copying one at 30-60 degrees ~0.4, copying a random label ~2 and
+averaging k random labels ~1.25; a random example's similarity <x_i, x> is ~N(0, 1/d), so the
+closest of k=4 random examples has similarity ~0.26 (99th percentile 0.65), a near one >= 0.966.
+
+Outputs in --out: results.json (SPEC contract: mse / params / attention, plus extra keys),
+results.md (tables), theory_sim.png (MSE heat map + attention mass), theory_sim_sweep.png.
+
+    python theory_sim.py --out runs/theory_sim
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from common import UserError, atomic_path, print_config, progress, run_main, set_seed
+from common import write_json_atomic, write_text_atomic
+
+TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
+TEST_CONTEXTS = ["random", "similar", "one_near"]     # the SPEC contract names
+EXTRA_TESTS = ["one_mid"]                             # extra probe, reported separately
+KINDS = ["random", "similar", "one_near"]             # context types a training mixture draws from
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="seeds f*, the training stream and the test set")
+    p.add_argument("--dim", type=int, default=16, help="input dimension d (x on the unit sphere in R^d)")
+    p.add_argument("--k", type=int, default=4, help="context examples per query")
+    p.add_argument("--hidden", type=int, default=32, help="tanh units of the target network f*")
+    p.add_argument("--f-scale", type=float, default=4.0,
+                   help="input weight scale of f* (larger = less linear, more ICL value)")
+    p.add_argument("--near-deg", type=float, default=15.0,
+                   help="near examples lie at an angle uniform in [0, near-deg] degrees from x")
+    p.add_argument("--mid-deg-lo", type=float, default=30.0, help="one_mid test: lowest angle (degrees)")
+    p.add_argument("--mid-deg-hi", type=float, default=60.0, help="one_mid test: highest angle (degrees)")
+    p.add_argument("--mix", type=float, default=0.5,
+                   help="share of random contexts in the random+similar and contrastive regimes")
+    p.add_argument("--sweep", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+                   help="comma-separated shares of random (vs one_near) contexts to sweep; 'none' to skip")
+    p.add_argument("--steps", type=int, default=2000, help="gradient steps per model")
+    p.add_argument("--n-train", "--batch", dest="n_train", type=int, default=256,
+                   help="fresh training contexts per step (the batch size)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam peak learning rate (cosine decay to 0)")
+    p.add_argument("--n-test", type=int, default=4000, help="fixed test queries per test context")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
+    return p.parse_args(argv)
+
+
+def check_args(args):
+    if args.dim < 2:
+        raise UserError(f"--dim must be >= 2, got {args.dim}")
+    for name in ("k", "hidden", "steps", "n_train", "n_test"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise UserError(f"--lr must be a positive number, got {args.lr}")
+    if not (args.f_scale > 0 and math.isfinite(args.f_scale)):
+        raise UserError(f"--f-scale must be a positive number, got {args.f_scale}")
+    if not 0 < args.near_deg <= 90:
+        raise UserError(f"--near-deg must be in (0, 90], got {args.near_deg}")
+    if not 0 <= args.mid_deg_lo <= args.mid_deg_hi <= 180:
+        raise UserError(f"need 0 <= --mid-deg-lo <= --mid-deg-hi <= 180, got {args.mid_deg_lo}, {args.mid_deg_hi}")
+    if not 0 <= args.mix <= 1:
+        raise UserError(f"--mix must be in [0, 1], got {args.mix}")
+    args.sweep_fracs = parse_sweep(args.sweep)
+
+
+def parse_sweep(text):
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        fracs = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--sweep must be comma-separated numbers in [0, 1] or 'none', got {text!r}") from None
+    if not all(0 <= f <= 1 for f in fracs):
+        raise UserError(f"--sweep values must be in [0, 1], got {text!r}")
+    return fracs
+
+
+# ----------------------------------------------------------------------------- the task
+def sphere(shape, dim, gen):
+    """Uniform points on the unit sphere in R^dim, shape (*shape, dim)."""
+    z = torch.randn(*shape, dim, generator=gen)
+    return z / z.norm(dim=-1, keepdim=True)
+
+
+def at_angle(x, deg_lo, deg_hi, gen):
+    """For each x (..., d): a unit vector at an angle uniform in [deg_lo, deg_hi] degrees from x,
+    in a uniformly random direction."""
+    phi = torch.deg2rad(deg_lo + (deg_hi - deg_lo) * torch.rand(x.shape[:-1], generator=gen))
+    u = torch.randn(x.shape, generator=gen)
+    u = u - (u * x).sum(-1, keepdim=True) * x                    # tangent direction at x
+    u = u / u.norm(dim=-1, keepdim=True)
+    return torch.cos(phi)[..., None] * x + torch.sin(phi)[..., None] * u
+
+
+class Target:
+    """y = f*(x): a fixed random two-layer tanh network, standardised on a large sphere sample."""
+
+    def __init__(self, dim, hidden, scale, gen):
+        self.W = scale * torch.randn(hidden, dim, generator=gen)
+        self.a = torch.randn(hidden, generator=gen) / math.sqrt(hidden)
+        y = self.raw(sphere((100_000,), dim, gen))
+        self.mu, self.sd = y.mean(), y.std()
+
+    def raw(self, x):
+        return torch.tanh(x @ self.W.T) @ self.a
+
+    def __call__(self, x):
+        return (self.raw(x) - self.mu) / self.sd
+
+
+def sample_contexts(x, kind, k, near_deg, gen, mid=(30.0, 60.0)):
+    """Context inputs (..., k, d) of one type for queries x (..., d). A per-instance `kind` tensor
+    of indices into KINDS mixes types (for the training mixtures); a string gives one type for all.
+    The near example of one_near / one_mid sits in slot 0: the model is permutation invariant."""
+    shape, d = x.shape[:-1], x.shape[-1]
+    rand = sphere((*shape, k), d, gen)
+    if kind == "random":
+        return rand
+    xk = x[..., None, :].expand(*shape, k, d)
+    if kind == "one_mid":
+        return torch.cat([at_angle(x, *mid, gen)[..., None, :], rand[..., 1:, :]], dim=-2)
+    near = at_angle(xk, 0.0, near_deg, gen)
+    if kind == "similar":
+        return near
+    if kind == "one_near":
+        return torch.cat([near[..., :1, :], rand[..., 1:, :]], dim=-2)
+    # mixture: kind is a (...) tensor of KINDS indices
+    slot0 = torch.zeros(k, dtype=torch.bool)
+    slot0[0] = True
+    use_near = (kind[..., None] == KINDS.index("similar")) | ((kind[..., None] == KINDS.index("one_near")) & slot0)
+    return torch.where(use_near[..., None], near, rand)
+
+
+# ----------------------------------------------------------------------------- the model
+def init_params(n_models, dim):
+    """Parameters of n_models independent minimal models, all starting at uniform attention."""
+    z = lambda *s: torch.zeros(*s, requires_grad=True)
+    return {"w": z(n_models), "b": z(n_models), "c": z(n_models), "theta": z(n_models, dim), "theta0": z(n_models)}
+
+
+def forward(params, x, xs, ys):
+    """y_hat and attention (context tokens..., EOC, self) for models m on queries n.
+    x (M, n, d), xs (M, n, k, d), ys (M, n, k) -> y_hat (M, n), att (M, n, k + 2)."""
+    w, b, c = (params[key][:, None] for key in "wbc")               # (M, 1)
+    sims = torch.einsum("mnkd,mnd->mnk", xs, x)                     # <x_i, x>
+    sim_eoc = (xs.mean(dim=2) * x).sum(-1)                          # <x_bar, x>
+    logits = torch.cat([w[..., None] * sims + b[..., None],          # a_i
+                        (w * sim_eoc + c)[..., None],                # a_E
+                        torch.zeros_like(sim_eoc)[..., None]], -1)   # the query's own logit 0
+    f_theta = torch.einsum("mnd,md->mn", x, params["theta"]) + params["theta0"][:, None]
+    values = torch.cat([ys, ys.mean(-1, keepdim=True), f_theta[..., None]], -1)
+    att = torch.softmax(logits, dim=-1)
+    return (att * values).sum(-1), att
+
+
+# ----------------------------------------------------------------------------- training
+def regime_probs(regime, mix):
+    """Probabilities over KINDS (random, similar, one_near) of a training regime."""
+    table = {"random": [1, 0, 0], "similar": [0, 1, 0], "one_near": [0, 0, 1],
+             "random+similar": [mix, 1 - mix, 0], "contrastive": [mix, 0, 1 - mix]}
+    if regime.startswith("sweep:"):                               # sweep:<share of random>
+        p = float(regime.split(":", 1)[1])
+        return [p, 0, 1 - p]
+    return table[regime]
+
+
+def train(models, target, args, gen):
+    """Train one minimal model per entry of `models` (name -> probabilities over KINDS)."""
+    names = list(models)
+    probs = torch.tensor([models[n] for n in names], dtype=torch.float32)  # (M, 3)
+    M = len(names)
+    params = init_params(M, args.dim)
+    opt = torch.optim.Adam(params.values(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / args.steps)))
+    bar = progress(range(args.steps), desc=f"training {M} models", unit="step")
+    for step in bar:
+        x = sphere((M, args.n_train), args.dim, gen)
+        kind = torch.multinomial(probs, args.n_train, replacement=True, generator=gen)  # (M, n)
+        xs = sample_contexts(x, kind, args.k, args.near_deg, gen)
+        y_hat, _ = forward(params, x, xs, target(xs))
+        loss_per_model = (y_hat - target(x)).pow(2).mean(dim=1)
+        opt.zero_grad(set_to_none=True)
+        loss_per_model.sum().backward()       # models are independent: the sum keeps their gradients apart
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            bar.set_postfix(mean_loss=f"{loss_per_model.mean().item():.4f}")
+    return {n: {key: v[i].detach().clone() for key, v in params.items()} for i, n in enumerate(names)}
+
+
+# ----------------------------------------------------------------------------- evaluation
+def make_test_set(target, args, gen):
+    """A fixed test set per test context: the same queries x for every context type."""
+    x = sphere((args.n_test,), args.dim, gen)
+    tests = {}
+    for kind in TEST_CONTEXTS + EXTRA_TESTS:
+        xs = sample_contexts(x, kind, args.k, args.near_deg, gen, mid=(args.mid_deg_lo, args.mid_deg_hi))
+        tests[kind] = {"x": x, "y": target(x), "xs": xs, "ys": target(xs)}
+    return tests
+
+
+@torch.no_grad()
+def evaluate(p, test):
+    """Test MSE and mean attention mass (context / eoc / self) of one trained model on one test set."""
+    params = {key: v[None] for key, v in p.items()}
+    y_hat, att = forward(params, test["x"][None], test["xs"][None], test["ys"][None])
+    att = att[0].mean(0)
+    return {"mse": (y_hat[0] - test["y"]).pow(2).mean().item(),
+            "attention": {"context": att[:-2].sum().item(), "eoc": att[-2].item(), "self": att[-1].item()}}
+
+
+@torch.no_grad()
+def baselines(tests, target, args, gen):
+    """Reference MSEs per test context: the best linear f_theta (IWL alone, least squares on a
+    large fresh sample), copying the label of the most similar example, averaging all labels,
+    and predicting 0 (= Var y = 1)."""
+    xf = sphere((50_000,), args.dim, gen)
+    X = torch.cat([xf, torch.ones(len(xf), 1)], 1)
+    coef = torch.linalg.lstsq(X.double(), target(xf).double()[:, None]).solution.float()[:, 0]
+    out = {}
+    for kind, t in tests.items():
+        iwl = t["x"] @ coef[:-1] + coef[-1]
+        nearest = t["ys"].gather(-1, (t["xs"] @ t["x"][:, :, None]).squeeze(-1).argmax(-1, keepdim=True))[:, 0]
+        mse = lambda pred: (pred - t["y"]).pow(2).mean().item()
+        out[kind] = {"iwl_best_linear": mse(iwl), "copy_nearest": mse(nearest),
+                     "average_context": mse(t["ys"].mean(-1)), "zero": mse(torch.zeros_like(t["y"]))}
+    return out
+
+
+def threshold(p):
+    """Similarity at which a context token's logit w*s + b equals the query's own logit 0."""
+    w, b = p["w"].item(), p["b"].item()
+    return -b / w if abs(w) > 1e-6 else None
+
+
+def simulate(args):
+    """Train every regime (and the sweep), evaluate, and return the results dict."""
+    set_seed(args.seed)
+    g_target, g_test, g_train = (torch.Generator().manual_seed(args.seed * 1000 + i) for i in range(3))
+    target = Target(args.dim, args.hidden, args.f_scale, g_target)
+    tests = make_test_set(target, args, g_test)
+
+    models = {r: regime_probs(r, args.mix) for r in TRAIN_REGIMES}
+    models.update({f"sweep:{f:g}": regime_probs(f"sweep:{f:g}", args.mix) for f in args.sweep_fracs})
+    t0 = time.time()
+    trained = train(models, target, args, g_train)
+    train_s = time.time() - t0
+
+    evals = {name: {kind: evaluate(p, t) for kind, t in tests.items()} for name, p in trained.items()}
+    iwl_only = lambda p: (tests["random"]["x"] @ p["theta"] + p["theta0"] - tests["random"]["y"]).pow(2).mean().item()
+    res = {
+        "mse": {r: {t: evals[r][t]["mse"] for t in TEST_CONTEXTS} for r in TRAIN_REGIMES},
+        "params": {r: {key: trained[r][key].item() for key in "wbc"} for r in TRAIN_REGIMES},
+        "attention": {r: {t: evals[r][t]["attention"] for t in TEST_CONTEXTS} for r in TRAIN_REGIMES},
+        # ---- extra keys (not part of the SPEC contract)
+        "extra_tests": {"mse": {r: {t: evals[r][t]["mse"] for t in EXTRA_TESTS} for r in TRAIN_REGIMES},
+                        "attention": {r: {t: evals[r][t]["attention"] for t in EXTRA_TESTS} for r in TRAIN_REGIMES}},
+        "derived": {r: {"threshold": threshold(trained[r]),            # -b/w
+                        "f_theta_mse": iwl_only(trained[r])}             # the in-weights estimator alone
+                    for r in TRAIN_REGIMES},
+        "baselines": baselines(tests, target, args, g_test),
+        "sweep": [{"p_random": f, **{key: trained[f"sweep:{f:g}"][key].item() for key in "wbc"},
+                   "threshold": threshold(trained[f"sweep:{f:g}"]),
+                   "f_theta_mse": iwl_only(trained[f"sweep:{f:g}"]),
+                   "mse": {t: evals[f"sweep:{f:g}"][t]["mse"] for t in TEST_CONTEXTS + EXTRA_TESTS}}
+                  for f in args.sweep_fracs],
+        "config": {k: v for k, v in vars(args).items() if k != "sweep_fracs"},
+        "train_seconds": round(train_s, 2),
+    }
+    return res
+
+
+# ----------------------------------------------------------------------------- reporting
+def fmt(v, nd=3):
+    return "—" if v is None else f"{v:.{nd}f}"
+
+
+def render_md(res):
+    cols = TEST_CONTEXTS + EXTRA_TESTS
+    L = ["# Minimal model (paper §3): test MSE by training regime × test context", "",
+         "Rows: training regime; columns: test context (`mean` = mean of the three SPEC test contexts; "
+         "`one_mid` = one example at a medium angle + k−1 random, an extra probe). Lower is better; "
+         "**bold** = best in column.", "",
+         "| train \\ test | " + " | ".join(cols) + " | mean |", "|---" * (len(cols) + 2) + "|"]
+    table = {r: {**res["mse"][r], **res["extra_tests"]["mse"][r]} for r in TRAIN_REGIMES}
+    for r in TRAIN_REGIMES:
+        table[r]["mean"] = float(np.mean([res["mse"][r][t] for t in TEST_CONTEXTS]))
+    best = {c: min(table[r][c] for r in TRAIN_REGIMES) for c in cols + ["mean"]}
+    for r in TRAIN_REGIMES:
+        cells = [f"**{table[r][c]:.3f}**" if table[r][c] == best[c] else f"{table[r][c]:.3f}" for c in cols + ["mean"]]
+        L.append(f"| {r} | " + " | ".join(cells) + " |")
+    base = res["baselines"]
+    for name, label in [("iwl_best_linear", "ref: best linear f_θ alone"), ("copy_nearest", "ref: copy nearest label"),
+                        ("average_context", "ref: average context labels")]:
+        vals = [base[c][name] for c in cols]
+        L.append(f"| *{label}* | " + " | ".join(f"*{v:.3f}*" for v in vals) + f" | *{np.mean(vals[:3]):.3f}* |")
+    L += ["", "## Learned parameters", "",
+          "threshold = −b/w: a context example gets more attention than the query itself when ⟨x_i, x⟩ > −b/w. "
+          "f_θ MSE = the in-weights estimator alone on test queries.", "",
+          "| train regime | w | b | c | −b/w | f_θ MSE |", "|---|---|---|---|---|---|"]
+    for r in TRAIN_REGIMES:
+        p, d = res["params"][r], res["derived"][r]
+        L.append(f"| {r} | {p['w']:.2f} | {p['b']:.2f} | {p['c']:.2f} | {fmt(d['threshold'])} | {d['f_theta_mse']:.3f} |")
+    L += ["", "## Attention mass (context / EOC / self), mean over test queries", "",
+          "| train \\ test | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in TRAIN_REGIMES:
+        att = {**res["attention"][r], **res["extra_tests"]["attention"][r]}
+        L.append(f"| {r} | " + " | ".join(
+            f"{att[c]['context']:.2f} / {att[c]['eoc']:.2f} / {att[c]['self']:.2f}" for c in cols) + " |")
+    if res["sweep"]:
+        L += ["", "## Sweep: share of random (vs one_near) training contexts", "",
+              "| p_random | w | b | c | −b/w | f_θ MSE | " + " | ".join(cols) + " |", "|---" * (6 + len(cols)) + "|"]
+        for s in res["sweep"]:
+            L.append(f"| {s['p_random']:g} | {s['w']:.2f} | {s['b']:.2f} | {s['c']:.2f} | {fmt(s['threshold'])} | "
+                     f"{s['f_theta_mse']:.3f} | " + " | ".join(f"{s['mse'][c]:.3f}" for c in cols) + " |")
+    cfg = res["config"]
+    L += ["", f"Config: d={cfg['dim']}, k={cfg['k']}, f* = {cfg['hidden']} tanh units × scale {cfg['f_scale']}, "
+          f"near ≤ {cfg['near_deg']}°, one_mid {cfg['mid_deg_lo']}–{cfg['mid_deg_hi']}°, mix={cfg['mix']}, "
+          f"steps={cfg['steps']}, batch={cfg['n_train']}, lr={cfg['lr']}, n_test={cfg['n_test']}, seed={cfg['seed']}.", ""]
+    return "\n".join(L)
+
+
+def plot(res, out_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = TEST_CONTEXTS + EXTRA_TESTS
+    mse = np.array([[{**res["mse"][r], **res["extra_tests"]["mse"][r]}[c] for c in cols] for r in TRAIN_REGIMES])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    im = ax1.imshow(np.log10(mse), cmap="viridis_r", aspect="auto")
+    for i in range(mse.shape[0]):
+        for j in range(mse.shape[1]):
+            ax1.text(j, i, f"{mse[i, j]:.3f}", ha="center", va="center", color="w" if mse[i, j] > np.sqrt(mse.max() * mse.min()) * 1.5 else "k")
+    ax1.set_xticks(range(len(cols)), cols)
+    ax1.set_yticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
+    ax1.set_xlabel("test context")
+    ax1.set_ylabel("training regime")
+    ax1.set_title("test MSE (colour: log10)")
+    fig.colorbar(im, ax=ax1, fraction=0.046)
+
+    width, colors = 0.8 / len(cols), {"context": "tab:orange", "eoc": "tab:green", "self": "tab:blue"}
+    for j, c in enumerate(cols):
+        xpos = np.arange(len(TRAIN_REGIMES)) + (j - (len(cols) - 1) / 2) * width
+        bottom = np.zeros(len(TRAIN_REGIMES))
+        for part in ("context", "eoc", "self"):
+            vals = np.array([{**res["attention"][r], **res["extra_tests"]["attention"][r]}[c][part] for r in TRAIN_REGIMES])
+            ax2.bar(xpos, vals, width * 0.92, bottom=bottom, color=colors[part], edgecolor="k", linewidth=0.3,
+                    label=part if j == 0 else None)
+            bottom += vals
+        for xp in xpos:
+            ax2.text(xp, 1.01, c.replace("_", "\n"), ha="center", va="bottom", fontsize=6)
+    ax2.set_xticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
+    ax2.set_ylim(0, 1.15)
+    ax2.set_ylabel("mean attention mass")
+    ax2.set_title("attention mass per training regime (bars: test contexts)")
+    ax2.legend(loc="upper right", fontsize=8, ncol=3, bbox_to_anchor=(1, 0.98))
+    fig.tight_layout()
+    with atomic_path(os.path.join(out_dir, "theory_sim.png")) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+
+    if not res["sweep"]:
+        return
+    sw = res["sweep"]
+    ps = [s["p_random"] for s in sw]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax1.plot(ps, [np.nan if s["threshold"] is None else s["threshold"] for s in sw], "o-", label="threshold −b/w")
+    ax1.axhline(math.cos(math.radians(res["config"]["near_deg"])), ls="--", c="gray", lw=0.8, label="min near similarity")
+    ax1.set_xlabel("share of random contexts in training (rest one_near)")
+    ax1.set_ylabel("learned threshold −b/w (similarity)")
+    ax1b = ax1.twinx()
+    ax1b.plot(ps, [s["w"] for s in sw], "s:", c="tab:red", label="w")
+    ax1b.set_ylabel("w", color="tab:red")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax1.set_title("contrastive mixture sweep: learned parameters")
+    for c in cols:
+        ax2.plot(ps, [s["mse"][c] for s in sw], "o-", label=c)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("share of random contexts in training (rest one_near)")
+    ax2.set_ylabel("test MSE")
+    ax2.legend(fontsize=8)
+    ax2.set_title("test MSE per test context")
+    fig.tight_layout()
+    with atomic_path(os.path.join(out_dir, "theory_sim_sweep.png")) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_args(args)
+    print_config({k: v for k, v in vars(args).items() if k != "sweep_fracs"}, "theory_sim")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out exists and is not a folder: {args.out}")
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+    res = simulate(args)
+    write_json_atomic(os.path.join(args.out, "results.json"), res)
+    md = render_md(res)
+    write_text_atomic(os.path.join(args.out, "results.md"), md)
+    if not args.no_plot:
+        plot(res, args.out)
+    print(md)
+    print(f"wrote {args.out}/results.json, results.md{'' if args.no_plot else ', theory_sim.png'} in {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    run_main(main)
