@@ -75,8 +75,15 @@ def sample_contexts(task, regime, k=4, epochs=1, seed=0, alpha=0.3, beta=0.2, rh
     # Excluded per target: itself and exact duplicates of its input.
     exclude = [sorted(set(index.duplicates_of(ex["x"])) | {i}) for i, ex in enumerate(pool)]
     if regime in ("similar", "contrastive", "random+similar"):
+        # Targets without any BM25 token (e.g. a punctuation-only line) have no neighbours:
+        # their Similar/One-Near contexts fall back to random examples.
         m = min(max(top_m, k), n - 1)
-        top_idx, top_score = index.topk([ex["x"] for ex in pool], m, exclude=exclude)
+        has_tok = [i for i, ex in enumerate(pool) if task.tokenize(ex["x"])]
+        top_idx, top_score = [[] for _ in pool], [[] for _ in pool]
+        if has_tok:
+            ti, ts = index.topk([pool[i]["x"] for i in has_tok], m, exclude=[exclude[i] for i in has_tok])
+            for r, i in enumerate(has_tok):
+                top_idx[i], top_score[i] = [int(j) for j in ti[r]], [float(s) for s in ts[r]]
 
     def random_ids(rng, excl, count):
         excl = set(excl)
@@ -109,10 +116,12 @@ def sample_contexts(task, regime, k=4, epochs=1, seed=0, alpha=0.3, beta=0.2, rh
             elif kind == "one_near":
                 if rho > 0 and paraphrases.get(ex["id"]) and rng.random() < rho:
                     near, is_para = rng.choice(paraphrases[ex["id"]]), True
-                else:
-                    cand, w = top_idx[i], [max(float(s), 0.0) for s in top_score[i]]
+                elif top_idx[i]:
+                    cand, w = top_idx[i], [max(s, 0.0) for s in top_score[i]]
                     w = w if sum(w) > 0 else [1.0] * len(w)
-                    near = int(rng.choices(list(cand), weights=w, k=1)[0])
+                    near = rng.choices(cand, weights=w, k=1)[0]
+                else:
+                    near = random_ids(rng, exclude[i], 1)[0]
                 others = random_ids(rng, list(exclude[i]) + ([] if is_para else [near]), k - 1)
                 ctx = others + [near]
                 rng.shuffle(ctx)

@@ -31,9 +31,11 @@ share no parameters, Adam is per-parameter, so this is the same as training them
 
 Defaults (chosen once for an informative task, not tuned per claim): d=16, k=4, f* with 32 tanh
 units and input scale 4. Then the best linear f_theta has test MSE ~0.27, copying an example
-within 15 degrees costs ~0.06, copying one at 30-60 degrees ~0.4, copying a random label ~2 and
-averaging k random labels ~1.25; a random example's similarity <x_i, x> is ~N(0, 1/d), so the
+within 15 degrees costs ~0.06, copying one at 30-60 degrees ~0.9, copying a random label ~2 and
+averaging k random labels ~1.25 (seed 0); a random example's similarity <x_i, x> is ~N(0, 1/d), so the
 closest of k=4 random examples has similarity ~0.26 (99th percentile 0.65), a near one >= 0.966.
+Some effects depend on the training budget (--steps): One-Near's copying from random contexts and
+Random+Similar's under-use of a single near example shrink with longer training (see the notes).
 
 Outputs in --out: results.json (SPEC contract: mse / params / attention, plus extra keys),
 results.md (tables), theory_sim.png (MSE heat map + attention mass), theory_sim_sweep.png.
@@ -41,7 +43,6 @@ results.md (tables), theory_sim.png (MSE heat map + attention mass), theory_sim_
     python theory_sim.py --out runs/theory_sim
 """
 import argparse
-import json
 import math
 import os
 import time
@@ -55,6 +56,7 @@ from common import write_json_atomic, write_text_atomic
 TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
 TEST_CONTEXTS = ["random", "similar", "one_near"]     # the SPEC contract names
 EXTRA_TESTS = ["one_mid"]                             # extra probe, reported separately
+SHORT = {"random": "R", "similar": "S", "one_near": "N", "one_mid": "M"}   # figure labels
 KINDS = ["random", "similar", "one_near"]             # context types a training mixture draws from
 
 
@@ -102,6 +104,8 @@ def check_args(args):
     if not 0 <= args.mix <= 1:
         raise UserError(f"--mix must be in [0, 1], got {args.mix}")
     args.sweep_fracs = parse_sweep(args.sweep)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out exists and is not a folder: {args.out}")
 
 
 def parse_sweep(text):
@@ -226,6 +230,8 @@ def train(models, target, args, gen):
         sched.step()
         if step % 100 == 0 or step == args.steps - 1:
             bar.set_postfix(mean_loss=f"{loss_per_model.mean().item():.4f}")
+    if not all(torch.isfinite(v).all() for v in params.values()):
+        raise UserError(f"training diverged (non-finite parameters); lower --lr (now {args.lr})")
     return {n: {key: v[i].detach().clone() for key, v in params.items()} for i, n in enumerate(names)}
 
 
@@ -268,6 +274,15 @@ def baselines(tests, target, args, gen):
     return out
 
 
+def similarity_reference(tests, args):
+    """Where a threshold -b/w should sit: the lowest similarity of a near example, and quantiles of
+    the similarity of the closest of k random examples (on the random test set)."""
+    t = tests["random"]
+    closest = (t["xs"] @ t["x"][:, :, None]).squeeze(-1).max(-1).values
+    return {"near_min": math.cos(math.radians(args.near_deg)),
+            "random_closest_q50": closest.quantile(0.5).item(), "random_closest_q99": closest.quantile(0.99).item()}
+
+
 def threshold(p):
     """Similarity at which a context token's logit w*s + b equals the query's own logit 0."""
     w, b = p["w"].item(), p["b"].item()
@@ -305,6 +320,7 @@ def simulate(args):
                    "f_theta_mse": iwl_only(trained[f"sweep:{f:g}"]),
                    "mse": {t: evals[f"sweep:{f:g}"][t]["mse"] for t in TEST_CONTEXTS + EXTRA_TESTS}}
                   for f in args.sweep_fracs],
+        "similarity_reference": similarity_reference(tests, args),
         "config": {k: v for k, v in vars(args).items() if k != "sweep_fracs"},
         "train_seconds": round(train_s, 2),
     }
@@ -341,13 +357,17 @@ def render_md(res):
           "| train regime | w | b | c | −b/w | f_θ MSE |", "|---|---|---|---|---|---|"]
     for r in TRAIN_REGIMES:
         p, d = res["params"][r], res["derived"][r]
-        L.append(f"| {r} | {p['w']:.2f} | {p['b']:.2f} | {p['c']:.2f} | {fmt(d['threshold'])} | {d['f_theta_mse']:.3f} |")
+        L.append(f"| {r} | {p['w']:.2f} | {p['b']:.2f} | {p['c']:.2f} | {fmt(d['threshold'])} | "
+                 f"{d['f_theta_mse']:.3f} |")
     L += ["", "## Attention mass (context / EOC / self), mean over test queries", "",
           "| train \\ test | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in TRAIN_REGIMES:
         att = {**res["attention"][r], **res["extra_tests"]["attention"][r]}
         L.append(f"| {r} | " + " | ".join(
             f"{att[c]['context']:.2f} / {att[c]['eoc']:.2f} / {att[c]['self']:.2f}" for c in cols) + " |")
+    ref = res["similarity_reference"]
+    L += ["", f"For reference: a near example has ⟨x_i, x⟩ ≥ {ref['near_min']:.3f}; the closest of k random examples "
+          f"has median {ref['random_closest_q50']:.3f} and 99th percentile {ref['random_closest_q99']:.3f}."]
     if res["sweep"]:
         L += ["", "## Sweep: share of random (vs one_near) training contexts", "",
               "| p_random | w | b | c | −b/w | f_θ MSE | " + " | ".join(cols) + " |", "|---" * (6 + len(cols)) + "|"]
@@ -370,9 +390,10 @@ def plot(res, out_dir):
     mse = np.array([[{**res["mse"][r], **res["extra_tests"]["mse"][r]}[c] for c in cols] for r in TRAIN_REGIMES])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
     im = ax1.imshow(np.log10(mse), cmap="viridis_r", aspect="auto")
+    dark = np.log10(mse) > np.log10(mse).mean()            # viridis_r: high MSE is dark
     for i in range(mse.shape[0]):
         for j in range(mse.shape[1]):
-            ax1.text(j, i, f"{mse[i, j]:.3f}", ha="center", va="center", color="w" if mse[i, j] > np.sqrt(mse.max() * mse.min()) * 1.5 else "k")
+            ax1.text(j, i, f"{mse[i, j]:.3f}", ha="center", va="center", color="w" if dark[i, j] else "k")
     ax1.set_xticks(range(len(cols)), cols)
     ax1.set_yticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
     ax1.set_xlabel("test context")
@@ -385,16 +406,19 @@ def plot(res, out_dir):
         xpos = np.arange(len(TRAIN_REGIMES)) + (j - (len(cols) - 1) / 2) * width
         bottom = np.zeros(len(TRAIN_REGIMES))
         for part in ("context", "eoc", "self"):
-            vals = np.array([{**res["attention"][r], **res["extra_tests"]["attention"][r]}[c][part] for r in TRAIN_REGIMES])
+            vals = np.array([{**res["attention"][r], **res["extra_tests"]["attention"][r]}[c][part]
+                             for r in TRAIN_REGIMES])
             ax2.bar(xpos, vals, width * 0.92, bottom=bottom, color=colors[part], edgecolor="k", linewidth=0.3,
                     label=part if j == 0 else None)
             bottom += vals
         for xp in xpos:
-            ax2.text(xp, 1.01, c.replace("_", "\n"), ha="center", va="bottom", fontsize=6)
+            ax2.text(xp, 1.01, SHORT[c], ha="center", va="bottom", fontsize=7)
     ax2.set_xticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
     ax2.set_ylim(0, 1.15)
     ax2.set_ylabel("mean attention mass")
-    ax2.set_title("attention mass per training regime (bars: test contexts)")
+    ax2.set_title("mean attention mass per training regime\nbars: test context "
+                  + ", ".join(f"{SHORT[c]}={c}" for c in cols), fontsize=10)
+    ax2.set_xlabel("training regime")
     ax2.legend(loc="upper right", fontsize=8, ncol=3, bbox_to_anchor=(1, 0.98))
     fig.tight_layout()
     with atomic_path(os.path.join(out_dir, "theory_sim.png")) as tmp:
@@ -406,14 +430,22 @@ def plot(res, out_dir):
     sw = res["sweep"]
     ps = [s["p_random"] for s in sw]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    ax1.plot(ps, [np.nan if s["threshold"] is None else s["threshold"] for s in sw], "o-", label="threshold −b/w")
-    ax1.axhline(math.cos(math.radians(res["config"]["near_deg"])), ls="--", c="gray", lw=0.8, label="min near similarity")
+    thr = np.array([np.nan if s["threshold"] is None else s["threshold"] for s in sw])
+    lo, hi = -0.2, 1.2                                     # similarities live in [-1, 1]; w ~ 0 sends -b/w off-scale
+    ax1.plot(ps, np.where((thr >= lo) & (thr <= hi), thr, np.nan), "o-", label="threshold −b/w")
+    off = ~((thr >= lo) & (thr <= hi))
+    ax1.plot(np.array(ps)[off], np.full(off.sum(), hi - 0.03), "^", c="tab:blue", mfc="none",
+             label="off-scale (w ≈ 0)")
+    ref = res["similarity_reference"]
+    ax1.axhline(ref["near_min"], ls="--", c="gray", lw=0.8, label="lowest near similarity")
+    ax1.axhline(ref["random_closest_q99"], ls=":", c="gray", lw=0.8, label="closest random example, 99th pct")
+    ax1.set_ylim(lo, hi)
     ax1.set_xlabel("share of random contexts in training (rest one_near)")
     ax1.set_ylabel("learned threshold −b/w (similarity)")
     ax1b = ax1.twinx()
     ax1b.plot(ps, [s["w"] for s in sw], "s:", c="tab:red", label="w")
     ax1b.set_ylabel("w", color="tab:red")
-    ax1.legend(loc="upper left", fontsize=8)
+    ax1.legend(loc="lower center", fontsize=7)
     ax1.set_title("contrastive mixture sweep: learned parameters")
     for c in cols:
         ax2.plot(ps, [s["mse"][c] for s in sw], "o-", label=c)
@@ -432,9 +464,8 @@ def main(argv=None):
     args = parse_args(argv)
     check_args(args)
     print_config({k: v for k, v in vars(args).items() if k != "sweep_fracs"}, "theory_sim")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError(f"--out exists and is not a folder: {args.out}")
     os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)   # tiny tensors: one thread is fastest and never oversubscribes shared cores
     t0 = time.time()
     res = simulate(args)
     write_json_atomic(os.path.join(args.out, "results.json"), res)
@@ -443,7 +474,8 @@ def main(argv=None):
     if not args.no_plot:
         plot(res, args.out)
     print(md)
-    print(f"wrote {args.out}/results.json, results.md{'' if args.no_plot else ', theory_sim.png'} in {time.time() - t0:.1f}s")
+    figs = "" if args.no_plot else ", theory_sim.png" + (", theory_sim_sweep.png" if res["sweep"] else "")
+    print(f"wrote {args.out}/results.json, results.md{figs} in {time.time() - t0:.1f}s")
 
 
 if __name__ == "__main__":

