@@ -252,7 +252,7 @@ def load_comet(spec):
                 raise UserError(f"--comet {spec}: no checkpoints/model.ckpt inside")
         else:
             ckpt = download_model(spec, local_files_only=offline)
-        return load_from_checkpoint(ckpt, local_files_only=offline) if offline else load_from_checkpoint(ckpt)
+        return load_from_checkpoint(ckpt, local_files_only=offline)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001  (network, missing cache, bad checkpoint: one line for the user)

@@ -2,17 +2,19 @@
 
 Two back-ends (SPEC "Paraphrases"):
   llm      an instruction-tuned causal LM (default: the packaged SmolLM2-135M-Instruct) prompted
-           with prompts/paraphrase.json (our wording of the paper's Appendix B.2 prompt). The
-           answer is parsed with a tolerant JSON parser and every candidate is validated:
-           non-empty, one line, not identical to x, not much longer than x, nsim(x, x') >=
-           --min-nsim, not a copy of another input of the task, and (semparse) still quoting
-           every slot value of the label. An input with no valid candidate is retried once with
-           the answer pre-filled as `Original sentence: "<x>"\nParaphrases: ["` (the prompt's
-           own example format; greedy, so deterministic); if that fails too, the row falls back to the task's perturbation and says so
-           ("backend": "perturb", "fallback": true). The label of an LLM paraphrase is the
-           original y, so only the text tasks (mt, semparse) use it: for alignment (symbol
-           strings) and sql (the label depends on the literals) `--backend llm` prints a note
-           and uses the perturb back-end.
+           with prompts/paraphrase.json (our wording of the paper's Appendix B.2 prompt; an
+           optional "demo": {"sentence", "paraphrases"} key is rendered as one worked chat
+           exchange before the input). The answer is parsed with a tolerant JSON parser and
+           every candidate is validated: non-empty, one line, not identical to x, between half
+           and 3x (+20 chars) as long as x, nsim(x, x') >= --min-nsim, not a copy of another
+           input of the task, and (semparse) still quoting every slot value of the label.
+           An input with no valid candidate is retried once with the answer pre-filled as
+           `Original sentence: "<x>"\nParaphrases: ["` (the prompt's own example format;
+           greedy, so deterministic); if that fails too, the row falls back to the task's
+           perturbation and says so ("backend": "perturb", "fallback": true). The label of an
+           LLM paraphrase is the original y, so only the text tasks (mt, semparse) use it: for
+           alignment (symbol strings) and sql (the label depends on the literals)
+           `--backend llm` prints a note and uses the perturb back-end.
   perturb  the task's deterministic, label-preserving perturbation (tasks.Task.perturb), seeded
            per example with random.Random(f"{seed}-{id}"): offline and fast.
 
@@ -167,6 +169,7 @@ class Validator:
                       "same_as_x" if key == _norm(x) else
                       "duplicate" if key in seen else
                       "too_long" if len(c) > 3 * len(x) + 20 else
+                      "too_short" if len(c) < len(x) / 2 else  # most likely dropped content
                       "copy_of_input" if key in self.inputs else
                       "low_nsim" if sim < self.min_nsim else
                       "lost_slot" if any(v.lower() not in c.lower() for v in slot_values(self.task, ex)) else

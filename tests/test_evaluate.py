@@ -225,6 +225,22 @@ def test_evaluate_cli_smoke_tiny(run_script, tmp_path):
     assert "chunk_acceptance" in (out / "summary.md").read_text()
 
 
+@pytest.mark.parametrize("kind", ["mt", "sql"])
+def test_evaluate_cli_other_tasks(run_script, tmp_path, mt_dir, bird_dir, kind):
+    out = tmp_path / "ev"
+    data = mt_dir if kind == "mt" else bird_dir
+    proc = run_script("evaluate.py", "--task", kind, "--data", data, "--model", "tiny", "--limit", "2", "--out", out,
+                      "--threads", "1", "--max-new-tokens", "6", "--context-types", "zero,similar,random+paraphrase")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["metric"] == {"mt": "chrf", "sql": "execution_accuracy"}[kind]
+    assert s["by_context_type"]["zero"]["n"] == 2 and s["by_context_type"]["similar"]["n"] == 2
+    if kind == "mt":
+        assert "chrf_signature" in s["corpus"]["similar"]
+    rows = _read_jsonl(out / "predictions.jsonl")
+    assert all(0.0 <= r["score"] <= 100.0 for r in rows)
+
+
 def test_evaluate_cli_bad_input(run_script, tmp_path):
     out = tmp_path / "ev"
     proc = run_script("evaluate.py", "--model", "tiny", "--out", out, "--bins", "0.7,0.2")

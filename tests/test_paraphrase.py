@@ -163,6 +163,40 @@ def test_llm_path_with_fake_generator(monkeypatch, tmp_path, mt_dir):
     assert calls == [] and out.read_bytes() == before
 
 
+def test_interrupted_run_leaves_a_valid_file_and_resumes(monkeypatch, tmp_path, mt_dir):
+    import generation
+    import models
+    calls = []
+
+    def flaky_generate(model, tok, prompts, **kw):
+        calls.append(len(prompts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed during the second batch
+        return ['["A completely different sentence about a cat."]'] * len(prompts)
+
+    monkeypatch.setattr(models, "load", lambda name, *a, **k: (None, FakeTok()))
+    monkeypatch.setattr(generation, "generate", flaky_generate)
+    out = tmp_path / "p.jsonl"
+    argv = ["--task", "mt", "--data", mt_dir, "--backend", "llm", "--limit", "6", "--batch-size", "3",
+            "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        paraphrase.main(argv)
+    assert [r["id"] for r in map(json.loads, out.read_text().splitlines())] == ["train-0", "train-1", "train-2"]
+    paraphrase.main(argv)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and all(r["backend"] == "perturb" and r["fallback"] for r in rows)
+    assert calls == [3, 3, 3, 3, 3]  # the resumed run only asked about the last 3 inputs
+
+
+def test_prompt_rendering_plain_and_demo():
+    tpl = tasks.load_template("paraphrase")
+    text = paraphrase.render_prompt(FakeTok(), tpl, 3, "German", "Ein Hund.", prefill='["')
+    assert text.startswith(tpl["system"]) and 'Original sentence: "Ein Hund."' in text and text.endswith('["')
+    demo = dict(tpl, demo={"sentence": "A cat.", "paraphrases": ["The cat."]})
+    text = paraphrase.render_prompt(FakeTok(), demo, 3, "English", "A dog.")
+    assert text.index('["The cat."]') < text.index("A dog.")
+
+
 # ----------------------------------------------------------------------------- llm path, real models
 def test_llm_tiny_model_falls_back_to_perturb(run_script, tmp_path, mt_dir):
     p = run_script("paraphrase.py", "--task", "mt", "--data", mt_dir, "--backend", "llm", "--model", "tiny",
