@@ -103,18 +103,23 @@ def main():
     p.add_argument("--budget", default="small", choices=tuple(BUDGETS))
     p.add_argument("--epochs", type=int, default=None, help="override the budget's epochs")
     p.add_argument("--max-steps", type=int, default=None, help="override the budget's max steps per run")
+    p.add_argument("--save-every", type=int, default=None, help="override the budget's checkpoint interval")
     p.add_argument("--eval-limit", type=int, default=None, help="override the budget's test inputs")
     p.add_argument("--probe-limit", type=int, default=None, help="override the budget's probe inputs")
     p.add_argument("--zero-frac", type=float, default=0.1,
                    help="also train contrastive with this --zero-frac (0 disables the extra run)")
     p.add_argument("--test-paraphrases", default=None,
                    help="paraphrase JSONL of test inputs for random+paraphrase (default: perturb with another seed)")
+    p.add_argument("--lr", type=float, default=None, help="training learning rate (default: train.py's 2e-4)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per stage (0 = auto)")
     p.add_argument("--regimes", default=None, help="comma-separated subset of regimes to run")
+    p.add_argument("--only-train", action="store_true",
+                   help="stop after training (e.g. to train regime subsets in parallel processes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     args = p.parse_args()
     b = dict(BUDGETS[args.budget])
-    for k in ("epochs", "max_steps", "eval_limit", "probe_limit"):
+    for k in ("epochs", "max_steps", "save_every", "eval_limit", "probe_limit"):
         if getattr(args, k) is not None:
             b[k] = getattr(args, k)
     args.model = args.model or b["model"]
@@ -150,16 +155,23 @@ def main():
                                          "--paraphrases", p_train, "--epochs", str(b["epochs"]),
                                          "--seed", str(args.seed), "--out", ctx], timings)
         run = os.path.join(out, "runs", label)
-        cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--model", args.model,
+        cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--paraphrases", p_train, "--model", args.model,
                "--epochs", str(b["epochs"]), "--save-every", str(b["save_every"]), "--batch-size",
                str(b["batch_size"]), "--seed", str(args.seed), "--out", run]
         if b["max_steps"]:
             cmd += ["--max-steps", str(b["max_steps"])]
+        if args.lr:
+            cmd += ["--lr", str(args.lr)]
+        cmd += ["--threads", str(args.threads)]
         if os.path.isdir(run) and not os.path.isdir(os.path.join(run, "final")):
             cmd.append("--resume")  # an interrupted run continues from its last checkpoint
         stage(f"train-{label}", os.path.join(run, "final"), cmd, timings)
         runs.append((label, run))
         write_json_atomic(tpath, timings)
+
+    if args.only_train:
+        print("--only-train: stopping after training")
+        return
 
     # 4. evaluation of the base model and every run on the very same instances
     lim = ["--limit", str(b["eval_limit"])] if b["eval_limit"] else []
@@ -171,7 +183,7 @@ def main():
         d = os.path.join(out, "eval", label)
         stage(f"eval-{label}", os.path.join(d, "summary.json"),
               ["evaluate.py", *tf, "--model", args.model, "--adapter", run, "--paraphrases", p_test,
-               "--seed", str(args.seed), *lim, "--out", d], timings)
+               "--seed", str(args.seed), *lim, "--threads", str(args.threads), "--out", d], timings)
         evals.append((label, d))
         write_json_atomic(tpath, timings)
 
@@ -181,12 +193,14 @@ def main():
     for _, run in runs:
         cmd += ["--run", run]
     stage("probes", probes, cmd + ["--limit", str(b["probe_limit"]), "--paraphrases", p_test,
+                                   "--threads", str(args.threads or 1),
                                    "--out", probes, "--plot", os.path.join(out, "probes.png")], timings)
 
     # 6. Figure 3 and results.md
     fig, table = os.path.join(out, "figure3.png"), os.path.join(out, "figure3.md")
     stage("compare", fig, ["evaluate.py", "compare", *[d for _, d in evals], "--labels",
-                           ",".join(l for l, _ in evals), "--out", fig, "--table", table], timings)
+                           *[l for l, _ in evals], "--out", fig, "--table", table,
+                           "--title", f"{args.task} / {args.model}"], timings)
     write_json_atomic(tpath, timings)
     write_text_atomic(os.path.join(out, "results.md"), results_markdown(args, evals, probes, table, timings))
     print(f"wrote {os.path.join(out, 'results.md')}")
