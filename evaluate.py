@@ -198,16 +198,12 @@ def run_task_flags(cfg):
 
 def resolve_adapter(path):
     """--adapter RUN, RUN/final or RUN/checkpoint-N -> (adapter dir, run config or None)."""
+    from models import resolve_adapter_dir
     if not os.path.isdir(path):
         raise UserError(f"adapter folder not found: {path}")
-    if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        parent_cfg = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
-        return path, (read_json(parent_cfg, "run config") if os.path.isfile(parent_cfg) else None)
-    final = os.path.join(path, "final")
-    if os.path.isfile(os.path.join(final, "adapter_config.json")):
-        cfg = os.path.join(path, "config.json")
-        return final, (read_json(cfg, "run config") if os.path.isfile(cfg) else None)
-    raise UserError(f"no LoRA adapter in {path} (expected adapter_config.json, or a run folder with final/)")
+    adapter = resolve_adapter_dir(path)
+    cfg = os.path.join(os.path.dirname(os.path.abspath(adapter)), "config.json")
+    return adapter, (read_json(cfg, "run config") if os.path.isfile(cfg) else None)
 
 
 def apply_run_config(args, cfg, given):

@@ -18,13 +18,13 @@ Budgets: smoke (tiny random model, seconds; used by the tests), small (sized for
 cores), full (the paper's 5 epochs and whole test sets; meant for a GPU).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 
-from common import UserError, print_config, run_main, write_json_atomic, write_text_atomic
+from common import (UserError, print_config, read_json, read_jsonl, run_main, write_json_atomic,
+                    write_text_atomic)
 from tasks import add_task_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,7 +68,7 @@ def fmt_ci(s):
 def results_markdown(args, evals, probes_path, compare_md, timings):
     lines = [f"# Results: task `{args.task}`, model `{args.model}`, budget `{args.budget}`", "",
              f"Command: `python reproduce.py {' '.join(sys.argv[1:])}`", ""]
-    summaries = {label: json.load(open(os.path.join(d, "summary.json"))) for label, d in evals}
+    summaries = {label: read_json(os.path.join(d, "summary.json"), "summary") for label, d in evals}
     metric = next(iter(summaries.values()))["metric"]
     types = ["zero", "random", "similar", "random+nearest", "random+paraphrase"]
     lines += [f"## Mean {metric} per evaluation context type (95% bootstrap CI, n per cell)", "",
@@ -80,9 +80,10 @@ def results_markdown(args, evals, probes_path, compare_md, timings):
     lines += ["", f"n = {n} test inputs per cell.", "", "## By target-context similarity (Figure 3)", "",
               "![figure 3](figure3.png)", ""]
     if os.path.exists(compare_md):
-        lines += [open(compare_md).read(), ""]
+        with open(compare_md, encoding="utf-8") as f:
+            lines += [f.read(), ""]
     if os.path.exists(probes_path):
-        rows = [json.loads(l) for l in open(probes_path)]
+        rows = read_jsonl(probes_path, "probes")
         lines += ["## Probes (Figure 4)", "", "![probes](probes.png)", "",
                   "| run | step | iwl | icl | copy |", "|---|---|---|---|---|"]
         table = {}
@@ -129,7 +130,7 @@ def main():
     tf, timings = task_flags(args), {}
     tpath = os.path.join(out, "timings.json")
     if os.path.exists(tpath):
-        timings = json.load(open(tpath))
+        timings = read_json(tpath, "timings")
 
     # 1. paraphrases: training pool (for rho) and test inputs (another seed: not the training ones)
     p_train = os.path.join(out, "paraphrases.train.jsonl")

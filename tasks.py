@@ -22,19 +22,12 @@ import string
 import time
 
 from common import UserError, read_json, read_jsonl
+from similarity import word_tokenize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASKS = ("alignment", "mt", "semparse", "sql")
 LANG_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "lt": "Lithuanian",
               "ta": "Tamil", "hi": "Hindi", "cs": "Czech", "th": "Thai", "it": "Italian"}
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def word_tokenize(text):
-    """Lower-cased word tokens (the SPEC's BM25 tokenizer for natural-language inputs)."""
-    return _WORD.findall(text.lower())
-
-
 def load_template(name):
     with open(os.path.join(HERE, "prompts", f"{name}.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -51,11 +44,9 @@ class Task:
             raise UserError(f"task {self.name}: the labelled pool is empty")
         self.pool, self.tests, self.template = pool, tests, template
         self.fields = dict(fields or {})
-        seen = set()
         for ex in pool + [e for t in tests.values() for e in t]:
             if "\n" in ex["y"]:
                 raise UserError(f"task {self.name}: label of {ex['id']} spans several lines")
-            seen.add(ex["id"])
 
     # -- prompting ---------------------------------------------------------------------
     def prompt_fields(self, meta):
@@ -405,8 +396,8 @@ class SemParseTask(Task):
         if pool_split not in splits:
             raise UserError(f"no train.json or dev.json in {data}")
         pool = splits.pop(pool_split)[:max_pool or None]
-        if pool_split == "train":
-            splits.pop("dev", None) if "test" in splits else None
+        if pool_split == "train" and "test" in splits:
+            splits.pop("dev", None)
         if not splits:
             raise UserError(f"no test split in {data} (need test.json)")
         super().__init__(pool, splits, load_template("semparse"), {"lang_name": LANG_NAMES.get(lang, lang)})
@@ -510,9 +501,6 @@ class SQLTask(Task):
         if not meta:
             return {"schema": ""}
         return {"schema": self.schema(meta["db_id"], meta.get("sql"))}
-
-    def prompt(self, context, x, meta=None):
-        return super().prompt(context, x, meta)
 
     def score(self, prediction, example):
         db = self.db_path(example["meta"]["db_id"])
