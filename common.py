@@ -7,6 +7,7 @@ Every script in this repository follows the same conventions:
   * the configuration is printed at start; randomness is seeded.
 """
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -74,11 +75,79 @@ def dumps_row(row):
     return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
 
 
-def write_jsonl_atomic(path, rows):
+def write_jsonl_atomic(path, rows, meta=None):
+    """Write rows as JSONL atomically. With `meta` (a dict saying what the file is, e.g.
+    {"kind": "contexts", "task": "mt", "task_fp": ...}), also write the sidecar
+    `<path>.meta.json` = meta + {"rows", "sha256"} AFTER the data file: a sidecar whose
+    sha256 matches the file proves the file is complete and unchanged (`check_meta`)."""
+    rows = list(rows)
+    h = hashlib.sha256()
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(dumps_row(row) + "\n")
+                line = dumps_row(row) + "\n"
+                f.write(line)
+                h.update(line.encode("utf-8"))
+    if meta is not None:
+        write_json_atomic(meta_path(path), {**meta, "rows": len(rows), "sha256": h.hexdigest()})
+
+
+def meta_path(path):
+    return os.fspath(path) + ".meta.json"
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_meta(path):
+    """The sidecar of a JSONL file written with meta (None when it has none)."""
+    mp = meta_path(path)
+    if not os.path.isfile(mp):
+        return None
+    meta = read_json(mp, "metadata")
+    if not isinstance(meta, dict):
+        raise UserError(f"{mp}: expected a JSON object")
+    return meta
+
+
+def is_complete(path):
+    """True when `path` exists and its sidecar's sha256 matches its content."""
+    try:
+        meta = read_meta(path)
+    except UserError:
+        return False
+    return bool(meta) and os.path.isfile(path) and meta.get("sha256") == file_sha256(path)
+
+
+def check_meta(path, kind, task=None, task_fp=None, required=False):
+    """Refuse a file made for something else: another kind of file, another task, another data
+    set (task fingerprint), or content changed since it was written. Files without a sidecar are
+    accepted unless `required` (hand-made files stay usable). Returns the meta dict or None."""
+    meta = read_meta(path)
+    if meta is None:
+        if required:
+            raise UserError(f"{path}: no {os.path.basename(meta_path(path))} beside it (not written by this repository?)")
+        return None
+    if meta.get("kind") != kind:
+        raise UserError(f"{path} is a {meta.get('kind')} file, not a {kind} file")
+    if task is not None and meta.get("task") not in (None, task):
+        raise UserError(f"{path} was made for task '{meta.get('task')}', not '{task}'")
+    if task_fp is not None and meta.get("task_fp") not in (None, task_fp):
+        raise UserError(f"{path} was made for another {task} data set (fingerprint {meta.get('task_fp')}, "
+                        f"this one is {task_fp})")
+    if meta.get("sha256") and meta["sha256"] != file_sha256(path):
+        raise UserError(f"{path} changed since it was written (sha256 differs from its .meta.json)")
+    return meta
+
+
+def config_hash(obj, n=12):
+    """Short stable hash of a JSON-serialisable config."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
 
 
 def read_jsonl(path, what="rows", required=()):

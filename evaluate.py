@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 import tasks
+from stats import bootstrap_ci, summarize  # noqa: F401  (re-exported for callers)
 from common import (UserError, atomic_path, print_config, read_json, read_jsonl, run_main, set_seed,
                     write_json_atomic, write_jsonl_atomic, write_text_atomic)
 
@@ -42,24 +43,7 @@ TASK_KEYS = ("task", "data", "src", "tgt", "lang", "task_seed", "align_m", "alig
              "max_pool", "metric", "sql_schema")
 
 
-# ============================================================================ statistics
-def bootstrap_ci(scores, n_resamples=1000, seed=0, level=0.95):
-    """Percentile bootstrap CI of the mean: [lo, hi] (None for no scores)."""
-    x = np.asarray(scores, dtype=np.float64)
-    if x.size == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
-    a = (1.0 - level) / 2.0
-    return [float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))]
-
-
-def summarize(scores, seed=0):
-    scores = list(scores)
-    return {"mean": float(np.mean(scores)) if scores else None, "ci": bootstrap_ci(scores, seed=seed),
-            "n": len(scores)}
-
-
+# ============================================================================ bins
 def parse_bins(spec):
     """'tertiles' -> None; 'a,b' -> [a, b] (two inner edges in (0, 1), increasing)."""
     if spec in (None, "", "tertiles"):

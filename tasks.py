@@ -13,6 +13,7 @@ A task gives
 Tasks: alignment (synthetic, default), mt (local parallel text or hub loaders), semparse
 (MTOP, XSemPLR layout), sql (BIRD layout, execution accuracy on SQLite).
 """
+import hashlib
 import json
 import os
 import random
@@ -84,6 +85,14 @@ class Task:
         if name not in self.tests:
             raise UserError(f"task {self.name}: no test split '{name}' (have: {', '.join(self.tests)})")
         return self.tests[name]
+
+    def fingerprint(self):
+        """Short hash of the task name and its pool (ids, inputs, labels): files made for another
+        task or data set (contexts, paraphrases) carry another fingerprint."""
+        h = hashlib.sha256(self.name.encode("utf-8"))
+        for ex in self.pool:
+            h.update(("\x00" + ex["id"] + "\x01" + ex["x"] + "\x02" + ex["y"]).encode("utf-8"))
+        return h.hexdigest()[:12]
 
     def describe(self):
         tests = ", ".join(f"{k}={len(v)}" for k, v in self.tests.items())
