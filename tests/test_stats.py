@@ -7,7 +7,7 @@ import stats
 def test_paired_diff_mean_and_counts():
     a, b = [10, 20, 30, 40], [10, 10, 40, 20]
     r = stats.paired_diff(a, b, clusters=["x", "x", "y", "z"])
-    assert r["mean"] == 7.5 and r["n"] == 4 and r["n_clusters"] == 3
+    assert r["mean"] == 5.0 and r["n"] == 4 and r["n_clusters"] == 3
     assert r["wins"] == 2 and r["losses"] == 1
     assert r["ci"][0] <= r["mean"] <= r["ci"][1]
 
