@@ -222,3 +222,18 @@ def check_range(name, value, lo=None, hi=None):
         lo_s = "-inf" if lo is None else lo
         hi_s = "inf" if hi is None else hi
         raise UserError(f"--{name} must be in [{lo_s}, {hi_s}], got {value}")
+
+
+def check_output_path(path, is_dir=False):
+    """Fail early (before any work) when an output path cannot be written as asked."""
+    path = os.fspath(path)
+    if not path:
+        raise UserError("empty output path")
+    if os.path.exists(path) and not is_dir and os.path.isdir(path):
+        raise UserError(f"output {path} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    probe = parent
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+        raise UserError(f"output {path}: {probe} is a file, not a folder")

@@ -32,7 +32,8 @@ import sys
 
 import numpy as np
 
-import evaluate
+import contexts
+import evaluation as evaluate
 import tasks
 from common import UserError, atomic_path, print_config, read_json, run_main, set_seed, write_jsonl_atomic
 
@@ -238,7 +239,7 @@ def main(argv=None):
         task = tasks.task_from_args(run_args)
         split = args.split or getattr(run_args, "test_split", None) or next(iter(task.tests))
         examples = task.test_split(split)[:args.limit]
-        paraphrases = tasks.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
+        paraphrases = contexts.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
         instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
         labels[run] = run_label(run, cfg)
         ckpts = run_checkpoints(run)

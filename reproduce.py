@@ -199,7 +199,7 @@ def main():
 
     # 6. Figure 3 and results.md
     fig, table = os.path.join(out, "figure3.png"), os.path.join(out, "figure3.md")
-    stage("compare", fig, ["evaluate.py", "compare", *[d for _, d in evals], "--labels",
+    stage("compare", fig, ["figure3.py", *[d for _, d in evals], "--labels",
                            *[l for l, _ in evals], "--out", fig, "--table", table,
                            "--title", f"{args.task} / {args.model}"], timings)
     write_json_atomic(tpath, timings)

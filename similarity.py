@@ -253,3 +253,17 @@ class PoolIndex:
     def duplicates_of(self, x):
         """Pool indices whose x is exactly the string x."""
         return list(self._by_text.get(x, []))
+
+
+# ----------------------------------------------------------------------------- copies
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def normalize_for_copy(text):
+    """Lower-cased words without punctuation: two texts equal under this are copies."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def is_copy(a, b):
+    """True when a and b are the same text up to casing, punctuation and spacing."""
+    return normalize_for_copy(a) == normalize_for_copy(b)

@@ -22,11 +22,12 @@ import sqlite3
 import string
 import time
 
+import config
 from common import UserError, read_json, read_jsonl
+from config import TASKS
 from similarity import word_tokenize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TASKS = ("alignment", "mt", "semparse", "sql")
 LANG_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "lt": "Lithuanian",
               "ta": "Tamil", "hi": "Hindi", "cs": "Czech", "th": "Thai", "it": "Italian"}
 def load_template(name):
@@ -549,71 +550,26 @@ class SQLTask(Task):
 
 # ===================================================================================== registry
 def load_task(name, **opts):
+    """A task by name with its constructor options (config.TASK_OPTIONS says which each takes)."""
     classes = {"alignment": AlignmentTask, "mt": MTTask, "semparse": SemParseTask, "sql": SQLTask}
     if name not in classes:
         raise UserError(f"unknown task '{name}' (choose from {', '.join(TASKS)})")
-    return classes[name](**opts)
+    try:
+        return classes[name](**opts)
+    except TypeError as e:
+        raise UserError(f"task {name}: {e}") from None
 
 
 def add_task_args(p):
-    g = p.add_argument_group("task")
-    g.add_argument("--task", default="alignment", help=f"one of {', '.join(TASKS)} (default: alignment)")
-    g.add_argument("--data", default=None, help="data folder (mt: DIR/{split}.{src,tgt}, .tsv or .jsonl, "
-                   "or hub:<europarl|samanantar|flores_plus|emea|tanzil|iitb>; semparse: XSemPLR MTOP folder; "
-                   "sql: BIRD folder)")
-    g.add_argument("--src", default="en", help="mt source language code")
-    g.add_argument("--tgt", default="de", help="mt target language code")
-    g.add_argument("--lang", default="en", help="semparse language (en, de, fr, es)")
-    g.add_argument("--task-seed", type=int, default=0, help="alignment: seed of the PFAs and data")
-    g.add_argument("--align-m", type=int, default=3, help="alignment: input symbols per instance")
-    g.add_argument("--align-len", type=int, default=2, help="alignment: output letters per symbol")
-    g.add_argument("--n-train", type=int, default=200, help="alignment: training instances")
-    g.add_argument("--n-test", type=int, default=300, help="alignment: test instances")
-    g.add_argument("--max-pool", type=int, default=None, help="use only the first N pool examples")
-    g.add_argument("--metric", default="chrf", help="mt: chrf (default) or bleu")
-    g.add_argument("--sql-schema", default="full", choices=("full", "used"),
-                   help="sql: schema in the prompt: all tables, or tables named in the gold SQL")
-    return g
+    """The task flags (declared once, in config.TaskConfig)."""
+    return config.add_args(p, config.TaskConfig, "task")
 
 
 def task_from_args(args):
-    return load_task(args.task, data=args.data, src=args.src, tgt=args.tgt, lang=args.lang,
-                     seed=args.task_seed, m=args.align_m, length=args.align_len, n_train=args.n_train,
-                     n_test=args.n_test, max_pool=args.max_pool, metric=args.metric,
-                     sql_schema=args.sql_schema)
+    cfg = config.from_args(config.TaskConfig, args)
+    return load_task(cfg.task, **config.task_options(cfg))
 
 
 def task_config(args):
     """The task flags as a dict (saved in run folders so later scripts rebuild the same task)."""
-    keys = ("task", "data", "src", "tgt", "lang", "task_seed", "align_m", "align_len", "n_train", "n_test",
-            "max_pool", "metric", "sql_schema")
-    return {k: getattr(args, k) for k in keys}
-
-
-# ===================================================================================== paraphrases
-def load_paraphrases(path, task=None):
-    """{original id: [{"id": "<id>#p<j>", "x": x', "y": y'}]} from a paraphrase JSONL.
-
-    The label of a paraphrase is the row's `labels[j]` when given (e.g. SQL literal swaps),
-    else the original example's y (looked up in the task's pool and test splits)."""
-    rows = read_jsonl(path, "paraphrase", required=("id", "x", "paraphrases"))
-    by_id = {}
-    if task is not None:
-        for ex in task.pool + [e for t in task.tests.values() for e in t]:
-            by_id[ex["id"]] = ex
-    out = {}
-    for n, row in enumerate(rows, 1):
-        paras, labels = row["paraphrases"], row.get("labels")
-        if not isinstance(paras, list) or (labels is not None and len(labels) != len(paras)):
-            raise UserError(f"{path}:{n}: 'paraphrases' must be a list (and 'labels' as long)")
-        base = by_id.get(row["id"])
-        if labels is None and base is None:
-            continue  # an input of another split / task: nothing to attach a label to
-        exs = []
-        for j, p in enumerate(paras):
-            ex = {"id": f"{row['id']}#p{j}", "x": p, "y": labels[j] if labels is not None else base["y"]}
-            if base is not None and "meta" in base:
-                ex["meta"] = base["meta"]
-            exs.append(ex)
-        out[row["id"]] = exs
-    return out
+    return config.task_config_dict(config.from_args(config.TaskConfig, args))

@@ -2,7 +2,7 @@
 
     python benchmarks/bm25.py                                   # 20k docs x 2k queries, top-50
     python benchmarks/bm25.py --n-docs 50000 --self             # 50k pool x 50k targets, self excluded
-    python benchmarks/bm25.py --data /work/shared/data/multi30k/train.en --self --n-docs 29000
+    python benchmarks/bm25.py --data DATA/multi30k/train.en --self --n-docs 29000
 
 Corpus: seeded synthetic sentences (Zipfian vocabulary, lengths uniform in [min-len, max-len])
 or the lines of --data (tokenised with similarity.word_tokenize). Queries: --n-queries fresh

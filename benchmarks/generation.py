@@ -3,7 +3,7 @@
     python benchmarks/generation.py --models tiny,smollm2-135m --n 32 --batch-size 16 --threads 1
 
 Prompts are real evaluation prompts: alignment-task inputs with k=4 random pool examples
-(evaluate.build_eval_contexts), so lengths vary like in evaluate.py. For each model: one warm-up
+(evaluation.build_eval_contexts), so lengths vary like in evaluate.py. For each model: one warm-up
 call, then batched and batch-size-1 runs, each timed end to end (tokenisation, prefill, decoding,
 stop detection), in two modes: `stop` (as evaluate.py: each answer ends at the newline) and
 `fixed` (no stop string: every prompt decodes --max-new-tokens unless it emits EOS). Reports
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import torch  # noqa: E402
 
-import evaluate  # noqa: E402
+import evaluation  # noqa: E402
 import generation  # noqa: E402
 import models  # noqa: E402
 import tasks  # noqa: E402
@@ -49,7 +49,7 @@ def main():
     print_config(args, "benchmark generation")
     torch.set_num_threads(args.threads)
     task = tasks.load_task("alignment")
-    inst = evaluate.build_eval_contexts(task, task.tests["test"][:args.n], args.k, 0, None, ("random",))
+    inst = evaluation.build_eval_contexts(task, task.tests["test"][:args.n], args.k, 0, None, ("random",))
     prompts = [task.prompt(i["context"], i["example"]["x"]) for i in inst]
 
     results = []

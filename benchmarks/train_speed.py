@@ -1,15 +1,15 @@
-"""Training throughput of train.py's inner loop (LoRA q,k,v; forward + backward + AdamW step).
+"""Training throughput of training.py's inner loop (LoRA q,k,v; forward + backward + AdamW step).
 
     python benchmarks/train_speed.py                                  # tiny + smollm2-135m, CPU, batch 2 and 8
     python benchmarks/train_speed.py --models smollm2-135m --batch-sizes 2 --threads 1,2 --steps 20
 
-Uses the very functions train.py uses (encode, plan_steps, collate, loss_fn) on the alignment
+Uses the very functions training.py uses (encode, plan_steps, collate, loss_fn) on the alignment
 task with Contrastive contexts, so the sequences are the real ones (~40 tokens for SmolLM2).
 Reports, per (model, threads, batch size): steps/s, s/step, real (non-pad) tokens/s, and an
 MFU-style figure: model FLOPs per second over the measured peak of a large fp32 matmul on the
 same threads. Model FLOPs per real token = 2 (forward) x 2 (forward + input-gradient backward;
 the base weights are frozen, the LoRA weight-gradients are negligible) x the non-embedding
-matmul parameters, plus the LM head for answer tokens only (train.py skips it elsewhere).
+matmul parameters, plus the LM head for answer tokens only (training.py skips it elsewhere).
 """
 import argparse
 import json
@@ -21,9 +21,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-import train  # noqa: E402
+import contexts  # noqa: E402
+import training  # noqa: E402
+from config import ContextConfig  # noqa: E402
 from common import print_config, run_main, write_json_atomic  # noqa: E402
-from sample_contexts import resolve_context, sample_contexts  # noqa: E402
 from tasks import load_task  # noqa: E402
 
 
@@ -51,25 +52,25 @@ def bench(name, batch_sizes, steps, warmup, seed):
     model.config.use_cache = False
     torch.manual_seed(seed)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
-                                             target_modules=train.LORA_TARGETS["attn"]))
+                                             target_modules=training.LORA_TARGETS["attn"]))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     task = load_task("alignment")
-    rows = sample_contexts(task, "contrastive", epochs=1, seed=seed, show_progress=False)
+    rows = contexts.sample_rows(task, ContextConfig(), 1, seed, show_progress=False)
     pool = {ex["id"]: ex for ex in task.pool}
-    seqs = [train.encode(tok, task, resolve_context(r, pool, None), pool[r["target"]], 1024) for r in rows]
+    seqs = [training.encode(tok, task, contexts.resolve(r, task), pool[r["target"]], 1024) for r in rows]
     n_mat = matmul_params(model)
     head = model.get_base_model().lm_head.weight.numel()
     out = []
     for bs in batch_sizes:
         need = warmup + steps
-        plan = train.plan_steps([seqs] * (need * bs // len(seqs) + 1), bs, 1, 1, seed)
+        plan = [st for e in range(need * bs // len(seqs) + 1) for st in training.plan_epoch(seqs, e, bs, 1, 1, seed)]
         real = padded = ans = 0
         for i in range(need):
             if i == warmup:
                 t0 = time.perf_counter()
-            batch = train.collate([seqs[j] for j in plan[i][0][1]], tok.pad_token_id, "cpu")
-            loss = train.loss_fn(model, batch, last_only=True)
+            batch = training.collate([seqs[j] for j in plan[i][0][1]], tok.pad_token_id, "cpu")
+            loss = training.loss_fn(model, batch, last_only=True)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -102,3 +102,18 @@ def run_script(tmp_path):
             raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         return proc
     return run
+
+
+# One tiny training run for the whole session (train, evaluate and probes tests all read it).
+TINY_RUN_ARGS = ["--model", "tiny", "--threads", "1", "--task", "alignment", "--n-train", "60", "--regime",
+                 "contrastive", "--alpha", "0.3", "--max-steps", "8", "--save-every", "4", "--lr", "5e-3",
+                 "--grad-accum", "2", "--eval-limit", "6"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """RUN folder of train.py with TINY_RUN_ARGS (checkpoint-4/, final/, config.json, contexts.jsonl)."""
+    import train
+    out = str(tmp_path_factory.mktemp("tiny_run") / "run")
+    train.main([*TINY_RUN_ARGS, "--out", out])
+    return out

@@ -125,23 +125,21 @@ def test_run_checkpoints(tmp_path):
     assert [s for s, _, _ in probes.run_checkpoints(str(run))] == [0, 2, 4, 10]
 
 
-def test_probes_cli_on_tiny_run(run_script, tmp_path):
-    run = tmp_path / "run"
-    proc = run_script("train.py", "--task", "alignment", "--regime", "contrastive", "--model", "tiny",
-                      "--max-steps", "4", "--save-every", "2", "--out", run, "--n-train", "50", "--threads", "1")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+@pytest.mark.slow
+def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
     out, png = tmp_path / "probes.jsonl", tmp_path / "probes.png"
-    proc = run_script("probes.py", "--run", run, "--limit", "4", "--out", out, "--plot", png, "--threads", "1",
+    proc = run_script("probes.py", "--run", tiny_run, "--limit", "4", "--out", out, "--plot", png, "--threads", "1",
                       "--max-new-tokens", "8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert sorted({r["step"] for r in rows}) == [0, 2, 4]
+    assert sorted({r["step"] for r in rows}) == [0, 4, 8]
     assert len(rows) == 3 * 3 and {r["probe"] for r in rows} == {"iwl", "icl", "copy"}
     for r in rows:
         assert set(r) >= {"run", "step", "probe", "score", "n"} and r["n"] == 4 and 0 <= r["score"] <= 100
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_probes_cli_bad_run(run_script, tmp_path):
     proc = run_script("probes.py", "--run", tmp_path, "--out", tmp_path / "p.jsonl")
     assert proc.returncode == 2 and "config.json" in proc.stderr and not os.path.exists(tmp_path / "p.jsonl")

@@ -1,5 +1,6 @@
-"""stats.py: cluster bootstrap and paired differences."""
+"""stats.py: bootstrap CIs, cluster bootstrap and paired differences."""
 import numpy as np
+import pytest
 
 import stats
 
@@ -28,3 +29,25 @@ def test_paired_diff_zero_difference_and_determinism():
     r = stats.paired_diff(a, a)
     assert r["mean"] == 0.0 and r["ci"] == [0.0, 0.0]
     assert stats.paired_diff([1, 5, 2], [0, 1, 3], seed=3) == stats.paired_diff([1, 5, 2], [0, 1, 3], seed=3)
+
+
+def test_bootstrap_ci_covers_true_mean_at_nominal_rate():
+    rng = np.random.default_rng(123)
+    hits = 0
+    for rep in range(200):
+        x = rng.normal(loc=5.0, scale=2.0, size=50)
+        lo, hi = stats.bootstrap_ci(x, seed=rep)
+        assert lo <= x.mean() <= hi
+        hits += lo <= 5.0 <= hi
+    assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_bootstrap_ci_seeded_and_edge_cases():
+    x = [0, 100, 100, 0, 100, 50]
+    assert stats.bootstrap_ci(x, seed=3) == stats.bootstrap_ci(x, seed=3)
+    assert stats.bootstrap_ci([], seed=0) is None
+    assert stats.bootstrap_ci([42.0]) == [42.0, 42.0]
+    s = stats.summarize([10, 20, 30])
+    assert s["mean"] == pytest.approx(20) and s["n"] == 3 and s["ci"][0] <= 20 <= s["ci"][1]
+
+

@@ -131,17 +131,3 @@ def test_sql_execution_and_perturbation(bird_dir):
         lit = sql2.split("'")[1]
         assert lit in q2 and lit != "Rome"
         assert tasks.execute_sql(f"{bird_dir}/databases/shop/shop.sqlite", sql2) is not None
-
-
-def test_load_paraphrases_attaches_labels(tmp_path):
-    t = tasks.load_task("alignment", seed=0, n_train=10, n_test=4)
-    ex = t.pool[0]
-    (x2, y2), = t.perturb(ex, random.Random(0), 1)
-    f = tmp_path / "p.jsonl"
-    f.write_text(json.dumps({"id": ex["id"], "x": ex["x"], "paraphrases": [x2], "labels": [y2],
-                             "backend": "perturb"}) + "\n")
-    got = tasks.load_paraphrases(str(f), t)
-    assert got == {ex["id"]: [{"id": f"{ex['id']}#p0", "x": x2, "y": y2}]}
-    f.write_text('{"id": "train-0", "x": "A"}\nnot json\n')
-    with pytest.raises(UserError, match=r"p.jsonl:1: missing field\(s\) paraphrases"):
-        tasks.load_paraphrases(str(f), t)

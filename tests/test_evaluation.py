@@ -1,4 +1,4 @@
-"""evaluate.py: bootstrap CIs, binning, metrics, evaluation contexts, the CLI and compare mode."""
+"""evaluation.py + evaluate.py + figure3.py: binning, evaluation contexts, run configs, the CLIs."""
 import hashlib
 import json
 import os
@@ -7,51 +7,35 @@ import time
 import numpy as np
 import pytest
 
+import contexts
 import evaluate
+import evaluation as ev
+import figure3
 import tasks
+from common import UserError
 
 
-# ----------------------------------------------------------------------------- statistics
-def test_bootstrap_ci_covers_true_mean_at_nominal_rate():
-    rng = np.random.default_rng(123)
-    hits = 0
-    for rep in range(200):
-        x = rng.normal(loc=5.0, scale=2.0, size=50)
-        lo, hi = evaluate.bootstrap_ci(x, seed=rep)
-        assert lo <= x.mean() <= hi
-        hits += lo <= 5.0 <= hi
-    assert 0.88 <= hits / 200 <= 0.99
-
-
-def test_bootstrap_ci_seeded_and_edge_cases():
-    x = [0, 100, 100, 0, 100, 50]
-    assert evaluate.bootstrap_ci(x, seed=3) == evaluate.bootstrap_ci(x, seed=3)
-    assert evaluate.bootstrap_ci([], seed=0) is None
-    assert evaluate.bootstrap_ci([42.0]) == [42.0, 42.0]
-    s = evaluate.summarize([10, 20, 30])
-    assert s["mean"] == pytest.approx(20) and s["n"] == 3 and s["ci"][0] <= 20 <= s["ci"][1]
-
-
+# ----------------------------------------------------------------------------- bins
 def test_tertile_binning_puts_instances_in_the_right_bin():
     values = [i / 10 for i in range(9)]  # 0.0 .. 0.8
-    edges = evaluate.bin_edges(values)
+    edges = ev.bin_edges(values)
     assert edges[0] == 0.0 and edges[3] == 1.0
-    assert [evaluate.assign_bin(v, edges) for v in values] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [ev.assign_bin(v, edges) for v in values] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     rows = [{"max_nsim": v, "score": 100.0 * (v > 0.45)} for v in values]
-    bins = evaluate.bin_summary(rows, edges)
+    bins = ev.bin_summary(rows, edges)
     assert [b["name"] for b in bins] == ["low", "medium", "high"]
     assert [b["n"] for b in bins] == [3, 3, 3]
     assert [b["mean"] for b in bins] == [0.0, pytest.approx(100 / 3), 100.0]
 
 
 def test_fixed_bins():
-    edges = evaluate.bin_edges([0.9, 0.95], evaluate.parse_bins("0.3,0.6"))
+    edges = ev.bin_edges([0.9, 0.95], ev.parse_bins("0.3,0.6"))
     assert edges == [0.0, 0.3, 0.6, 1.0]
-    assert [evaluate.assign_bin(v, edges) for v in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [0, 0, 1, 1, 2, 2]
-    assert evaluate.parse_bins("tertiles") is None
+    assert [ev.assign_bin(v, edges) for v in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [0, 0, 1, 1, 2, 2]
+    assert ev.parse_bins("tertiles") is None
     for bad in ("0.6,0.3", "x", "0.2", "0,0.5", "0.2,0.4,0.6"):
-        with pytest.raises(evaluate.UserError):
-            evaluate.parse_bins(bad)
+        with pytest.raises(UserError):
+            ev.parse_bins(bad)
 
 
 # ----------------------------------------------------------------------------- metrics (percent)
@@ -128,14 +112,14 @@ def _ids(instances):
 
 def test_contexts_deterministic_and_well_formed(align):
     exs = align.tests["test"][:8]
-    a = evaluate.build_eval_contexts(align, exs, 4, 0, None)
-    b = evaluate.build_eval_contexts(align, exs, 4, 0, None)
+    a = ev.build_eval_contexts(align, exs, 4, 0, None)
+    b = ev.build_eval_contexts(align, exs, 4, 0, None)
     assert _ids(a) == _ids(b) and [i["max_nsim"] for i in a] == [i["max_nsim"] for i in b]
-    assert _ids(a) != _ids(evaluate.build_eval_contexts(align, exs, 4, 1, None))
-    types = {t: [i for i in a if i["context_type"] == t] for t in evaluate.CONTEXT_TYPES}
+    assert _ids(a) != _ids(ev.build_eval_contexts(align, exs, 4, 1, None))
+    types = {t: [i for i in a if i["context_type"] == t] for t in ev.CONTEXT_TYPES}
     assert all(len(v) == len(exs) for v in types.values())
     pool_ids = {e["id"] for e in align.pool}
-    index = evaluate.pool_index(align)
+    index = ev.pool_index(align)
     for it in a:
         ctx, t = it["context"], it["context_type"]
         assert len(ctx) == (0 if t == "zero" else 4)
@@ -157,14 +141,14 @@ def test_contexts_deterministic_and_well_formed(align):
 
 def test_contexts_independent_of_limit_types_and_model(align):
     exs = align.tests["test"]
-    full = evaluate.build_eval_contexts(align, exs[:8], 4, 0, None)
-    part = evaluate.build_eval_contexts(align, exs[:3], 4, 0, None, ("random+nearest", "random"))
+    full = ev.build_eval_contexts(align, exs[:8], 4, 0, None)
+    part = ev.build_eval_contexts(align, exs[:3], 4, 0, None, ("random+nearest", "random"))
     sel = [i for i in _ids(full) if i[0] in {e["id"] for e in exs[:3]} and i[1] in ("random", "random+nearest")]
     assert sorted(_ids(part)) == sorted(sel)
     # the builder takes no model; a second identical call after loading one gives the same contexts
     import models
     models.load("tiny", device="cpu")
-    assert _ids(evaluate.build_eval_contexts(align, exs[:8], 4, 0, None)) == _ids(full)
+    assert _ids(ev.build_eval_contexts(align, exs[:8], 4, 0, None)) == _ids(full)
 
 
 def test_paraphrases_from_file(align, tmp_path):
@@ -172,8 +156,8 @@ def test_paraphrases_from_file(align, tmp_path):
     path = tmp_path / "para.jsonl"
     rows = [{"id": exs[0]["id"], "x": exs[0]["x"], "paraphrases": [exs[0]["x"][::-1]], "backend": "perturb"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    paras = tasks.load_paraphrases(str(path), align)
-    inst = evaluate.build_eval_contexts(align, exs, 4, 0, paras, ("random+paraphrase",))
+    paras = contexts.load_paraphrases(str(path), align)
+    inst = ev.build_eval_contexts(align, exs, 4, 0, paras, ("random+paraphrase",))
     assert [i["example"]["id"] for i in inst] == [exs[0]["id"]]  # inputs without a paraphrase are left out
     assert inst[0]["context"][inst[0]["position"]]["id"] == f"{exs[0]['id']}#p0"
 
@@ -186,17 +170,17 @@ def test_run_config_supplies_task_flags(tmp_path):
     (run / "config.json").write_text(json.dumps({"model": "tiny", "task": "alignment",
                                                  "task_config": {"task": "alignment", "n_train": 30,
                                                                  "align_len": 3}}))
-    adapter, cfg = evaluate.resolve_adapter(str(run))
+    adapter, cfg = ev.resolve_adapter(str(run))
     assert adapter.endswith("final") and cfg["model"] == "tiny"
     parser = evaluate.build_parser()
     argv = ["--out", "x", "--n-train", "40", "--adapter", str(run)]
     args = parser.parse_args(argv)
-    taken = evaluate.apply_run_config(args, cfg, evaluate.explicit_dests(parser, argv))
+    taken = ev.apply_run_config(args, cfg, ev.explicit_dests(parser, argv))
     assert args.model == "tiny" and args.align_len == 3 and args.n_train == 40  # explicit flag wins
     assert set(taken) == {"align_len", "model"}
-    assert evaluate.resolve_adapter(str(run / "final"))[1]["model"] == "tiny"
-    with pytest.raises(evaluate.UserError):
-        evaluate.resolve_adapter(str(tmp_path))
+    assert ev.resolve_adapter(str(run / "final"))[1]["model"] == "tiny"
+    with pytest.raises(UserError):
+        ev.resolve_adapter(str(tmp_path))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -205,6 +189,7 @@ def _read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+@pytest.mark.slow
 def test_evaluate_cli_smoke_tiny(run_script, tmp_path):
     out = tmp_path / "ev"
     proc = run_script("evaluate.py", "--task", "alignment", "--model", "tiny", "--limit", "6", "--out", out,
@@ -217,7 +202,7 @@ def test_evaluate_cli_smoke_tiny(run_script, tmp_path):
         assert 0.0 <= r["score"] <= 100.0
     s = json.loads((out / "summary.json").read_text())
     assert s["metric"] == "chunk_acceptance" and s["model"] == "tiny" and s["adapter"] is None
-    assert set(s["by_context_type"]) == set(evaluate.CONTEXT_TYPES)
+    assert set(s["by_context_type"]) == set(ev.CONTEXT_TYPES)
     assert all(v["n"] == 6 for v in s["by_context_type"].values())
     assert [b["name"] for b in s["bins"]] == ["low", "medium", "high"]
     assert sum(b["n"] for b in s["bins"]) == 6 * 4
@@ -226,12 +211,11 @@ def test_evaluate_cli_smoke_tiny(run_script, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["mt", "sql"])
-def test_evaluate_cli_other_tasks(run_script, tmp_path, mt_dir, bird_dir, kind):
+def test_evaluate_other_tasks(tmp_path, mt_dir, bird_dir, kind):
     out = tmp_path / "ev"
     data = mt_dir if kind == "mt" else bird_dir
-    proc = run_script("evaluate.py", "--task", kind, "--data", data, "--model", "tiny", "--limit", "2", "--out", out,
-                      "--threads", "1", "--max-new-tokens", "6", "--context-types", "zero,similar,random+paraphrase")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    evaluate.main(["--task", kind, "--data", data, "--model", "tiny", "--limit", "2", "--out", str(out),
+                   "--threads", "1", "--max-new-tokens", "6", "--context-types", "zero,similar,random+paraphrase"])
     s = json.loads((out / "summary.json").read_text())
     assert s["metric"] == {"mt": "chrf", "sql": "execution_accuracy"}[kind]
     assert s["by_context_type"]["zero"]["n"] == 2 and s["by_context_type"]["similar"]["n"] == 2
@@ -241,6 +225,7 @@ def test_evaluate_cli_other_tasks(run_script, tmp_path, mt_dir, bird_dir, kind):
     assert all(0.0 <= r["score"] <= 100.0 for r in rows)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_bad_input(run_script, tmp_path):
     out = tmp_path / "ev"
     proc = run_script("evaluate.py", "--model", "tiny", "--out", out, "--bins", "0.7,0.2")
@@ -250,19 +235,13 @@ def test_evaluate_cli_bad_input(run_script, tmp_path):
     assert proc.returncode == 2 and "bogus" in proc.stderr and not out.exists()
 
 
-def test_evaluate_with_adapter_shares_contexts(run_script, tmp_path):
-    """A tiny run from train.py: evaluate.py reads its config; the contexts equal the base model's."""
-    run = tmp_path / "run"
-    proc = run_script("train.py", "--task", "alignment", "--regime", "contrastive", "--model", "tiny",
-                      "--max-steps", "2", "--save-every", "2", "--out", run, "--n-train", "50", "--threads", "1")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_evaluate_with_adapter_shares_contexts(tiny_run, tmp_path):
+    """The session's tiny run: evaluate.py reads its config; the contexts equal the base model's."""
     common = ["--limit", "4", "--threads", "1", "--max-new-tokens", "6", "--context-types", "random,similar"]
-    p1 = run_script("evaluate.py", "--adapter", run, "--out", tmp_path / "a", *common)
-    assert p1.returncode == 0, p1.stderr[-2000:]
-    p2 = run_script("evaluate.py", "--model", "tiny", "--n-train", "50", "--out", tmp_path / "b", *common)
-    assert p2.returncode == 0, p2.stderr[-2000:]
+    evaluate.main(["--adapter", tiny_run, "--out", str(tmp_path / "a"), *common])
+    evaluate.main(["--model", "tiny", "--n-train", "60", "--out", str(tmp_path / "b"), *common])
     s = json.loads((tmp_path / "a" / "summary.json").read_text())
-    assert s["model"] == "tiny" and s["adapter"].endswith("final") and s["task_config"]["n_train"] == 50
+    assert s["model"] == "tiny" and s["adapter"].endswith("final") and s["task_config"]["n_train"] == 60
     a, b = _read_jsonl(tmp_path / "a" / "predictions.jsonl"), _read_jsonl(tmp_path / "b" / "predictions.jsonl")
     key = lambda rows: [(r["id"], r["context_type"], r["context"], r["max_nsim"]) for r in rows]  # noqa: E731
     assert key(a) == key(b)
@@ -287,12 +266,13 @@ def test_compare_writes_figure_and_table_with_shared_bins(tmp_path):
     _fake_eval(tmp_path / "base", lambda v: 40.0)
     _fake_eval(tmp_path / "contr", lambda v: 100.0 * v)
     fig, table = tmp_path / "fig.png", tmp_path / "fig.md"
-    evaluate.main(["compare", str(tmp_path / "base"), str(tmp_path / "contr"), "--labels", "base", "contrastive",
-                   "--out", str(fig), "--table", str(table)])
+    figure3.main([str(tmp_path / "base"), str(tmp_path / "contr"), "--labels", "base", "contrastive",
+                  "--ref", "contrastive", "--out", str(fig), "--table", str(table)])
     assert fig.stat().st_size > 1000 and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = table.read_text()
-    assert "| base |" in md and "| contrastive |" in md and "low" in md
-    res = evaluate.compare([str(tmp_path / "base"), str(tmp_path / "contr")], ["b", "c"])
+    assert "| base (×1) |" in md and "| contrastive (×1) |" in md and "low" in md
+    assert "Paired differences contrastive − other" in md
+    res = figure3.compare([str(tmp_path / "base"), str(tmp_path / "contr")], ["b", "c"])
     assert res["same_instances"]
     assert [b["mean"] for b in res["models"][0]["bins"]] == [40.0, 40.0, 40.0]
     lo, mid, hi = (b["mean"] for b in res["models"][1]["bins"])
@@ -302,12 +282,46 @@ def test_compare_writes_figure_and_table_with_shared_bins(tmp_path):
 
 def test_compare_label_mismatch_is_user_error(tmp_path):
     _fake_eval(tmp_path / "a", lambda v: 1.0)
-    with pytest.raises(evaluate.UserError):
-        evaluate.main(["compare", str(tmp_path / "a"), "--labels", "x", "y", "--out", str(tmp_path / "f.png")])
+    with pytest.raises(UserError):
+        figure3.main([str(tmp_path / "a"), "--labels", "x", "y", "--out", str(tmp_path / "f.png")])
 
 
 def test_comet_offline_without_checkpoint_is_one_line_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(evaluate.UserError) as e:
-        evaluate.load_comet("Unbabel/wmt22-comet-da")
+    with pytest.raises(UserError) as e:
+        ev.load_comet("Unbabel/wmt22-comet-da")
     assert "offline" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_figure3_paired_differences_pair_inputs_and_seeds(tmp_path):
+    # two seeds of "c" (+10 and +20 over base on every row) against one base folder
+    _fake_eval(tmp_path / "base", lambda v: 40.0)
+    _fake_eval(tmp_path / "c0", lambda v: 50.0)
+    _fake_eval(tmp_path / "c1", lambda v: 60.0)
+    res = figure3.compare([str(tmp_path / d) for d in ("base", "c0", "c1")], ["base", "c", "c"], ref="c")
+    d = res["diffs"][0]["by_context_type"]["random"]
+    assert d["mean"] == pytest.approx(15.0) and d["n"] == 60 and d["n_clusters"] == 30 and d["wins"] == 60
+    assert res["models"][1]["n_folders"] == 2 and res["models"][1]["by_context_type"]["random"]["n"] == 60
+    with pytest.raises(UserError, match="--ref x is not one of the labels"):
+        figure3.compare([str(tmp_path / "base")], ["base"], ref="x")
+
+
+def test_figure3_bad_folders(tmp_path):
+    _fake_eval(tmp_path / "a", lambda v: 1.0)
+    rows = (tmp_path / "a" / "predictions.jsonl").read_text().splitlines()
+    rows[2] = rows[2].replace('"score": 1.0', '"score": "high"')
+    (tmp_path / "a" / "predictions.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(UserError, match=r"predictions.jsonl:3: 'score' must be a finite number"):
+        figure3.compare([str(tmp_path / "a")], ["a"])
+    _fake_eval(tmp_path / "b", lambda v: 1.0)
+    (tmp_path / "b" / "summary.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="expected a JSON object"):
+        figure3.compare([str(tmp_path / "b")], ["b"])
+    with pytest.raises(UserError, match="is a directory"):
+        figure3.main([str(tmp_path / "b"), "--out", str(tmp_path)])
+
+
+def test_no_token_test_input_is_evaluated_with_random_neighbours(align):
+    ex = {"id": "test-dot", "x": ".", "y": "aa"}
+    inst = ev.build_eval_contexts(align, [ex], 4, 0, None, ("similar", "random+nearest"))
+    assert [len(i["context"]) for i in inst] == [4, 4] and all(i["max_nsim"] == 0.0 for i in inst)

@@ -1,0 +1,334 @@
+"""The contexts contract: which examples stand before each training target, one module for all of it.
+
+A contexts file (sample_contexts.py, or RUN/contexts.jsonl written by train.py) holds one JSONL
+row per (epoch, target):
+    {"epoch": int, "target": pool id, "regime": str, "kind": "zero|random|similar|one_near",
+     "context": [example ids], "nsim": [floats], "paraphrase": bool, "copy": bool}
+with a sidecar `<file>.meta.json` naming the task, its data fingerprint and the sampling config,
+so a file made for another task or data set is refused (`read_rows`).
+
+Example ids in a context:
+    <pool id>         a pool example, e.g. "train-41"
+    <id>#p<j>         the j-th synthetic paraphrase (x', y') of pool example <id> (paraphrase file)
+    <id>#copy         an exact copy (x, y) of pool example <id> (the --repeat knob)
+
+Regimes (METHOD.md): zero | random | similar | contrastive (alpha, beta, rho, repeat, zero_frac) |
+random+similar. Each (epoch, target) draws from its own RNG stream seeded by
+(seed, regime, epoch, target id), so a file is byte-identical for a given command, and sampling
+epochs one at a time gives the same rows as sampling them all at once.
+"""
+import random
+from collections import defaultdict
+
+from common import UserError, check_meta, read_jsonl, write_jsonl_atomic
+from config import REGIMES
+
+KINDS = ("zero", "random", "similar", "one_near")
+PARA_SEP, COPY_SUFFIX = "#p", "#copy"
+
+
+# ------------------------------------------------------------------------------------- ids
+def para_id(base, j):
+    return f"{base}{PARA_SEP}{j}"
+
+
+def copy_id(base):
+    return base + COPY_SUFFIX
+
+
+# ------------------------------------------------------------------------------------- shared draws
+def random_ids(rng, n, exclude, count):
+    """`count` distinct indices of range(n), none in `exclude`, uniformly at random (seeded rng)."""
+    excl = set(exclude)
+    if n - len(excl) < count:
+        raise UserError(f"the pool has too few examples ({n}, {len(excl)} excluded) for a context of {count}")
+    picked = []
+    while len(picked) < count:
+        for j in rng.sample(range(n), min(n, count + len(excl))):
+            if j not in excl:
+                excl.add(j)
+                picked.append(j)
+                if len(picked) == count:
+                    break
+    return picked
+
+
+def neighbours(index, tokenize, xs, m, exclude=None):
+    """Top-m BM25 pool neighbours ([indices], [scores]) of each query string. A query with no BM25
+    token (e.g. "." or an emoji) has no neighbours: empty lists. m is capped by what is available."""
+    n = len(index.xs)
+    exclude = exclude or [()] * len(xs)
+    idx, score = [[] for _ in xs], [[] for _ in xs]
+    live = [i for i, x in enumerate(xs) if tokenize(x)]
+    if not live:
+        return idx, score
+    m = min(m, n - max((len(exclude[i]) for i in live), default=0))
+    if m < 1:
+        return idx, score
+    ti, ts = index.topk([xs[i] for i in live], m, exclude=[exclude[i] for i in live])
+    for r, i in enumerate(live):
+        idx[i], score[i] = [int(j) for j in ti[r]], [float(s) for s in ts[r]]
+    return idx, score
+
+
+# ------------------------------------------------------------------------------------- sampling
+def validate(cfg, pool_size):
+    if cfg.regime not in REGIMES:
+        raise UserError(f"unknown regime '{cfg.regime}' (choose from {', '.join(REGIMES)})")
+    if cfg.alpha + cfg.beta > 1 + 1e-12:
+        raise UserError(f"--alpha + --beta must be <= 1, got {cfg.alpha} + {cfg.beta} = {cfg.alpha + cfg.beta:g}")
+    if cfg.zero_frac > cfg.alpha + 1e-12:
+        raise UserError(f"--zero-frac ({cfg.zero_frac}) is taken out of the Random share and cannot exceed "
+                        f"--alpha ({cfg.alpha})")
+    if pool_size == 0:
+        raise UserError("the pool is empty")
+    if cfg.regime != "zero" and cfg.k > pool_size - 1:
+        raise UserError(f"--k {cfg.k} is larger than the pool minus the target ({pool_size - 1} examples)")
+    if cfg.min_avg_sim is not None and cfg.regime != "similar":
+        raise UserError("--min-avg-sim applies to --regime similar only")
+
+
+def pick_kind(regime, u, alpha, beta, zero_frac):
+    """The kind of context for one target, from a uniform draw u in [0, 1)."""
+    if regime in ("zero", "random", "similar"):
+        return regime
+    if regime == "random+similar":
+        return "random" if u < alpha else "similar"
+    if u < zero_frac:
+        return "zero"
+    if u < alpha:
+        return "random"
+    if u < alpha + beta:
+        return "similar"
+    return "one_near"
+
+
+class Sampler:
+    """Draws the context of any (epoch, target) of task.pool under a ContextConfig."""
+
+    def __init__(self, task, cfg, seed, paraphrases=None, index=None, show_progress=True):
+        from similarity import PoolIndex
+        validate(cfg, len(task.pool))
+        self.task, self.cfg, self.seed, self.show = task, cfg, seed, show_progress
+        self.pool = task.pool
+        self.paraphrases = paraphrases or {}
+        self.index = index or PoolIndex(self.pool, task.tokenize)
+        n = len(self.pool)
+        # excluded per target: itself and exact duplicates of its input
+        self.exclude = [sorted(set(self.index.duplicates_of(ex["x"])) | {i}) for i, ex in enumerate(self.pool)]
+        if cfg.k > n - max(len(e) for e in self.exclude) and cfg.regime != "zero":
+            worst = max(range(n), key=lambda i: len(self.exclude[i]))
+            raise UserError(f"--k {cfg.k} is larger than the pool minus target {self.pool[worst]['id']} and its "
+                            f"{len(self.exclude[worst]) - 1} duplicate(s)")
+        self.top_idx = self.top_score = [[] for _ in self.pool]
+        if cfg.regime in ("similar", "contrastive", "random+similar"):
+            # targets without a BM25 token have no neighbours: their Similar/One-Near contexts
+            # fall back to random examples
+            m = min(max(cfg.top_m, cfg.k), n - 1)
+            self.top_idx, self.top_score = neighbours(self.index, task.tokenize, [ex["x"] for ex in self.pool], m,
+                                                      self.exclude)
+        c = cfg
+        if c.regime == "contrastive":
+            self.mix = (c.alpha, c.beta, c.rho, c.repeat, c.zero_frac)
+        elif c.regime == "random+similar":
+            self.mix = (c.alpha, 1 - c.alpha, 0.0, 0.0, 0.0)
+        else:
+            self.mix = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def row(self, epoch, i):
+        ex, k, n = self.pool[i], self.cfg.k, len(self.pool)
+        alpha, beta, rho, repeat, zero_frac = self.mix
+        rng = random.Random(f"{self.seed}:{self.cfg.regime}:{epoch}:{ex['id']}")
+        kind = pick_kind(self.cfg.regime, rng.random(), alpha, beta, zero_frac)
+        is_para = is_copy = False
+        ctx = []
+        if kind == "random":
+            ctx = random_ids(rng, n, self.exclude[i], k)
+        elif kind == "similar":
+            cand = [j for j in self.top_idx[i] if j >= 0][:k]
+            if len(cand) < k:  # fewer scored neighbours than k: fill with random ones
+                cand += random_ids(rng, n, list(self.exclude[i]) + cand, k - len(cand))
+            ctx = cand[::-1]  # most similar last, nearest the target
+        elif kind == "one_near":
+            if repeat > 0 and rng.random() < repeat:
+                near, is_copy = dict(ex, id=copy_id(ex["id"])), True
+            elif rho > 0 and self.paraphrases.get(ex["id"]) and rng.random() < rho:
+                near, is_para = rng.choice(self.paraphrases[ex["id"]]), True
+            elif self.top_idx[i]:
+                cand, w = self.top_idx[i], [max(s, 0.0) for s in self.top_score[i]]
+                w = w if sum(w) > 0 else [1.0] * len(w)
+                near = rng.choices(cand, weights=w, k=1)[0]
+            else:
+                near = random_ids(rng, n, self.exclude[i], 1)[0]
+            synthetic = is_para or is_copy
+            others = random_ids(rng, n, list(self.exclude[i]) + ([] if synthetic else [near]), k - 1)
+            ctx = others + [near]
+            rng.shuffle(ctx)
+        ctx_ex = [c if isinstance(c, dict) else self.pool[c] for c in ctx]
+        nsim = [round(s, 6) for s in self.index.nsim(ex["x"], [c["x"] for c in ctx_ex])] if ctx_ex else []
+        return {"epoch": epoch, "target": ex["id"], "regime": self.cfg.regime, "kind": kind,
+                "context": [c["id"] for c in ctx_ex], "nsim": nsim, "paraphrase": is_para, "copy": is_copy}
+
+    def epoch(self, e):
+        """Rows of one epoch (after the App. C.1 filter when --min-avg-sim is set)."""
+        from common import progress
+        bar = progress(range(len(self.pool)), desc=f"contexts[{self.cfg.regime}] epoch {e}",
+                       **({} if self.show else {"disable": True}))
+        rows = [self.row(e, i) for i in bar]
+        if self.cfg.min_avg_sim is not None:
+            rows = [r for r in rows if r["kind"] != "similar" or sum(r["nsim"]) / len(r["nsim"]) > self.cfg.min_avg_sim]
+        return rows
+
+
+def sample_rows(task, cfg, epochs, seed=0, paraphrases=None, index=None, show_progress=True):
+    """Rows of the contract for epochs 0..epochs-1 of task.pool."""
+    if epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {epochs}")
+    s = Sampler(task, cfg, seed, paraphrases, index, show_progress)
+    return [r for e in range(epochs) for r in s.epoch(e)]
+
+
+def note_unused_rho(cfg, paraphrases):
+    if cfg.regime == "contrastive" and cfg.rho > 0 and not paraphrases:
+        print(f"note: no --paraphrases given, so --rho {cfg.rho} has nothing to draw from: "
+              "every One-Near example without a copy comes from the pool", flush=True)
+
+
+# ------------------------------------------------------------------------------------- files
+def file_meta(task, cfg=None, seed=None, **extra):
+    import dataclasses
+    meta = {"kind": "contexts", "task": task.name, "task_fp": task.fingerprint()}
+    if cfg is not None:
+        meta["config"] = dataclasses.asdict(cfg)
+    if seed is not None:
+        meta["seed"] = seed
+    return {**meta, **extra}
+
+
+def write_rows(path, rows, task, cfg=None, seed=None, **extra):
+    write_jsonl_atomic(path, rows, meta=file_meta(task, cfg, seed, **extra))
+
+
+def validate_rows(rows, task, path, paraphrases=None):
+    """Types, targets in the pool, and every context id resolvable: one error naming path:line."""
+    pool_ids = {ex["id"] for ex in task.pool}
+    for n, r in enumerate(rows, 1):
+        where = f"{path}:{n}"
+        if not isinstance(r.get("epoch"), int) or isinstance(r.get("epoch"), bool) or r["epoch"] < 0:
+            raise UserError(f"{where}: 'epoch' must be a non-negative integer, got {r.get('epoch')!r}")
+        if not isinstance(r.get("target"), str):
+            raise UserError(f"{where}: 'target' must be a string, got {r.get('target')!r}")
+        if r["target"] not in pool_ids:
+            raise UserError(f"{where}: target '{r['target']}' is not in the {task.name} pool "
+                            f"(a contexts file made for another task or data set?)")
+        ctx = r.get("context")
+        if not isinstance(ctx, list) or not all(isinstance(c, str) for c in ctx):
+            raise UserError(f"{where}: 'context' must be a list of example ids, got {ctx!r}")
+        for cid in ctx:
+            try:
+                resolve_id(cid, task, paraphrases)
+            except UserError as e:
+                raise UserError(f"{where}: {e}") from None
+
+
+def read_rows(path, task, paraphrases=None):
+    """Rows of a contexts file, checked against the task (sidecar) and validated row by row."""
+    check_meta(path, "contexts", task=task.name, task_fp=task.fingerprint())
+    rows = read_jsonl(path, "contexts", required=("epoch", "target", "context"))
+    if not rows:
+        raise UserError(f"contexts file {path} is empty")
+    validate_rows(rows, task, path, paraphrases)
+    return rows
+
+
+def _pool_by_id(task):
+    d = getattr(task, "_pool_by_id", None)
+    if d is None:
+        d = task._pool_by_id = {ex["id"]: ex for ex in task.pool}
+    return d
+
+
+def resolve_id(cid, task, paraphrases=None):
+    """One context id -> its example dict (see the id schemes above)."""
+    pool = _pool_by_id(task)
+    if cid in pool:
+        return pool[cid]
+    if cid.endswith(COPY_SUFFIX) and cid[:-len(COPY_SUFFIX)] in pool:
+        base = pool[cid[:-len(COPY_SUFFIX)]]
+        return dict(base, id=cid)
+    if PARA_SEP in cid:
+        base, j = cid.rsplit(PARA_SEP, 1)
+        if not paraphrases:
+            raise UserError(f"context id {cid} is a paraphrase: pass the paraphrase file (--paraphrases)")
+        try:
+            return paraphrases[base][int(j)]
+        except (KeyError, IndexError, ValueError):
+            raise UserError(f"context id {cid} is not in the paraphrase file") from None
+    raise UserError(f"context id {cid} is not in the {task.name} pool")
+
+
+def resolve(row, task, paraphrases=None):
+    """The context examples of a row, in order."""
+    return [resolve_id(cid, task, paraphrases) for cid in row["context"]]
+
+
+# ------------------------------------------------------------------------------------- paraphrases
+def load_paraphrases(path, task):
+    """{original id: [{"id": "<id>#p<j>", "x": x', "y": y'}]} from a paraphrase JSONL (paraphrase.py).
+
+    The label of a paraphrase is the row's `labels[j]` when given (alignment, SQL literal swaps),
+    else the original example's y (from the task's pool and test splits). A "paraphrase" identical
+    to its input up to casing, punctuation and spacing is a copy of the answer, not a paraphrase:
+    it is dropped (and counted in the note printed)."""
+    from similarity import is_copy
+    check_meta(path, "paraphrases", task=task.name)
+    rows = read_jsonl(path, "paraphrase", required=("id", "x", "paraphrases"))
+    by_id = {ex["id"]: ex for ex in task.pool + [e for t in task.tests.values() for e in t]}
+    out, copies = {}, 0
+    for n, row in enumerate(rows, 1):
+        paras, labels = row["paraphrases"], row.get("labels")
+        if not isinstance(row["id"], str) or not isinstance(paras, list) or not all(isinstance(p, str) for p in paras) \
+                or (labels is not None and (not isinstance(labels, list) or len(labels) != len(paras))):
+            raise UserError(f"{path}:{n}: 'id' must be a string, 'paraphrases' a list of strings "
+                            f"(and 'labels' a list as long)")
+        base = by_id.get(row["id"])
+        if base is not None and row["x"] != base["x"]:
+            raise UserError(f"{path}:{n}: input of '{row['id']}' differs from the {task.name} data "
+                            f"(a paraphrase file made for another task or data set?)")
+        if labels is None and base is None:
+            continue  # an input of another split: nothing to attach a label to
+        exs = []
+        for j, p in enumerate(paras):
+            if labels is None and is_copy(p, row["x"]):
+                copies += 1
+                continue
+            ex = {"id": para_id(row["id"], j), "x": p, "y": labels[j] if labels is not None else base["y"]}
+            if base is not None and "meta" in base:
+                ex["meta"] = base["meta"]
+            exs.append(ex)
+        if exs:
+            out[row["id"]] = exs
+    if copies:
+        print(f"note: {path}: dropped {copies} 'paraphrase(s)' identical to their input up to casing/punctuation",
+              flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------- reports
+def kind_table(rows):
+    """A small table: rows, share, mean nsim, mean max nsim, paraphrase and copy counts per kind."""
+    by = defaultdict(list)
+    for r in rows:
+        by[r["kind"]].append(r)
+    lines = [f"{'kind':<10} {'rows':>7} {'share':>6} {'mean nsim':>9} {'mean max':>9} {'paraphrase':>10} {'copy':>6}"]
+    for kind in KINDS:
+        rs = by.get(kind, [])
+        if not rs:
+            continue
+        sims = [s for r in rs for s in r["nsim"]]
+        mx = [max(r["nsim"]) for r in rs if r["nsim"]]
+        mean = f"{sum(sims) / len(sims):.3f}" if sims else "-"
+        mmax = f"{sum(mx) / len(mx):.3f}" if mx else "-"
+        lines.append(f"{kind:<10} {len(rs):>7} {len(rs) / len(rows):>6.3f} {mean:>9} {mmax:>9} "
+                     f"{sum(bool(r.get('paraphrase')) for r in rs):>10} {sum(bool(r.get('copy')) for r in rs):>6}")
+    return "\n".join(lines)

@@ -1,0 +1,299 @@
+"""Evaluation as a library: the evaluation contexts, similarity bins, run-config helpers, scoring
+and reports shared by evaluate.py, probes.py, figure3.py and train.py's before/after check.
+
+Context types (for each test input x; k pool examples):
+  zero               no context (the reference);
+  random             k random pool examples;
+  similar            the top-k BM25 pool examples, the most similar placed last;
+  random+nearest     k-1 random examples + the single most similar pool example, at a random position;
+  random+paraphrase  k-1 random examples + one paraphrase (x', y') of x itself, at a random position:
+                     from a paraphrase file, else made with the task's perturbation under the seed
+                     stream "eval-paraphrase|..." (not the one paraphrase.py uses for training).
+Contexts depend only on (task, split, seed, k, paraphrase file), never on the model, so every
+model is scored on the very same instances. A test input with no BM25 token (e.g. ".") has no
+neighbours: its similar / nearest examples are random pool examples (max_nsim says so: 0).
+"""
+import os
+import random
+
+import numpy as np
+
+import contexts
+from common import UserError, read_json
+from stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
+
+CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase")
+BIN_NAMES = ("low", "medium", "high")
+TASK_KEYS = ("task", "data", "src", "tgt", "lang", "task_seed", "align_m", "align_len", "n_train", "n_test",
+             "max_pool", "metric", "sql_schema")
+
+
+# ============================================================================ bins
+def parse_bins(spec):
+    """'tertiles' -> None; 'a,b' -> [a, b] (two inner edges in (0, 1), increasing)."""
+    if spec in (None, "", "tertiles"):
+        return None
+    try:
+        edges = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise UserError(f"--bins must be 'tertiles' or two numbers 'a,b' (got {spec!r})") from None
+    if len(edges) != 2 or not 0.0 < edges[0] < edges[1] < 1.0:
+        raise UserError(f"--bins needs two increasing edges strictly between 0 and 1 (got {spec!r})")
+    return edges
+
+
+def bin_edges(values, fixed=None):
+    """[0, e1, e2, 1]: the inner edges are the 1/3 and 2/3 quantiles of `values` (tertiles) or `fixed`."""
+    if fixed is not None:
+        inner = list(fixed)
+    elif len(values) == 0:
+        inner = [1 / 3, 2 / 3]
+    else:
+        inner = [float(q) for q in np.quantile(np.asarray(values, dtype=np.float64), [1 / 3, 2 / 3])]
+    return [0.0, inner[0], inner[1], 1.0]
+
+
+def assign_bin(value, edges):
+    """0 (low) if value < e1, 1 (medium) if e1 <= value < e2, 2 (high) otherwise."""
+    if value < edges[1]:
+        return 0
+    if value < edges[2]:
+        return 1
+    return 2
+
+
+def bin_summary(rows, edges, seed=0):
+    """Per-bin mean/CI/n of rows' scores (rows of non-zero context types)."""
+    groups = [[] for _ in BIN_NAMES]
+    for r in rows:
+        groups[assign_bin(r["max_nsim"], edges)].append(r["score"])
+    return [dict(name=name, lo=edges[b], hi=edges[b + 1], **summarize(groups[b], seed=seed))
+            for b, name in enumerate(BIN_NAMES)]
+
+
+# ============================================================================ evaluation contexts
+def pool_index(task):
+    from similarity import PoolIndex
+    return PoolIndex(task.pool, task.tokenize)
+
+
+def eval_paraphrase(task, ex, seed, paraphrases=None, split="test"):
+    """One paraphrase (x', y') of a test input as an example dict, or None when there is none.
+
+    From the paraphrase file when given (a seeded choice among its paraphrases), else the task's
+    perturbation seeded with the evaluation stream "eval-paraphrase|task|split|seed|id" (distinct
+    from paraphrase.py's training stream, so these differ from training paraphrases)."""
+    rng = random.Random(f"eval-paraphrase|{task.name}|{split}|{seed}|{ex['id']}")
+    if paraphrases is not None:
+        cands = paraphrases.get(ex["id"], [])
+        return dict(rng.choice(cands)) if cands else None
+    pairs = task.perturb(ex, rng, 1)
+    if not pairs:
+        return None
+    p = {"id": f"{ex['id']}#e0", "x": pairs[0][0], "y": pairs[0][1]}
+    if "meta" in ex:
+        p["meta"] = ex["meta"]
+    return p
+
+
+def build_eval_contexts(task, split_examples, k, seed, paraphrases=None, context_types=CONTEXT_TYPES,
+                        split="test", index=None):
+    """The evaluation instances: [{"example", "context_type", "context": [examples], "nsim": [floats],
+    "max_nsim", "position": int|None}] (type-major order; an instance whose paraphrase is missing
+    is left out; zero-context instances get max_nsim 0.0). Every draw is seeded per (task, split, seed, k, example id, context type), so the
+    result never depends on the model, the --limit, or which other context types are asked for."""
+    if k < 1:
+        raise UserError(f"--k must be >= 1 (got {k})")
+    bad = [t for t in context_types if t not in CONTEXT_TYPES]
+    if bad:
+        raise UserError(f"unknown context type(s) {', '.join(bad)} (choose from {', '.join(CONTEXT_TYPES)})")
+    pool = task.pool
+    if len(pool) < k:
+        raise UserError(f"the pool has {len(pool)} examples, fewer than k={k}")
+    index = index if index is not None else pool_index(task)
+    xs = [ex["x"] for ex in split_examples]
+    need_top = any(t in context_types for t in ("similar", "random+nearest"))
+    top = contexts.neighbours(index, task.tokenize, xs, k)[0] if need_top else None
+
+    out = []
+    for t in context_types:
+        for j, ex in enumerate(split_examples):
+            rng = random.Random(f"eval|{task.name}|{split}|{seed}|{k}|{ex['id']}|{t}")
+            position = None
+            if t == "zero":
+                context = []
+            elif t == "random":
+                context = [pool[i] for i in contexts.random_ids(rng, len(pool), (), k)]
+            elif t == "similar":
+                near_k = top[j][:k] or contexts.random_ids(rng, len(pool), (), k)  # no BM25 token: random
+                context = [pool[int(i)] for i in reversed(near_k)]             # most similar last
+            elif t == "random+nearest":
+                near = int(top[j][0]) if top[j] else contexts.random_ids(rng, len(pool), (), 1)[0]
+                context = [pool[i] for i in contexts.random_ids(rng, len(pool), (near,), k - 1)]
+                position = rng.randrange(k)
+                context.insert(position, pool[near])
+            else:  # random+paraphrase
+                para = eval_paraphrase(task, ex, seed, paraphrases, split)
+                if para is None:
+                    continue
+                context = [pool[i] for i in contexts.random_ids(rng, len(pool), (), k - 1)]
+                position = rng.randrange(k)
+                context.insert(position, para)
+            nsim = [float(v) for v in index.nsim(ex["x"], [c["x"] for c in context])] if context else []
+            out.append({"example": ex, "context_type": t, "context": context, "nsim": nsim,
+                        "max_nsim": max(nsim) if nsim else 0.0, "position": position})
+    return out
+
+
+# ============================================================================ run folders / flags
+def explicit_dests(parser, argv):
+    """Destinations of the options actually typed on the command line."""
+    by_opt = {o: a.dest for a in parser._actions for o in a.option_strings}
+    return {by_opt[tok.split("=", 1)[0]] for tok in argv if tok.startswith("--") and tok.split("=", 1)[0] in by_opt}
+
+
+def run_task_flags(cfg):
+    """Task flags saved in a train.py run config (`task_config` dict, or top-level keys)."""
+    flags = cfg.get("task_config") if isinstance(cfg.get("task_config"), dict) else cfg
+    return {k: flags[k] for k in TASK_KEYS if k in flags}
+
+
+def resolve_adapter(path):
+    """--adapter RUN, RUN/final or RUN/checkpoint-N -> (adapter dir, run config or None)."""
+    from models import resolve_adapter_dir
+    if not os.path.isdir(path):
+        raise UserError(f"adapter folder not found: {path}")
+    adapter = resolve_adapter_dir(path)
+    cfg = os.path.join(os.path.dirname(os.path.abspath(adapter)), "config.json")
+    return adapter, (read_json(cfg, "run config") if os.path.isfile(cfg) else None)
+
+
+def apply_run_config(args, cfg, given):
+    """Fill task flags and --model from a run config where the command line did not set them."""
+    if not cfg:
+        return []
+    taken = []
+    for k, v in run_task_flags(cfg).items():
+        if k not in given and getattr(args, k, None) != v:
+            setattr(args, k, v)
+            taken.append(k)
+    if args.model is None and cfg.get("model"):
+        args.model = cfg["model"]
+        taken.append("model")
+    return taken
+
+
+def default_max_new_tokens(task, tokenizer):
+    """Longest pool answer in tokens (stop included), plus a margin of 25% (at least 8)."""
+    answers = [task.answer(ex["y"]) for ex in task.pool]
+    longest = max(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"])
+    return min(1024, longest + max(8, longest // 4))
+
+
+# ============================================================================ COMET
+def load_comet(spec):
+    """A COMET model from a checkpoint file, a downloaded model folder, or a name (hub; offline: cache)."""
+    try:
+        import warnings
+        with warnings.catch_warnings():  # comet's imports warn about pkg_resources etc.
+            warnings.simplefilter("ignore")
+            from comet import download_model, load_from_checkpoint
+    except ImportError:
+        raise UserError("--comet needs the unbabel-comet package (pip install unbabel-comet)") from None
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    try:
+        if os.path.isfile(spec):
+            ckpt = spec
+        elif os.path.isdir(spec):
+            ckpt = os.path.join(spec, "checkpoints", "model.ckpt")
+            if not os.path.isfile(ckpt):
+                raise UserError(f"--comet {spec}: no checkpoints/model.ckpt inside")
+        else:
+            ckpt = download_model(spec, local_files_only=offline)
+        return load_from_checkpoint(ckpt, local_files_only=offline)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001  (network, missing cache, bad checkpoint: one line for the user)
+        msg = " ".join(str(e).split())[:200]
+        hint = " (offline and no local checkpoint: pass --comet PATH/checkpoints/model.ckpt)" if offline else ""
+        raise UserError(f"cannot load COMET model '{spec}'{hint}: {type(e).__name__}: {msg}") from None
+
+
+def comet_scores(comet_model, rows, batch_size):
+    import torch
+    data = [{"src": r["x"], "mt": r["prediction"], "ref": r["reference"]} for r in rows]
+    out = comet_model.predict(data, batch_size=batch_size, gpus=1 if torch.cuda.is_available() else 0,
+                              progress_bar=False)
+    return [100.0 * float(s) for s in out.scores]
+
+
+# ============================================================================ reports
+
+
+def summary_markdown(summary):
+    lines = [f"# Evaluation: {summary['model']}" + (f" + {summary['adapter']}" if summary["adapter"] else ""),
+             "", f"task `{summary['task']}`, split `{summary['split']}`, k={summary['k']}, seed={summary['seed']}, "
+             f"metric **{summary['metric']}** (percent), mean [95% bootstrap CI], n instances.",
+             f"Paraphrases for random+paraphrase: {summary['paraphrases']}.", "",
+             "| context type | score | n |", "|---|---|---|"]
+    for t, s in summary["by_context_type"].items():
+        lines.append(f"| {t} | {fmt(s)} | {s['n']} |")
+    e = summary["bin_edges"]
+    lines += ["", f"Bins of max_nsim ({summary['bins_method']}: low [0, {e[1]:.3f}), medium [{e[1]:.3f}, "
+              f"{e[2]:.3f}), high [{e[2]:.3f}, 1]), over all non-zero context types and within each:", "",
+              "| context type | low | medium | high |", "|---|---|---|---|"]
+    groups = [("all", summary["bins"])] + list(summary.get("bins_by_context_type", {}).items())
+    for name, bins in groups:
+        lines.append(f"| {name} | " + " | ".join(f"{fmt(b)} ({b['n']})" for b in bins) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ============================================================================ generation + scoring
+def predict(model, tok, task, instances, max_new, batch_size=16):
+    """Greedy predictions for the instances' prompts -> (rows, generation stats)."""
+    import generation
+    prompts = [task.prompt(it["context"], it["example"]["x"], it["example"].get("meta")) for it in instances]
+    preds, stats = generation.generate(model, tok, prompts, max_new, stop=task.stop, batch_size=batch_size,
+                                       return_stats=True)
+    rows = []
+    for it, pred in zip(instances, preds):
+        ex = it["example"]
+        rows.append({"id": ex["id"], "context_type": it["context_type"], "context": [c["id"] for c in it["context"]],
+                     "max_nsim": it["max_nsim"], "prediction": pred, "reference": ex["y"],
+                     "score": float(task.score(pred, ex)), "nsim": it["nsim"], "position": it["position"]})
+    return rows, stats
+
+
+def by_context_type(rows, context_types, seed=0, key="score"):
+    """{context type: summarize(scores)} in the given order."""
+    return {t: summarize([r[key] for r in rows if r["context_type"] == t], seed=seed) for t in context_types}
+
+
+def format_by_type(summaries, labels):
+    """A small text table: one line per context type, one column per model (mean only)."""
+    types = list(dict.fromkeys(t for s in summaries for t in s))
+    lines = [f"{'context type':<18}" + "".join(f"{l:>14}" for l in labels)]
+    for t in types:
+        cells = [f"{s[t]['mean']:>14.1f}" if t in s and s[t]["mean"] is not None else f"{'—':>14}" for s in summaries]
+        lines.append(f"{t:<18}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def build_summary(task, rows, instances, context_types, seed, fixed_bins=None, bins_spec="tertiles", comet=False):
+    """The model-independent part of summary.json: per context type, then per max_nsim bin (overall
+    and within each non-zero context type, so bins never just re-sort context types)."""
+    by_type, corpus = by_context_type(rows, context_types, seed), {}
+    for t in context_types:
+        sel = [(r, it) for r, it in zip(rows, instances) if r["context_type"] == t]
+        if comet:
+            by_type[t]["task_metric"] = summarize([r["task_score"] for r, _ in sel], seed=seed)
+        corpus[t] = task.corpus_metrics([r["prediction"] for r, _ in sel], [it["example"] for _, it in sel])
+    ctx_rows = [r for r in rows if r["context_type"] != "zero"]
+    edges = bin_edges([r["max_nsim"] for r in ctx_rows], fixed_bins)
+    within = {t: bin_summary([r for r in ctx_rows if r["context_type"] == t], edges, seed=seed)
+              for t in context_types if t != "zero"}
+    return {"task": task.name, "seed": seed, "context_types": list(context_types), "task_metric": task.metric_name,
+            "by_context_type": by_type,
+            "bins_method": "fixed edges " + bins_spec if fixed_bins else "tertiles of max_nsim",
+            "bin_edges": edges, "bins": bin_summary(ctx_rows, edges, seed=seed), "bins_by_context_type": within,
+            "corpus": corpus}

@@ -1,0 +1,189 @@
+"""Compare evaluation folders (evaluate.py --out): the paper's Figure 3 and paired differences.
+
+    python figure3.py evals/base evals/random evals/similar evals/contrastive \\
+        --labels base random similar contrastive --ref contrastive --out figure3.png
+
+Several folders may share a label (e.g. one per training seed): their rows are pooled, and a
+paired difference pairs the i-th folder of one label with the i-th of the other (a label with a
+single folder, e.g. the untuned base, pairs with every seed).
+
+Writes the PNG (score per shared max_nsim bin, one bar per label) and a markdown table (--table,
+default: beside the PNG) with, in this order:
+  1. the mean score per context type and label (95% CI clustered by test input);
+  2. paired differences --ref minus every other label, per context type: rows paired by
+     (seed slot, test input, context type), 95% CI from a cluster bootstrap over test inputs
+     (stats.paired_diff), with wins/losses;
+  3. per max_nsim bin (tertiles of the union of all folders, or --bins a,b): over all non-zero
+     context types, and within random+nearest (natural neighbours only), so that bins do not
+     merely re-sort context types.
+"""
+import argparse
+import math
+import os
+import sys
+from collections import OrderedDict
+
+import evaluation as ev
+import stats
+from common import (UserError, atomic_path, check_output_path, print_config, read_json, read_jsonl, run_main,
+                    write_text_atomic)
+from config import SEED, number
+
+
+def load_eval_dir(d):
+    if not os.path.isdir(d):
+        raise UserError(f"evaluation folder not found: {d}")
+    path = os.path.join(d, "predictions.jsonl")
+    rows = read_jsonl(path, "predictions", required=("id", "context_type", "max_nsim", "score"))
+    for n, r in enumerate(rows, 1):
+        for k in ("score", "max_nsim"):
+            v = r[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise UserError(f"{path}:{n}: '{k}' must be a finite number, got {v!r}")
+    summ = read_json(os.path.join(d, "summary.json"), "summary")
+    if not isinstance(summ, dict):
+        raise UserError(f"{os.path.join(d, 'summary.json')}: expected a JSON object")
+    return rows, summ
+
+
+def compare(dirs, labels, fixed_bins=None, seed=0, ref=None):
+    """Everything the table and figure need, from folders grouped by label."""
+    groups = OrderedDict()
+    for d, label in zip(dirs, labels):
+        groups.setdefault(label, []).append(load_eval_dir(d))
+    ctx = {l: [r for rows, _ in g for r in rows if r["context_type"] != "zero"] for l, g in groups.items()}
+    keys = [sorted((r["id"], r["context_type"]) for r in rows if r["context_type"] != "zero")
+            for g in groups.values() for rows, _ in g]
+    edges = ev.bin_edges([r["max_nsim"] for rs in ctx.values() for r in rs], fixed_bins)
+    models = []
+    for label, g in groups.items():
+        rows = [r for rs, _ in g for r in rs]
+        types = list(dict.fromkeys(r["context_type"] for r in rows))
+        by_type = {t: stats.summarize([r["score"] for r in rows if r["context_type"] == t], seed=seed) for t in types}
+        for t in types:  # CIs clustered by test input (several seeds of one input move together)
+            sel = [r for r in rows if r["context_type"] == t]
+            by_type[t]["ci"] = stats.cluster_bootstrap_ci([r["score"] for r in sel], [r["id"] for r in sel], seed=seed)
+        models.append({"label": label, "n_folders": len(g), "metric": g[0][1].get("metric"),
+                       "bins": ev.bin_summary(ctx[label], edges, seed=seed),
+                       "bins_nearest": ev.bin_summary([r for r in ctx[label] if r["context_type"] == "random+nearest"],
+                                                      edges, seed=seed),
+                       "by_context_type": by_type})
+    diffs = []
+    if ref is not None:
+        if ref not in groups:
+            raise UserError(f"--ref {ref} is not one of the labels ({', '.join(groups)})")
+        for other in groups:
+            if other != ref:
+                diffs.append({"ref": ref, "other": other, "by_context_type": paired(groups[ref], groups[other], seed)})
+    return {"edges": edges, "same_instances": all(k == keys[0] for k in keys), "models": models, "diffs": diffs}
+
+
+def paired(ref_group, other_group, seed):
+    """{context type: paired_diff} of ref - other over rows matched by (seed slot, id, context type)."""
+    n = max(len(ref_group), len(other_group))
+    pairs = {}
+    for slot in range(n):
+        a_rows = ref_group[slot if len(ref_group) > 1 else 0][0]
+        b_rows = other_group[slot if len(other_group) > 1 else 0][0]
+        b = {(r["id"], r["context_type"]): r["score"] for r in b_rows}
+        for r in a_rows:
+            key = (r["id"], r["context_type"])
+            if key in b:
+                pairs.setdefault(r["context_type"], []).append((r["score"], b[key], r["id"]))
+    return {t: stats.paired_diff([p[0] for p in ps], [p[1] for p in ps], [p[2] for p in ps], seed=seed)
+            for t, ps in pairs.items()}
+
+
+def compare_markdown(result, bins_method):
+    e = result["edges"]
+    ms = result["models"]
+    metrics = sorted({m["metric"] for m in ms if m["metric"]})
+    types = list(dict.fromkeys(t for m in ms for t in m["by_context_type"]))
+    lines = [f"Metric: {', '.join(metrics)} (percent); mean [95% CI clustered by test input] (n rows).", "",
+             "### 1. By context type", "", "| model | " + " | ".join(types) + " |", "|---" * (1 + len(types)) + "|"]
+    for m in ms:
+        cells = [f"{stats.fmt(m['by_context_type'][t])} ({m['by_context_type'][t]['n']})"
+                 if t in m["by_context_type"] else "—" for t in types]
+        lines.append(f"| {m['label']} (×{m['n_folders']}) | " + " | ".join(cells) + " |")
+    if result["diffs"]:
+        lines += ["", f"### 2. Paired differences {result['diffs'][0]['ref']} − other "
+                  "(same test input, context and seed; CI: cluster bootstrap over test inputs; wins/losses)", "",
+                  "| other | " + " | ".join(types) + " |", "|---" * (1 + len(types)) + "|"]
+        for d in result["diffs"]:
+            cells = []
+            for t in types:
+                s = d["by_context_type"].get(t)
+                cells.append(f"{stats.fmt(s)} ({s['wins']}/{s['losses']})" if s else "—")
+            lines.append(f"| {d['other']} | " + " | ".join(cells) + " |")
+    lines += ["", f"### 3. By max_nsim bin ({bins_method}: low [0, {e[1]:.3f}), medium [{e[1]:.3f}, {e[2]:.3f}), "
+              f"high [{e[2]:.3f}, 1])", "", "| model | all: low | all: medium | all: high | "
+              "random+nearest: low | random+nearest: medium | random+nearest: high |", "|---" * 7 + "|"]
+    for m in ms:
+        cells = [f"{stats.fmt(b)} ({b['n']})" for b in m["bins"] + m["bins_nearest"]]
+        lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    if not result["same_instances"]:
+        lines += ["", "Warning: the folders were not evaluated on the same (id, context type) instances."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_compare(result, path, title=None):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ms = result["models"]
+    width = 0.8 / max(len(ms), 1)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(ev.BIN_NAMES) * max(1, len(ms)) * 0.45, 3.6))
+    for j, m in enumerate(ms):
+        xs = [b + (j - (len(ms) - 1) / 2) * width for b in range(len(ev.BIN_NAMES))]
+        means = [b["mean"] if b["mean"] is not None else 0.0 for b in m["bins"]]
+        err = [[max(0.0, b["mean"] - b["ci"][0]) if b["ci"] else 0.0 for b in m["bins"]],
+               [max(0.0, b["ci"][1] - b["mean"]) if b["ci"] else 0.0 for b in m["bins"]]]
+        ax.bar(xs, means, width, yerr=err, capsize=3, label=m["label"])
+    e = result["edges"]
+    ax.set_xticks(range(len(ev.BIN_NAMES)))
+    ax.set_xticklabels([f"Low\n<{e[1]:.2f}", f"Medium\n{e[1]:.2f}–{e[2]:.2f}", f"High\n≥{e[2]:.2f}"])
+    metrics = sorted({m["metric"] for m in ms if m["metric"]})
+    ax.set_ylabel(", ".join(metrics) or "score")
+    ax.set_xlabel("max target–context similarity (nsim)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
+    p.add_argument("dirs", nargs="+", help="evaluation folders (evaluate.py --out)")
+    p.add_argument("--labels", nargs="+", default=None, help="one label per folder (default: folder names); "
+                   "repeat a label for several seeds of one model")
+    p.add_argument("--ref", default=None, help="label whose paired differences to every other label are reported")
+    p.add_argument("--out", required=True, help="PNG figure")
+    p.add_argument("--table", default=None, help="markdown table (default: next to the figure, .md)")
+    p.add_argument("--bins", default="tertiles", help="'tertiles' over the union of all folders, or 'a,b'")
+    p.add_argument("--title", default=None)
+    p.add_argument("--seed", type=number(int, **SEED), default=0, help="bootstrap seed")
+    args = p.parse_args(argv)
+    labels = args.labels or [os.path.basename(os.path.normpath(d)) for d in args.dirs]
+    if len(labels) != len(args.dirs):
+        raise UserError(f"--labels: got {len(labels)} labels for {len(args.dirs)} folders")
+    fixed = ev.parse_bins(args.bins)
+    table = args.table or os.path.splitext(args.out)[0] + ".md"
+    for path in (args.out, table):
+        check_output_path(path)
+    print_config(args, "figure3")
+    result = compare(args.dirs, labels, fixed, args.seed, args.ref)
+    if not result["same_instances"]:
+        print("warning: the folders were not evaluated on the same instances; bins are still shared", file=sys.stderr)
+    md = compare_markdown(result, "fixed edges" if fixed else "tertiles of the union")
+    write_text_atomic(table, md)   # the table first: a figure never stands without its table
+    plot_compare(result, args.out, args.title)
+    print(md, flush=True)
+    print(f"wrote {args.out} and {table}", flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main)

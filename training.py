@@ -1,0 +1,430 @@
+"""Training as a library: what train.py does, in the order it does it.
+
+    prepare_run_dir     validate / clear the run folder before any work (only a folder of ours is replaced)
+    plan_run            contexts -> token sequences -> the whole run as a list of optimizer steps,
+                        sampling exactly the epochs the run will use
+    make_trainable      LoRA (q,k,v by default) or all weights (--full)
+    train_steps         the loop (checkpoints with optimizer/scheduler/RNG state; exact --resume)
+
+Each training instance is prompt(context, x) followed by answer(y): both are tokenised separately
+and concatenated, and the labels are -100 on every prompt token, so the loss is log p(y | context, x)
+only. A prompt longer than --max-len loses its earliest context examples first.
+"""
+import contextlib
+import glob
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+
+import contexts
+from common import UserError, progress, read_json, write_json_atomic, write_jsonl_atomic
+
+LORA_TARGETS = {  # module names shared by Llama, Gemma3, Mistral, Qwen2 ...
+    "attn": ["q_proj", "k_proj", "v_proj"],  # the paper: q, k, v (not o)
+    "attn+mlp": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+MAX_SEQUENCES = 2_000_000  # epochs x targets held in memory by one run
+
+
+# ----------------------------------------------------------------------------- run folder
+def prepare_run_dir(out, overwrite, resume):
+    """Fresh run: `out` must be missing or empty, or hold a run of ours (config.json) with --overwrite.
+    --resume: `out` holds a run of ours (or nothing yet). Never deletes a folder that is not a run."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file, not a folder")
+    ours = os.path.isfile(os.path.join(out, "config.json"))
+    busy = os.path.isdir(out) and any(not n.startswith(".") for n in os.listdir(out))
+    if resume:
+        if busy and not ours:
+            raise UserError(f"--resume: {out} holds files but no config.json: not a run folder")
+        return
+    if busy and not ours:
+        raise UserError(f"--out {out} is not empty and is not a run folder (no config.json); "
+                        f"refusing to use it (choose another --out)")
+    if ours:
+        if not overwrite:
+            raise UserError(f"{out} already holds a run; pass --resume to continue it, --overwrite to "
+                            f"replace it, or choose another --out")
+        shutil.rmtree(out)
+
+
+def check_resume(out, config, ignore):
+    """--resume needs the settings the run was started with (a changed flag or contexts file is an error)."""
+    path = os.path.join(out, "config.json")
+    if not os.path.isfile(path):
+        return
+    old = read_json(path, "run config")
+    diff = [k for k in config if k not in ignore and k in old and old[k] != config[k]]
+    if diff:
+        k = diff[0]
+        raise UserError(f"--resume: {out} was trained with {k}={old[k]!r}, now {k}={config[k]!r}")
+
+
+# ----------------------------------------------------------------------------- data
+def encode(tok, task, context, ex, max_len):
+    """One training sequence: {"input_ids", "labels", "dropped"}; labels are -100 on the prompt.
+
+    Prompt and answer are tokenised separately (the prompt as generation sees it, with the
+    tokenizer's BOS if it adds one; the answer without specials) and concatenated. If too long,
+    the earliest context examples are dropped; as a last resort the prompt is cut on the left."""
+    ans = tok(task.answer(ex["y"]), add_special_tokens=False)["input_ids"]
+    dropped = 0
+    while True:
+        prompt = tok(task.prompt(context[dropped:], ex["x"], ex.get("meta")))["input_ids"]
+        if len(prompt) + len(ans) <= max_len or dropped == len(context):
+            break
+        dropped += 1
+    room = max_len - len(ans)
+    if len(prompt) > room:  # even the zero-context prompt is too long: keep BOS + its end
+        if room < 2:
+            raise UserError(f"--max-len {max_len} leaves no room for the prompt of {ex['id']}")
+        has_bos = tok.bos_token_id is not None and prompt[0] == tok.bos_token_id
+        prompt = prompt[:1] + prompt[len(prompt) - room + 1:] if has_bos else prompt[len(prompt) - room:]
+    return {"input_ids": prompt + ans, "labels": [-100] * len(prompt) + ans, "dropped": dropped}
+
+
+def collate(seqs, pad_id, device):
+    """Left-pad a micro-batch: answers end at the same position, so only the logits of the
+    last (longest answer + 1) positions are needed. Position ids count from the first real token."""
+    T = max(len(s["input_ids"]) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), T), -100, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        n = len(s["input_ids"])
+        ids[i, T - n:] = torch.tensor(s["input_ids"])
+        labels[i, T - n:] = torch.tensor(s["labels"])
+        mask[i, T - n:] = 1
+    n_ans = max(sum(1 for l in s["labels"] if l != -100) for s in seqs)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device),
+            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device), "n_ans": n_ans}
+
+
+def loss_fn(model, batch, last_only):
+    """Mean cross-entropy over the answer tokens. With left padding every label sits in the last
+    n_ans positions, so the LM head runs on n_ans + 1 positions only (Gemma's 262k vocab!)."""
+    keep = batch["n_ans"] + 1
+    extra = {"logits_to_keep": keep} if last_only else {}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"], use_cache=False, **extra).logits
+    logits = logits[:, -keep:-1]  # logits at t predict token t + 1
+    labels = batch["labels"][:, -(keep - 1):]
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                             ignore_index=-100)
+
+
+def encode_rows(rows, task, tok, paraphrases, max_len, desc, show):
+    """Token sequences of one epoch's rows; and how many prompts were shortened."""
+    seqs, dropped = [], 0
+    pool = {ex["id"]: ex for ex in task.pool}
+    for r in progress(rows, desc=desc, **({} if show else {"disable": True})):
+        s = encode(tok, task, contexts.resolve(r, task, paraphrases), pool[r["target"]], max_len)
+        dropped += s.pop("dropped") > 0
+        seqs.append(s)
+    return seqs, dropped
+
+
+def plan_epoch(seqs, e, batch_size, grad_accum, world, seed):
+    """Epoch e as optimizer steps; a step = [(epoch, [seq indices]), ...] micro-batches.
+
+    Length-grouped batching: shuffle, cut into chunks of 16 batches, sort each chunk by length
+    (so a batch holds similar lengths, little padding), then shuffle the batches. The batch count
+    is rounded up to a multiple of the number of processes (repeating its first batches) so every
+    process takes the same number of micro-batches."""
+    rng = random.Random(f"{seed}:batches:{e}")
+    idx = list(range(len(seqs)))
+    rng.shuffle(idx)
+    chunk, batches = 16 * batch_size, []
+    for c in range(0, len(idx), chunk):
+        part = sorted(idx[c:c + chunk], key=lambda i: -len(seqs[i]["input_ids"]))
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    batches += batches[:(-len(batches)) % world]
+    per_step = grad_accum * world
+    return [[(e, b) for b in batches[i:i + per_step]] for i in range(0, len(batches), per_step)]
+
+
+def plan_run(epoch_rows, task, tok, paraphrases, tc, world, show):
+    """Encode epochs one at a time, each as `epoch_rows(e)` gives it, until --epochs are done or
+    --max-steps is reached: exactly the epochs the run uses, no guessing.
+    Returns (rows used, per-epoch sequences, steps, prompts shortened)."""
+    rows_used, epoch_seqs, plan, dropped, e = [], [], [], 0, 0
+    while (len(plan) < tc.max_steps) if tc.max_steps else (e < tc.epochs):
+        rows = epoch_rows(e)
+        if not rows:
+            raise UserError(f"epoch {e} has no training rows (did --min-avg-sim filter them all out?)")
+        if (len(rows_used) + len(rows)) > MAX_SEQUENCES:
+            raise UserError(f"the run would hold more than {MAX_SEQUENCES:,} sequences in memory "
+                            f"({e + 1} epochs of {len(rows)}); lower --max-steps / --epochs")
+        seqs, d = encode_rows(rows, task, tok, paraphrases, tc.max_len, f"tokenise epoch {e}", show)
+        rows_used += rows
+        epoch_seqs.append(seqs)
+        dropped += d
+        plan += plan_epoch(seqs, e, tc.batch_size, tc.grad_accum, world, tc.seed)
+        e += 1
+    return rows_used, epoch_seqs, plan[:tc.max_steps] if tc.max_steps else plan, dropped
+
+
+def file_epochs(rows, path, show):
+    """epoch_rows(e) for a contexts file: epoch e uses the file's e-th epoch, cycled (with a note)."""
+    by_epoch = {}
+    for r in rows:
+        by_epoch.setdefault(r["epoch"], []).append(r)
+    src = sorted(by_epoch)
+
+    def epoch_rows(e):
+        if e == len(src) and show:
+            print(f"note: {path} holds {len(src)} epoch(s) of contexts; later epochs reuse them in turn", flush=True)
+        return by_epoch[src[e % len(src)]]
+    return epoch_rows
+
+
+# ----------------------------------------------------------------------------- model
+def make_trainable(model, tc, name):
+    """LoRA on the configured modules (or every weight with --full). Returns (model, lora modules)."""
+    if tc.full:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, []
+    from peft import LoraConfig, get_peft_model
+    targets = LORA_TARGETS[tc.lora_targets]
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    present = [t for t in targets if t in names]
+    if not present:
+        raise UserError(f"model {name} has none of the LoRA target modules {targets}")
+    model.config.use_cache = False
+    model = get_peft_model(model, LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+                                             bias="none", task_type="CAUSAL_LM", target_modules=present))
+    return model, present
+
+
+def base_forward_takes_logits_to_keep(model):
+    import inspect
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def rng_state():
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(acc, path, model, tok, full, optimizer, scheduler, step, log_rows):
+    """Adapter (with --full: the whole model + tokenizer), plus trainer state unless optimizer is None,
+    into a temp folder renamed into place. All processes take part: each saves its own RNG state."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    acc.wait_for_everyone()
+    if optimizer is not None:
+        torch.save(rng_state(), os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
+    if acc.is_main_process:
+        if full:
+            acc.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        else:
+            acc.unwrap_model(model).save_pretrained(tmp, save_embedding_layers=False)
+        if optimizer is not None:
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                        "world": acc.num_processes}, os.path.join(tmp, "trainer_state.pt"))
+        write_json_atomic(os.path.join(tmp, "trainer_state.json"),
+                          {"step": step, "loss": log_rows[-1]["loss"] if log_rows else None})
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    acc.wait_for_everyone()
+
+
+def load_weights(model, folder, full):
+    """Restore the trainable weights saved by save_checkpoint."""
+    from safetensors.torch import load_file
+    if full:
+        state = load_file(os.path.join(folder, "model.safetensors"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [m for m in missing if "lm_head" not in m]:  # a tied head is not saved twice
+            raise UserError(f"{folder} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    else:
+        from peft import set_peft_model_state_dict
+        set_peft_model_state_dict(model, load_file(os.path.join(folder, "adapter_model.safetensors")))
+
+
+def last_checkpoint(run_dir):
+    found = []
+    for d in glob.glob(os.path.join(run_dir, "checkpoint-*")):
+        m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(d))
+        if m and os.path.isfile(os.path.join(d, "trainer_state.pt")):
+            found.append((int(m.group(1)), d))
+    return max(found)[1] if found else None
+
+
+# ----------------------------------------------------------------------------- devices
+def cpu_threads(requested):
+    """CPU threads for torch. OpenMP threads that have to share cores with other busy processes
+    spin at every barrier: on a loaded 2-core machine, 2 threads ran SmolLM2 steps 30x slower
+    than 1. So by default, use only the cores that the 1-minute load average leaves idle."""
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    idle = cores - int(round(os.getloadavg()[0])) if hasattr(os, "getloadavg") else cores
+    return max(1, min(torch.get_num_threads(), idle))
+
+
+
+
+# ----------------------------------------------------------------------------- the loop
+def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, log_rows, args, full):
+    """Optimizer steps start+1 .. len(plan); checkpoints every --save-every; returns the log rows.
+    (--stop-after N, for tests, returns early as if the process were killed after step N.)"""
+    show, total = acc.is_main_process, len(plan)
+    last_only = base_forward_takes_logits_to_keep(acc.unwrap_model(model))
+    log_path = os.path.join(args.out, "train_log.jsonl")
+    model.train()
+    bar = progress(total=total, initial=start, desc="train", **({} if show else {"disable": True}))
+    t_start = time.time()
+    for step in range(start + 1, total + 1):
+        t0 = time.time()
+        micro = plan[step - 1][acc.process_index::acc.num_processes]
+        loss_sum = torch.zeros((), device=acc.device)
+        tokens = torch.zeros((), device=acc.device)
+        for j, (e, b) in enumerate(micro):
+            batch = collate([epoch_seqs[e][i] for i in b], tok.pad_token_id, acc.device)
+            sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)
+            with sync:
+                with acc.autocast():
+                    loss = loss_fn(model, batch, last_only)
+                acc.backward(loss / len(micro))
+            loss_sum += loss.detach() / len(micro)
+            tokens += batch["attention_mask"].sum()
+        if args.max_grad_norm > 0:
+            acc.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_mean = acc.reduce(loss_sum, "mean").item()
+        if not math.isfinite(loss_mean):
+            raise UserError(f"the loss became {loss_mean} at step {step} (learning rate too high?)")
+        tokens = acc.reduce(tokens, "sum").item()
+        dt = time.time() - t0
+        if step % args.log_every == 0 or step == total:
+            log_rows.append({"step": step, "loss": round(loss_mean, 6), "lr": lr,
+                             "tokens_per_s": round(tokens / max(dt, 1e-9), 1)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_mean:.4f}", tok_s=f"{tokens / max(dt, 1e-9):.0f}")
+        if step == start + 3 and show and total - step > 0:
+            per = (time.time() - t_start) / 3
+            print(f"\nestimated time: {per * (total - step) / 60:.1f} min for the remaining {total - step} steps "
+                  f"({per:.2f} s/step)", file=sys.stderr, flush=True)
+        if args.save_every and step % args.save_every == 0 and step < total:
+            save_checkpoint(acc, os.path.join(args.out, f"checkpoint-{step}"), model, tok, full, optimizer,
+                            scheduler, step, log_rows)
+            if show:
+                write_jsonl_atomic(log_path, log_rows)
+        elif show and step % 25 == 0:
+            write_jsonl_atomic(log_path, log_rows)
+        if args.stop_after and step >= args.stop_after and step < total:
+            bar.close()
+            if show:
+                write_jsonl_atomic(log_path, log_rows)
+                print(f"stopped after step {step} (--stop-after)", flush=True)
+            return log_rows, False
+    bar.close()
+    if show:
+        write_jsonl_atomic(log_path, log_rows)
+    return log_rows, True
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+def accelerator(precision, threads):
+    """An Accelerator (one GPU, several under accelerate/torchrun, or the CPU) and the precision used."""
+    from accelerate import Accelerator
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        torch.set_num_threads(cpu_threads(threads))
+    if precision == "auto":
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    if precision != "no" and not on_gpu:
+        raise UserError(f"--precision {precision} needs a GPU; use --precision no on CPU")
+    return Accelerator(mixed_precision=precision, cpu=not on_gpu), precision
+
+
+def context_source(contexts_path, task, cc, seed, paraphrases, show):
+    """(epoch_rows(e), description): rows from a contexts file (validated against the task), or
+    sampled here epoch by epoch with the regime flags."""
+    if contexts_path:
+        rows = contexts.read_rows(contexts_path, task, paraphrases)
+        covered = len({r["target"] for r in rows})
+        if covered < len(task.pool) and show:
+            print(f"note: {contexts_path} has contexts for {covered} of the {len(task.pool)} pool targets", flush=True)
+        return file_epochs(rows, contexts_path, show)
+    if show:
+        contexts.note_unused_rho(cc, paraphrases)
+    sampler = contexts.Sampler(task, cc, seed, paraphrases, show_progress=show)
+    return sampler.epoch
+
+
+def optimizer_for(model, tc, total):
+    from transformers import get_linear_schedule_with_warmup
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr,
+                                  weight_decay=tc.weight_decay)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, tc.warmup_steps, total)
+
+
+def resume_state(acc, out, model, optimizer, scheduler, full):
+    """(start step, log rows, checkpoint folder or None) after restoring the last checkpoint of `out`."""
+    from common import read_jsonl
+    ckpt = last_checkpoint(out)
+    if ckpt is None:
+        if acc.is_main_process:
+            print(f"--resume: no checkpoint in {out}; starting from scratch", flush=True)
+        return 0, [], None
+    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), map_location="cpu", weights_only=False)
+    if state["world"] != acc.num_processes:
+        raise UserError(f"{ckpt} was written by {state['world']} processes, now {acc.num_processes}")
+    load_weights(model, ckpt, full)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    start = state["step"]
+    log_path = os.path.join(out, "train_log.jsonl")
+    log_rows = [r for r in read_jsonl(log_path, "train log") if r["step"] <= start] if os.path.isfile(log_path) else []
+    if acc.is_main_process:
+        print(f"resuming from {ckpt} (step {start})", flush=True)
+    return start, log_rows, ckpt
+
+
+def quick_eval(model, tok, task, limit, seed=0, k=4):
+    """Mean score per context type on the first `limit` test inputs (evaluation.py's contexts):
+    the short before/after check train.py prints."""
+    import evaluation as ev
+    examples = next(iter(task.tests.values()))[:limit]
+    instances = ev.build_eval_contexts(task, examples, min(k, len(task.pool)), seed)
+    was_training = model.training
+    model.eval()
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = True
+    try:
+        rows, _ = ev.predict(model, tok, task, instances, ev.default_max_new_tokens(task, tok), batch_size=16)
+    finally:
+        model.config.use_cache = use_cache
+        model.train(was_training)
+    return ev.by_context_type(rows, ev.CONTEXT_TYPES, seed)
