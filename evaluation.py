@@ -287,7 +287,8 @@ def build_summary(task, rows, instances, context_types, seed, fixed_bins=None, b
         sel = [(r, it) for r, it in zip(rows, instances) if r["context_type"] == t]
         if comet:
             by_type[t]["task_metric"] = summarize([r["task_score"] for r, _ in sel], seed=seed)
-        corpus[t] = task.corpus_metrics([r["prediction"] for r, _ in sel], [it["example"] for _, it in sel])
+        corpus[t] = task.corpus_metrics([r["prediction"] for r, _ in sel], [it["example"] for _, it in sel]) \
+            if sel else {}
     ctx_rows = [r for r in rows if r["context_type"] != "zero"]
     edges = bin_edges([r["max_nsim"] for r in ctx_rows], fixed_bins)
     within = {t: bin_summary([r for r in ctx_rows if r["context_type"] == t], edges, seed=seed)

@@ -25,6 +25,7 @@ import time
 
 from common import (UserError, print_config, read_json, read_jsonl, run_main, write_json_atomic,
                     write_text_atomic)
+from stats import fmt
 from tasks import add_task_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,10 +62,6 @@ def stage(name, done_path, cmd, timings):
     timings[name] = round(time.time() - t0, 1)
 
 
-def fmt_ci(s):
-    return f"{s['mean']:.1f} [{s['ci'][0]:.1f}, {s['ci'][1]:.1f}]"
-
-
 def results_markdown(args, evals, probes_path, compare_md, timings):
     lines = [f"# Results: task `{args.task}`, model `{args.model}`, budget `{args.budget}`", "",
              f"Command: `python reproduce.py {' '.join(sys.argv[1:])}`", ""]
@@ -74,7 +71,7 @@ def results_markdown(args, evals, probes_path, compare_md, timings):
     lines += [f"## Mean {metric} per evaluation context type (95% bootstrap CI, n per cell)", "",
               "| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
     for label, s in summaries.items():
-        cells = [fmt_ci(s["by_context_type"][t]) if t in s["by_context_type"] else "-" for t in types]
+        cells = [fmt(s["by_context_type"][t]) if t in s["by_context_type"] else "-" for t in types]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     n = next(iter(summaries.values()))["by_context_type"].get("random", {}).get("n")
     lines += ["", f"n = {n} test inputs per cell.", "", "## By target-context similarity (Figure 3)", "",
@@ -158,7 +155,7 @@ def main():
         run = os.path.join(out, "runs", label)
         cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--paraphrases", p_train, "--model", args.model,
                "--epochs", str(b["epochs"]), "--save-every", str(b["save_every"]), "--batch-size",
-               str(b["batch_size"]), "--seed", str(args.seed), "--out", run]
+               str(b["batch_size"]), "--seed", str(args.seed), "--eval-limit", "0", "--out", run]
         if b["max_steps"]:
             cmd += ["--max-steps", str(b["max_steps"])]
         if args.lr:
