@@ -612,20 +612,74 @@ def _sql_authorizer(action, arg1, arg2, db_name, trigger):
     return sqlite3.SQLITE_DENY
 
 
-def sandboxed_connection(db_path, deadline):
-    """A read-only connection for untrusted SQL: authorizer, limits and a progress deadline."""
-    conn = sqlite_ro(db_path)
+SQL_MAX_PRINTF_WIDTH = 100_000
+_PRINTF_SPEC = re.compile(r"%([-+ 0#,!]*)(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])")
+
+
+def _limit_connection(conn):
     for name, value in SQL_LIMITS.items():
         if hasattr(sqlite3, name) and hasattr(conn, "setlimit"):  # setlimit: Python >= 3.11
             conn.setlimit(getattr(sqlite3, name), value)
+
+
+def _safe_printf(helper, name):
+    """printf()/format() whose field widths and precisions are bounded: SQLite's own printf
+    loops over a huge width (printf('%.*c', 2e9, 'x')) for seconds inside ONE VM step, where
+    no progress handler can stop it. Valid calls are delegated to SQLite's printf on a private
+    in-memory connection, so results are identical."""
+    def f(*args):
+        if not args or not isinstance(args[0], str):
+            return helper.execute(f"SELECT {name}({','.join('?' * len(args))})", args).fetchone()[0]
+        i = 1
+        for m in _PRINTF_SPEC.finditer(args[0]):
+            for part in (m.group(2), m.group(3)):
+                if part == "*":
+                    v = args[i] if i < len(args) else 0
+                    i += 1
+                    try:
+                        v = abs(int(v))
+                    except (TypeError, ValueError):
+                        v = 0
+                else:
+                    v = int(part) if part else 0
+                if v > SQL_MAX_PRINTF_WIDTH:
+                    raise ValueError(f"{name}: field width {v} too large")
+            if m.group(4) != "%":
+                i += 1
+        return helper.execute(f"SELECT {name}({','.join('?' * len(args))})", args).fetchone()[0]
+    return f
+
+
+def sandboxed_connection(db_path, deadline):
+    """A read-only connection for untrusted SQL: authorizer, limits, bounded printf and a
+    progress deadline."""
+    conn = sqlite_ro(db_path)
+    _limit_connection(conn)
+    helper = sqlite3.connect(":memory:", check_same_thread=False)
+    _limit_connection(helper)
+    for name in ("printf", "format"):
+        conn.create_function(name, -1, _safe_printf(helper, name), deterministic=True)
     conn.set_authorizer(_sql_authorizer)
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
-    return conn
+    return conn, helper
 
 
 def sql_is_read_only(conn, sql):
-    """Compile `sql` with EXPLAIN (nothing runs) and check its bytecode for writes."""
-    for row in conn.execute("EXPLAIN " + sql):
+    """Compile `sql` with EXPLAIN (nothing runs) and check that it is a query (the authorizer
+    saw a SELECT) whose bytecode cannot write (no write opcode, no write transaction)."""
+    seen = []
+
+    def auth(action, *rest):
+        seen.append(action)
+        return _sql_authorizer(action, *rest)
+    conn.set_authorizer(auth)
+    try:
+        ops = conn.execute("EXPLAIN " + sql).fetchall()
+    finally:
+        conn.set_authorizer(_sql_authorizer)
+    if sqlite3.SQLITE_SELECT not in seen:
+        return False
+    for row in ops:
         op, p2 = row[1], row[3]
         if op in SQL_WRITE_OPCODES or (op == "Transaction" and p2 != 0):
             return False
@@ -638,7 +692,7 @@ def execute_sql(db_path, sql, timeout=5.0, max_rows=SQL_MAX_ROWS):
     if not isinstance(sql, str) or not sql.strip():
         return None
     deadline = time.monotonic() + timeout
-    conn = sandboxed_connection(db_path, deadline)
+    conn, helper = sandboxed_connection(db_path, deadline)
     try:
         if not sql_is_read_only(conn, sql):
             return None
@@ -654,6 +708,7 @@ def execute_sql(db_path, sql, timeout=5.0, max_rows=SQL_MAX_ROWS):
         return None
     finally:
         conn.close()
+        helper.close()
 
 
 def _quote_ident(name):
