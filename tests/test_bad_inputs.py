@@ -439,7 +439,7 @@ def test_bad_input(case, world, tmp_path, monkeypatch):
     if case["mode"] == "inproc":
         code, out, err, tb = run_inprocess(case["script"], argv)
     elif case["mode"] == "subproc":
-        code, out, err = run_subprocess(case["script"], argv, t, timeout=60)
+        code, out, err = run_subprocess(case["script"], argv, t, timeout=30)
     else:
         wait = case.get("wait_for")
         wait = wait.replace("{t}", t) if wait else None
