@@ -116,26 +116,37 @@ def _limit_memory():
 
 
 def run_subprocess(script, argv, cwd, timeout=60, sigterm_after=None, wait_for=None):
+    """(exit code, stdout, stderr) of `python script argv` under a 2 GB address-space limit. With
+    sigterm_after: once a stdout line matches the regex `wait_for` (the script is at work, its
+    handlers installed), wait sigterm_after seconds more and send SIGTERM."""
+    import threading
     _, _, prog, prefix = _script_main(script)
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CC_NO_PROGRESS="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, prog), *prefix, *argv], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
+    out, err = [], []
+    readers = [threading.Thread(target=lambda f=f, acc=acc: acc.extend(iter(f.readline, "")), daemon=True)
+               for f, acc in ((proc.stdout, out), (proc.stderr, err))]
+    for r in readers:
+        r.start()
+    t0 = time.monotonic()
     if sigterm_after is not None:
-        t0 = time.monotonic()
-        if wait_for:  # wait until the script has really started working
-            while time.monotonic() - t0 < timeout and proc.poll() is None and not wait_for():
-                time.sleep(0.2)
+        pattern = re.compile(wait_for or ".")
+        while time.monotonic() - t0 < timeout and proc.poll() is None and not any(pattern.search(l) for l in out):
+            time.sleep(0.1)
         time.sleep(sigterm_after)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        code = proc.wait(timeout=max(30.0, timeout - (time.monotonic() - t0)))
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return "timeout", out, err
-    return proc.returncode, out, err
+        proc.wait()
+        code = "timeout"
+    for r in readers:
+        r.join(timeout=10)
+    return code, "".join(out), "".join(err)
 
 
 # ============================================================================ disk snapshots
@@ -402,15 +413,15 @@ CASES = [
     C("item7-probes-corrupted-checkpoint", "probes", ["--run", "{t}/run", "--limit", "2", "--max-new-tokens", "4",
                                                       "--threads", "1", "--out", "{t}/probes.jsonl"],
       setup=_corrupt_run, allow=r"probes\.jsonl\.partial\.jsonl(\.meta\.json)?$"),
-    C("item7-train-sigterm", "train", AL + ["--regime", "random", "--model", "tiny", "--max-steps", "100000",
+    C("item7-train-sigterm", "train", AL + ["--regime", "random", "--model", "tiny", "--max-steps", "400",
                                             "--save-every", "3", "--threads", "1", "--out", "{t}/run"],
-      kind="signal", mode="signal", wait_for="{t}/run/config.json", after=3.0),
+      kind="signal", mode="signal", wait_for=r"^model tiny", after=2.0),
     C("item7-paraphrase-llm-sigterm", "paraphrase", ["--task", "mt", "--data", "{w}/mt", "--backend", "llm",
                                                      "--model", "tiny", "--n", "5", "--save-every", "0.5",
                                                      "--out", "{t}/p.jsonl"],
-      kind="signal", mode="signal", after=6.0),
+      kind="signal", mode="signal", wait_for=r"^== ", after=4.0),
     C("item7-theory_sim-sigterm", "theory_sim", ["--steps", "1000000", "--no-plot", "--out", "{t}/ts"],
-      kind="signal", mode="signal", after=4.0),
+      kind="signal", mode="signal", wait_for=r"^== ", after=2.0),
     # ---- 8. unbounded work
     C("item8-train-max-steps-huge", "train", TRAIN + ["--max-steps", "1000000000000"], mode="subproc"),
     C("item8-theory_sim-steps-huge", "theory_sim", TS + ["--steps", "1000000000000"], mode="subproc"),
@@ -441,10 +452,8 @@ def test_bad_input(case, world, tmp_path, monkeypatch):
     elif case["mode"] == "subproc":
         code, out, err = run_subprocess(case["script"], argv, t, timeout=30)
     else:
-        wait = case.get("wait_for")
-        wait = wait.replace("{t}", t) if wait else None
         code, out, err = run_subprocess(case["script"], argv, t, timeout=90, sigterm_after=case["after"],
-                                        wait_for=(lambda: os.path.exists(wait)) if wait else None)
+                                        wait_for=case.get("wait_for"))
     after = snapshot(world, t)
     report = f"exit {code}\n--- stdout (tail)\n{out[-1500:]}\n--- stderr (tail)\n{err[-3000:]}"
     assert "Traceback" not in err, report
