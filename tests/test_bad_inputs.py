@@ -403,8 +403,9 @@ CASES = [
     C("item5-theory_sim-mix-inf", "theory_sim", TS + ["--mix", "inf"]),
     C("item5-figure3-nan-max-nsim", "figure3", ["{w}/ev_a", "{w}/ev_nan", "--out", "{t}/fig.png"]),
     # ---- 7. leftovers
-    C("item7-paraphrase-llm-fails-no-0-byte-out", "paraphrase", AL + ["--backend", "llm", "--model", "no-such-model",
-                                                                      "--out", "{t}/p.jsonl"]),
+    C("item7-paraphrase-llm-fails-no-0-byte-out", "paraphrase", ["--task", "mt", "--data", "{w}/mt", "--backend",
+                                                                 "llm", "--model", "no-such-model",
+                                                                 "--out", "{t}/p.jsonl"]),
     C("item7-sample_contexts-out-special-file", "sample_contexts", AL + ["--out", "{t}/sock"], setup=_socket),
     C("item7-paraphrase-out-special-file", "paraphrase", PARA[:-2] + ["--out", "{t}/sock"], setup=_socket),
     C("item7-figure3-out-special-file", "figure3", FIG[:-2] + ["--out", "{t}/sock"], setup=_socket),
