@@ -1,64 +1,257 @@
 """Small shared helpers: clear errors, atomic writes, JSONL I/O, seeding, progress bars.
 
 Every script in this repository follows the same conventions:
-  * bad input raises `UserError`; `run_main` turns it into ONE line on stderr and exit code 2;
+  * bad input raises `UserError`; `run_main` turns it into ONE line on stderr and exit code 2
+    (Ctrl-C: exit 130; SIGTERM is turned into the exception `Terminated`: cleanups run, exit 143);
+  * command-line numbers use the argparse types below (`finite_float`, `int_range`, `SEED`,
+    `THREADS`, `device_arg`): NaN, inf, garbage and out-of-range values are refused by argparse
+    itself (usage + one `error:` line, exit 2) before any work starts;
   * outputs are written atomically (temp file in the same folder, then `os.replace`), so a
-    crash never leaves a half-written JSONL behind;
-  * the configuration is printed at start; randomness is seeded.
+    crash never leaves a half-written, 0-byte or hidden temporary file behind; an output path
+    that is a directory, a device/fifo, "" or lies under a regular file is refused up front
+    (`check_output_path`); final files get the usual permissions (0666 & ~umask);
+  * a finished piece of work is recognised by its sidecar `<path>.meta.json` (sha256 of the
+    content, `is_complete`) or by a `<path>.done` manifest (`write_done` / `is_done`), never by
+    the mere existence of a file;
+  * `--overwrite` only deletes a folder that is a run of this program (`prepare_run_dir`);
+  * the configuration is printed at start; randomness is seeded (`set_seed`: seeds are
+    integers in [0, 2**32-1] on the command line; larger or negative ints given in code are
+    reduced deterministically).
 """
+import argparse
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
 import random
+import re
 import shutil
+import signal
+import stat
 import sys
 import tempfile
+import threading
 
 
 class UserError(Exception):
     """Bad input from the user: printed as a one-line error, no traceback."""
 
 
-def run_main(main):
-    """Run `main()`; a UserError becomes `error: <message>` on stderr and exit status 2."""
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM (by `run_main`), so `finally`/cleanup code runs."""
+
+
+def _one_line(msg):
+    return " ".join(str(msg).split()) or "failed"
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
+def run_main(main, argv=None):
+    """Run `main()` (or `main(argv)` when argv is given).
+
+    UserError -> `error: <message>` on stderr, exit 2; Ctrl-C -> exit 130; SIGTERM -> exit 143
+    (turned into `Terminated` while main runs, so atomic writes clean their temporary files);
+    an OSError of the environment (disk full, permission denied, read-only file system) -> one
+    line, exit 2."""
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        main()
+        main() if argv is None else main(argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(143)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM, errno.EISDIR,
+                           errno.ENOTDIR, errno.ENAMETOOLONG):
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
-# ----------------------------------------------------------------------------- atomic writes
+# ----------------------------------------------------------------------------- argparse types
+def _bound_text(lo, hi, lo_open, hi_open):
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {hi:g}"
+    return "a finite number"
+
+
+def finite_float(lo=None, hi=None, lo_open=False, hi_open=False):
+    """argparse `type=`: a finite float within [lo, hi] (open ends with lo_open/hi_open).
+    NaN, inf, garbage and out-of-range values raise ArgumentTypeError (argparse: exit 2)."""
+    want = _bound_text(lo, hi, lo_open, hi_open)
+
+    def parse(text):
+        try:
+            v = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number {want}, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number {want}, got {text!r}")
+        if (lo is not None and (v < lo or (lo_open and v == lo))) or \
+                (hi is not None and (v > hi or (hi_open and v == hi))):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
+        return v
+    parse.__name__ = "finite_float"
+    return parse
+
+
+def int_range(lo=None, hi=None):
+    """argparse `type=`: an integer (decimal digits, optional sign; "1e12", "2.5", "nan" refused)
+    within [lo, hi]."""
+    want = _bound_text(lo, hi, False, False).replace("a finite number", "")
+
+    def parse(text):
+        s = str(text).strip()
+        if not re.fullmatch(r"[+-]?\d+", s):
+            raise argparse.ArgumentTypeError(f"expected an integer{' ' + want if want else ''}, got {text!r}")
+        v = int(s)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {want}, got {text}")
+        return v
+    parse.__name__ = "int_range"
+    return parse
+
+
+SEED_MAX = 2**32 - 1
+SEED = int_range(0, SEED_MAX)            # --seed: what numpy, torch and random all accept as is
+THREADS = int_range(0, 1024)             # --threads: 0 = automatic
+DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
+def device_arg(text):
+    """argparse `type=` for --device: auto, cpu, mps, cuda or cuda:N (availability is checked
+    when the model is loaded, `models.check_device`)."""
+    if not DEVICE_RE.fullmatch(str(text)):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
+    return text
+
+
+def set_threads(n):
+    """torch CPU threads; 0/None leaves torch's default. Negative -> UserError."""
+    if n is None or n == 0:
+        return
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UserError(f"--threads must be an integer >= 0, got {n}")
+    import torch
+    torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------- output paths
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path, is_dir=False, what="output"):
+    """Refuse, BEFORE any work, an output path we cannot or must not replace: "" , an existing
+    directory (for a file) or file (for a folder), a special file (/dev/full, a fifo, a socket),
+    a path under a regular file, or a folder we cannot write in. Creates nothing.
+    Returns the absolute path."""
+    if path is None or os.fspath(path) == "":
+        raise UserError(f"{what} path is empty")
+    path = os.fspath(path)
+    ap = os.path.abspath(path)
+    if os.path.lexists(ap):
+        st = os.stat(ap) if os.path.exists(ap) else os.lstat(ap)
+        if stat.S_ISDIR(st.st_mode) and not is_dir:
+            raise UserError(f"{what} {path} is a directory, not a file")
+        if stat.S_ISREG(st.st_mode) and is_dir:
+            raise UserError(f"{what} {path} is a file, not a folder")
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise UserError(f"{what} {path} is a special file (device, fifo or socket); refusing to replace it")
+    # the nearest existing ancestor must be a writable directory
+    parent = os.path.dirname(ap)
+    while not os.path.exists(parent):
+        if os.path.lexists(parent):  # dangling symlink
+            raise UserError(f"{what} {path}: {parent} is a broken link")
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: folder {parent} is not writable")
+    return ap
+
+
+def _makedirs_tracked(folder):
+    """os.makedirs, returning the folders it created (deepest last) so they can be removed again."""
+    created, cur = [], folder
+    while not os.path.exists(cur):
+        created.append(cur)
+        cur = os.path.dirname(cur)
+    os.makedirs(folder, exist_ok=True)
+    return created[::-1]
+
+
+def _remove_empty(folders):
+    for d in reversed(folders):
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
+
+
 @contextlib.contextmanager
 def atomic_path(path, is_dir=False):
     """Yield a temporary path next to `path`; on success rename it onto `path`.
 
-    On an exception the temporary file/folder is removed and `path` is left untouched.
-    """
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    base = os.path.basename(path)
-    if is_dir:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-        os.close(fd)
+    The output path is checked first (`check_output_path`). On an exception (including Ctrl-C
+    and SIGTERM under `run_main`) the temporary file/folder and any parent folders created for
+    it are removed and `path` is left untouched. The result gets mode 0666/0777 & ~umask."""
+    ap = check_output_path(path, is_dir)
+    parent = os.path.dirname(ap)
+    created = _makedirs_tracked(parent)
+    base = os.path.basename(ap)
+    tmp = None
     try:
+        if is_dir:
+            tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+            os.chmod(tmp, 0o777 & ~_umask())
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+            os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
-        if is_dir and os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        if is_dir and os.path.isdir(ap):
+            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(ap, old)
+            try:
+                os.rename(tmp, ap)
+            except BaseException:
+                os.rename(old, ap)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, ap)
+        tmp = None
+    finally:
+        if tmp is not None:
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif os.path.lexists(tmp):
+                os.remove(tmp)
+            _remove_empty(created)
 
 
 def write_text_atomic(path, text):
@@ -72,22 +265,31 @@ def write_json_atomic(path, obj):
 
 
 def dumps_row(row):
-    return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(row, ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 
 
 def write_jsonl_atomic(path, rows, meta=None):
     """Write rows as JSONL atomically. With `meta` (a dict saying what the file is, e.g.
     {"kind": "contexts", "task": "mt", "task_fp": ...}), also write the sidecar
     `<path>.meta.json` = meta + {"rows", "sha256"} AFTER the data file: a sidecar whose
-    sha256 matches the file proves the file is complete and unchanged (`check_meta`)."""
+    sha256 matches the file proves the file is complete and unchanged (`check_meta`).
+    A stale sidecar is removed before the data file is replaced."""
     rows = list(rows)
     h = hashlib.sha256()
+    check_output_path(path)
+    if meta is not None:
+        check_output_path(meta_path(path))
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                line = dumps_row(row) + "\n"
+                try:
+                    line = dumps_row(row) + "\n"
+                except ValueError:
+                    raise UserError(f"{path}: refusing to write NaN/inf in a row ({str(row)[:120]})") from None
                 f.write(line)
                 h.update(line.encode("utf-8"))
+        if os.path.lexists(meta_path(path)):
+            os.remove(meta_path(path))
     if meta is not None:
         write_json_atomic(meta_path(path), {**meta, "rows": len(rows), "sha256": h.hexdigest()})
 
@@ -145,43 +347,167 @@ def check_meta(path, kind, task=None, task_fp=None, required=False):
     return meta
 
 
+# ----------------------------------------------------------------------------- completion manifests
+def done_path(path):
+    return os.fspath(path).rstrip("/\\") + ".done"
+
+
+def output_digest(path):
+    """sha256 of a file, or of a folder (relative names, sizes and contents of all its files,
+    hidden temporary files excluded). None when `path` does not exist."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return file_sha256(path)
+    if not os.path.isdir(path):
+        return None
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            p = os.path.join(root, name)
+            h.update(os.path.relpath(p, path).encode("utf-8") + b"\0" + file_sha256(p).encode("ascii") + b"\n")
+    return h.hexdigest()
+
+
+def write_done(path, info=None):
+    """Record that the work producing `path` (a file or folder) FINISHED: `<path>.done` =
+    info + the digest of `path`. Written atomically after the output itself."""
+    digest = output_digest(path)
+    if digest is None:
+        raise UserError(f"cannot mark {path} done: it does not exist")
+    write_json_atomic(done_path(path), {**(info or {}), "digest": digest})
+
+
+def is_done(path, info=None):
+    """True only when `<path>.done` exists, records the same `info` (e.g. the command that made
+    it) and the digest of `path` still matches: an interrupted or changed output is not done."""
+    dp = done_path(path)
+    if not os.path.isfile(dp):
+        return False
+    try:
+        rec = read_json(dp, "completion manifest")
+    except UserError:
+        return False
+    if not isinstance(rec, dict):
+        return False
+    for k, v in (info or {}).items():
+        if rec.get(k) != json.loads(json.dumps(v)):
+            return False
+    return rec.get("digest") is not None and rec.get("digest") == output_digest(path)
+
+
+# ----------------------------------------------------------------------------- run folders
+def prepare_run_dir(path, overwrite=False, marker="config.json", resume=False):
+    """Make `path` ready to hold a new run; returns its absolute path (the folder may not exist yet).
+
+    * missing or empty folder: fine;
+    * a run of this program (it holds `marker`) with `resume`: kept as is;
+    * a run of this program with `overwrite`: deleted;
+    * a run without --overwrite/--resume, or ANY other non-empty folder (even with --overwrite):
+      UserError, nothing deleted."""
+    ap = check_output_path(path, is_dir=True, what="run folder")
+    if not os.path.isdir(ap) or not os.listdir(ap):
+        return ap
+    ours = os.path.isfile(os.path.join(ap, marker))
+    if not ours:
+        raise UserError(f"{path} is a non-empty folder that is not a run of this program (no {marker}); "
+                        f"refusing to use or delete it")
+    if resume:
+        return ap
+    if not overwrite:
+        raise UserError(f"{path} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    shutil.rmtree(ap)
+    return ap
+
+
 def config_hash(obj, n=12):
     """Short stable hash of a JSON-serialisable config."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
 
 
-def read_jsonl(path, what="rows", required=()):
-    """Read a JSONL file; a missing file or a malformed line is a UserError naming it."""
+# ----------------------------------------------------------------------------- reading
+def _open_text(path, what):
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UserError(f"{what} path {path} is a folder, not a file")
     if not os.path.isfile(path):
         raise UserError(f"{what} file not found: {path}")
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read {what} file {path}: {e.strerror}") from None
+
+
+def read_jsonl(path, what="rows", required=(), types=None):
+    """Read a JSONL file; a missing/unreadable/non-UTF-8 file or a malformed line is a UserError
+    naming it. `types` ({field: type}) checks field types per row (`require_types`)."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with _open_text(path, what) as ft:
+        f = ft.buffer
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{n}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in required if k not in row]
             if missing:
                 raise UserError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+            if types:
+                require_types(row, types, where=f"{path}:{n}")
             rows.append(row)
     return rows
 
 
 def read_json(path, what="JSON"):
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"{what} file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
+    with _open_text(path, what) as f:
+        try:
             return json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+        except RecursionError:
+            raise UserError(f"{path}: JSON nested too deeply") from None
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object",
+               bool: "true/false", type(None): "null"}
+
+
+def _type_ok(value, t):
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t)
+
+
+def require_types(row, spec, where="row", optional=()):
+    """Check `row[field]` against `spec` = {field: type or tuple of types} (int excludes bool;
+    float accepts ints but not NaN/inf). Missing fields (unless in `optional`) and wrong types
+    raise ONE UserError naming `where` (e.g. "path:line"), the field, and what was found."""
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for field, types in spec.items():
+        if field not in row:
+            if field in optional:
+                continue
+            raise UserError(f"{where}: missing field '{field}'")
+        ts = types if isinstance(types, tuple) else (types,)
+        if not any(_type_ok(row[field], t) for t in ts):
+            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in ts)
+            raise UserError(f"{where}: field '{field}' must be {want}, got {json.dumps(row[field])[:60]}")
+    return row
 
 
 # ----------------------------------------------------------------------------- misc
@@ -193,11 +519,23 @@ def print_config(cfg, title="config"):
         print(f"  {k:<16} {d[k]}", flush=True)
 
 
+def seed32(seed):
+    """A seed in [0, 2**32-1]: unchanged when already there (outputs stay byte-identical), else a
+    deterministic reduction (sha256 of the decimal text), so any Python int is accepted."""
+    seed = int(seed)
+    if 0 <= seed <= SEED_MAX:
+        return seed
+    return int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:4], "big")
+
+
 def set_seed(seed):
+    """Seed random, numpy and torch. The CLI type `SEED` caps seeds to [0, 2**32-1]; any other int
+    (code, configs) is reduced with `seed32`."""
+    seed = seed32(seed)
     random.seed(seed)
     try:
         import numpy as np
-        np.random.seed(seed % 2**32)
+        np.random.seed(seed)
     except ImportError:
         pass
     try:
@@ -216,24 +554,12 @@ def progress(iterable=None, **kw):
 
 
 def check_range(name, value, lo=None, hi=None):
+    """UserError unless value is None or a finite number in [lo, hi] (NaN and inf are refused)."""
     if value is None:
         return
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    bad = isinstance(value, float) and not math.isfinite(value)
+    if bad or (lo is not None and value < lo) or (hi is not None and value > hi):
         lo_s = "-inf" if lo is None else lo
         hi_s = "inf" if hi is None else hi
         raise UserError(f"--{name} must be in [{lo_s}, {hi_s}], got {value}")
 
-
-def check_output_path(path, is_dir=False):
-    """Fail early (before any work) when an output path cannot be written as asked."""
-    path = os.fspath(path)
-    if not path:
-        raise UserError("empty output path")
-    if os.path.exists(path) and not is_dir and os.path.isdir(path):
-        raise UserError(f"output {path} is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
-    probe = parent
-    while probe and not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if probe and not os.path.isdir(probe):
-        raise UserError(f"output {path}: {probe} is a file, not a folder")

@@ -10,13 +10,11 @@ closed) and `flag` (a different flag name).
     ContextConfig   how training contexts are chosen (contexts.sample_rows)
     TrainConfig     model, LoRA / full training and optimisation (train.py)
 """
-import argparse
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from common import UserError
+from common import SEED_MAX, UserError, finite_float, int_range
 
 TASKS = ("alignment", "mt", "semparse", "sql")
 REGIMES = ("zero", "random", "similar", "contrastive", "random+similar")
@@ -28,34 +26,15 @@ def opt(default, help, **meta):
 
 
 # ------------------------------------------------------------------------------------- types
-def number(kind, lo=None, hi=None, lo_open=False, hi_open=False, none_ok=False):
-    """An argparse `type=` for finite numbers in a range ("nan", "inf", "1e12" for an int... are refused)."""
-    def parse(text):
-        if none_ok and text.lower() in ("none", ""):
-            return None
-        try:
-            if kind is int:
-                v = int(text)
-            else:
-                v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
-        if kind is float and not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
-        bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
-        if bad_lo or bad_hi:
-            left = "-inf" if lo is None else f"{lo:g}"
-            right = "inf" if hi is None else f"{hi:g}"
-            rng = f"{'(' if lo_open or lo is None else '['}{left}, {right}{')' if hi_open or hi is None else ']'}"
-            raise argparse.ArgumentTypeError(f"must be in {rng}, got {text}")
-        return v
-    parse.__name__ = kind.__name__
-    return parse
+def number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse `type=` for finite numbers in a range (common.finite_float / common.int_range):
+    "nan", "inf", "1e12" for an integer... are refused with one error line."""
+    if kind is int:
+        return int_range(lo, hi)
+    return finite_float(lo, hi, lo_open, hi_open)
 
 
-MAX_SEED = 2**32 - 1
-SEED = dict(lo=0, hi=MAX_SEED)
+SEED = dict(lo=0, hi=SEED_MAX)
 
 
 # ------------------------------------------------------------------------------------- configs

@@ -285,7 +285,7 @@ def load(name, device=None, dtype=None):
     """(model, tokenizer) for a built-in name, a local HF folder / .gguf file, or a hub name.
     device: default cuda when available, else cpu. dtype: default float32 on CPU, bf16 on GPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    device = device or default_device()
+    device = check_device(device)
     dtype = resolve_dtype(dtype, device)
     if name == "tiny":
         tok = tiny_tokenizer()
@@ -331,13 +331,86 @@ def resolve_adapter_dir(adapter_dir):
 
 def adapter_base(adapter_dir):
     """The base model name recorded in an adapter's config (what train.py trained on)."""
-    with open(os.path.join(resolve_adapter_dir(adapter_dir), "adapter_config.json")) as f:
-        return json.load(f).get("base_model_name_or_path")
+    path = os.path.join(resolve_adapter_dir(adapter_dir), "adapter_config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return cfg.get("base_model_name_or_path")
+
+
+BASE_SIGNATURE_FILE = "cc_base.json"
+_SIGNATURE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                   "num_key_value_heads", "intermediate_size")
+
+
+def base_signature(model):
+    """What identifies a base model beyond its name: architecture sizes, vocabulary size and a
+    hash of its whole config (name-independent) -- an adapter only fits the model it was trained on."""
+    cfg = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(vars(model.config))
+    sig = {k: cfg.get(k) for k in _SIGNATURE_KEYS}
+    drop = {"_name_or_path", "name_or_path", "transformers_version", "torch_dtype", "dtype", "pad_token_id",
+            "architectures", "_commit_hash", "use_cache"}
+    stable = {k: v for k, v in cfg.items() if k not in drop and not k.startswith("_")}
+    sig["config_hash"] = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return sig
+
+
+def write_base_signature(adapter_dir, model):
+    """Record the base model's signature beside a saved adapter (train.py calls this when it saves
+    checkpoint-*/ and final/). `load_with_adapter` refuses a base model with another signature."""
+    from common import write_json_atomic
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    write_json_atomic(os.path.join(adapter_dir, BASE_SIGNATURE_FILE), base_signature(base))
+
+
+def check_base_signature(adapter_dir, model, name):
+    """UserError when the adapter records a base signature that `model` does not match."""
+    path = os.path.join(adapter_dir, BASE_SIGNATURE_FILE)
+    if not os.path.isfile(path):
+        return
+    from common import read_json
+    want, got = read_json(path, "adapter base signature"), base_signature(model)
+    if not isinstance(want, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    diff = [k for k in want if want.get(k) != got.get(k)]
+    if diff:
+        k = diff[0]
+        raise UserError(f"adapter {adapter_dir} was trained on another base model than '{name}' "
+                        f"({k}: adapter {want.get(k)!r}, model {got.get(k)!r})")
+
+
+def check_device(device):
+    """A device torch can use here: None/"auto" -> the default; "banana" or an unavailable GPU
+    -> UserError (one line) instead of a traceback deep inside torch."""
+    if device is None or device == "auto":
+        return default_device()
+    d = str(device)
+    try:
+        dev = torch.device(d)
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device '{d}' (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device '{d}' requested but no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"device '{d}': only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise UserError(f"device '{d}' requested but MPS is not available")
+    elif dev.type != "cpu":
+        raise UserError(f"unsupported device '{d}' (use cpu, cuda, cuda:N or mps)")
+    return d
 
 
 def load_with_adapter(name, adapter_dir=None, device=None, dtype=None, merge=True):
     """load(name) plus a LoRA adapter (merged into the weights for fast generation).
-    name=None takes the base model recorded in the adapter; adapter_dir=None gives the base model."""
+    name=None takes the base model recorded in the adapter; adapter_dir=None gives the base model.
+    The adapter must fit: same recorded name (for built-in names), same base signature
+    (cc_base.json, when recorded), and weights that load; else UserError."""
     if adapter_dir is None:
         if name is None:
             raise UserError("need a model name or an adapter")
@@ -345,15 +418,20 @@ def load_with_adapter(name, adapter_dir=None, device=None, dtype=None, merge=Tru
     adapter_dir = resolve_adapter_dir(adapter_dir)
     base = adapter_base(adapter_dir)
     if name is None:
+        if not base:
+            raise UserError(f"adapter {adapter_dir} names no base model; pass --model")
         name = base
     elif base in MODEL_CHOICES and name in MODEL_CHOICES and base != name:
         raise UserError(f"adapter {adapter_dir} was trained on '{base}', not '{name}'")
     model, tok = load(name, device, dtype)
+    check_base_signature(adapter_dir, model, name)
     from peft import PeftModel
     try:
         model = PeftModel.from_pretrained(model, adapter_dir)
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise UserError(f"adapter {adapter_dir} does not fit model '{name}': {str(e).splitlines()[0][:200]}") from None
+    except Exception as e:  # size mismatch, missing keys, corrupted safetensors, bad adapter_config.json
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"adapter {adapter_dir} cannot be loaded on model '{name}' "
+                        f"({type(e).__name__}: {msg})") from None
     if merge:
         model = model.merge_and_unload()
     model.eval()

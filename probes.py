@@ -18,9 +18,16 @@ sim_y is sentence chrF (sacreBLEU); scores are percent. The contexts are the eva
 of evaluate.py (`build_eval_contexts`: random and random+paraphrase), so they never depend on the
 model. Scoring is a pure function of predictions (`probe_scores(task, instances, predict_fn)`).
 
-Outputs (atomic, rewritten after each checkpoint): --out JSONL rows
-{"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint"}; --plot PNG (three panels,
-score against training step, one line per run).
+Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint"}
+with its sidecar --out.meta.json ({"kind": "probes", "config": hash, "rows", "sha256"}); --plot PNG
+(three panels, score against training step, one line per run). Both are written atomically and
+ONLY when every checkpoint of every run is scored: --out never holds a partial result.
+Progress is kept in `<out>.partial.jsonl` (+ its .meta.json, "kind": "probes-partial"), rewritten
+after each checkpoint; a re-run with the same configuration reuses the rows of checkpoints whose
+adapter is unchanged (sha256 of the adapter folder) and removes the partial file at the end. A
+checkpoint that cannot be loaded (corrupted) stops the run with one error line: --out is not
+written (an older complete --out stays as it was, with its own sidecar), and the partial file
+keeps the finished checkpoints for the next run.
 """
 import argparse
 import glob
@@ -35,7 +42,8 @@ import numpy as np
 import contexts
 import evaluation as evaluate
 import tasks
-from common import UserError, atomic_path, print_config, read_json, run_main, set_seed, write_jsonl_atomic
+from common import (UserError, atomic_path, check_output_path, config_hash, is_complete, meta_path, output_digest,
+                    print_config, read_json, read_jsonl, read_meta, run_main, set_seed, write_jsonl_atomic)
 
 PROBES = ("iwl", "icl", "copy")
 
@@ -221,6 +229,10 @@ def main(argv=None):
     for run in args.run:
         if not os.path.isfile(os.path.join(run, "config.json")):
             raise UserError(f"not a training run folder (no config.json): {run}")
+    out_path = check_output_path(args.out, what="--out")
+    if args.plot:
+        if check_output_path(args.plot, what="--plot") == out_path:
+            raise UserError("--plot and --out name the same file")
     print_config(args, "probes")
     set_seed(args.seed)
     if args.threads:
@@ -228,6 +240,15 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     import generation
     import models
+
+    partial = partial_path(args.out)
+    check_output_path(partial, what="progress file")
+    conf = config_hash({k: v for k, v in vars(args).items() if k not in ("out", "plot", "threads", "device",
+                                                                           "batch_size")}
+                       | {"paraphrases_sha": output_digest(args.paraphrases) if args.paraphrases else None})
+    done = load_partial(partial, conf)
+    if done:
+        print(f"resuming: {len(done)} checkpoint(s) already scored in {partial}", flush=True)
 
     rows, labels, base_cache = [], {}, {}
     for run in args.run:
@@ -246,8 +267,12 @@ def main(argv=None):
         print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
               f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[s for s, _, _ in ckpts]}", flush=True)
         for step, name, adapter in ckpts:
+            digest = output_digest(adapter) if adapter else "base"
             key = json.dumps([run_args.model, {k: getattr(run_args, k) for k in evaluate.TASK_KEYS}, split])
-            if adapter is None and key in base_cache:
+            reused = done.get((run, step, name, digest))
+            if reused is not None:
+                scores = reused
+            elif adapter is None and key in base_cache:
                 scores = base_cache[key]
             else:
                 model, tok = models.load_with_adapter(run_args.model, adapter, device=args.device)
@@ -257,19 +282,51 @@ def main(argv=None):
                     return generation.generate(model, tok, prompts, max_new, stop=task.stop,
                                                batch_size=args.batch_size)
                 scores = probe_scores(task, instances, predict, SIMS[args.sim], SIMS[args.copy_sim])
-                if adapter is None:
-                    base_cache[key] = scores
                 del model
+            if adapter is None:
+                base_cache[key] = scores
             for probe in PROBES:
                 rows.append({"run": run, "step": step, "probe": probe, "score": scores[probe]["score"],
-                             "n": scores[probe]["n"], "checkpoint": name})
+                             "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest})
             print(f"  step {step:>6} ({name}): " + "  ".join(
-                f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES),
-                flush=True)
-            write_jsonl_atomic(args.out, rows)  # keep what is done if a later checkpoint fails
+                f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES)
+                + (" (reused)" if reused is not None else ""), flush=True)
+            # progress only: --out itself is written once everything is scored
+            write_jsonl_atomic(partial, rows, meta={"kind": "probes-partial", "config": conf})
+    final = [{k: v for k, v in r.items() if k != "_adapter"} for r in rows]
     if args.plot:
-        plot_probes(rows, args.plot, labels)
+        plot_probes(final, args.plot, labels)
+    write_jsonl_atomic(args.out, final, meta={"kind": "probes", "config": conf, "complete": True})
+    for p in (partial, meta_path(partial)):
+        if os.path.lexists(p):
+            os.remove(p)
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""), flush=True)
+
+
+def partial_path(out):
+    return os.fspath(out) + ".partial.jsonl"
+
+
+def load_partial(path, conf):
+    """{(run, step, checkpoint, adapter digest): scores} from a progress file of the SAME
+    configuration whose content is intact; anything else is ignored (and later overwritten)."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        meta = read_meta(path)
+        if not meta or meta.get("kind") != "probes-partial" or meta.get("config") != conf or not is_complete(path):
+            print(f"note: ignoring {path} (another configuration, or incomplete)", flush=True)
+            return {}
+        rows = read_jsonl(path, "probe progress", required=("run", "step", "probe", "score", "n", "checkpoint",
+                                                              "_adapter"))
+    except UserError as e:
+        print(f"note: ignoring {path} ({e})", flush=True)
+        return {}
+    done = {}
+    for r in rows:
+        done.setdefault((r["run"], r["step"], r["checkpoint"], r["_adapter"]), {})[r["probe"]] = \
+            {"score": r["score"], "n": r["n"]}
+    return {k: v for k, v in done.items() if set(v) == set(PROBES)}
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
     python reproduce.py --task alignment --model smollm2-135m --budget small --out results/alignment
     python reproduce.py --task mt --data ../shared/data/multi30k --max-pool 2000 --budget small --out results/mt
 
-Stages (each is one of the repo's scripts run as a subprocess; a finished stage is skipped
-on a re-run, so an interrupted study resumes where it stopped):
+Stages (each is one of the repo's scripts run as a subprocess). A stage counts as finished only
+when its `<output>.done` manifest (common.write_done: the stage's command and the sha256 of
+its output files/folders) matches: a stage interrupted by Ctrl-C, SIGTERM or a crash, or
+whose output was changed, is run again on a re-run (paraphrase.py continues from its cache,
+train.py --resume from its last checkpoint), so an interrupted study resumes where it stopped:
   1. paraphrase.py   training-pool paraphrases (perturb back-end) for Contrastive's rho, and
                      test-input paraphrases with a DIFFERENT seed for `random+paraphrase`
   2. sample_contexts.py   contexts.jsonl for every regime
@@ -23,10 +26,11 @@ import subprocess
 import sys
 import time
 
-from common import (UserError, print_config, read_json, read_jsonl, run_main, write_json_atomic,
+from common import (SEED_MAX, THREADS, UserError, check_output_path, finite_float, int_range, is_done,
+                    output_digest, print_config, read_json, read_jsonl, run_main, write_done, write_json_atomic,
                     write_text_atomic)
 from stats import fmt
-from tasks import add_task_args
+from tasks import add_task_args, task_from_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUDGETS = {  # training steps/epochs, eval and probe sizes
@@ -49,17 +53,55 @@ def task_flags(args):
     return out
 
 
-def stage(name, done_path, cmd, timings):
-    """Run one stage unless its output exists; record its wall time."""
-    if os.path.exists(done_path):
-        print(f"[skip] {name}: {done_path} exists", flush=True)
-        return
+def stage_key(cmd):
+    """The command that defines a stage's output: flags that do not change it are left out."""
+    key, skip = [], False
+    for a in cmd:
+        if skip:
+            skip = False
+            continue
+        if a == "--threads":
+            skip = True
+            continue
+        if a != "--resume":
+            key.append(a)
+    return key
+
+
+def stage(name, outputs, cmd, timings, inputs=()):
+    """Run one stage unless its outputs are complete: `<outputs[0]>.done` records the command,
+    the digests of the files/folders it read (`inputs`: a re-made input re-runs the stage) and
+    of every output, and all still match. Returns True when it ran."""
+    outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+
+    def info():
+        return {"stage": name, "cmd": stage_key(cmd), "also": {o: output_digest(o) for o in outputs[1:]},
+                "inputs": {i: output_digest(i) for i in inputs}}
+    if is_done(outputs[0], info()):
+        print(f"[skip] {name}: {outputs[0]} is complete", flush=True)
+        return False
     print(f"[run ] {name}: {' '.join(cmd)}", flush=True)
     t0 = time.time()
-    proc = subprocess.run([sys.executable, *cmd], cwd=HERE)
-    if proc.returncode != 0:
-        raise UserError(f"stage {name} failed with exit code {proc.returncode} (command: {' '.join(cmd)})")
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=HERE)
+    try:
+        code = proc.wait()
+    except BaseException:  # Ctrl-C / SIGTERM of reproduce.py: stop the stage too, let it clean up
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
+    if code != 0:
+        raise UserError(f"stage {name} failed with exit code {code} (command: {' '.join(cmd)})")
+    missing = [o for o in outputs if not os.path.exists(o)]
+    if missing:
+        raise UserError(f"stage {name} exited 0 but did not write {', '.join(missing)}")
+    write_done(outputs[0], info())
     timings[name] = round(time.time() - t0, 1)
+    return True
 
 
 def results_markdown(args, evals, probes_path, compare_md, timings):
@@ -94,33 +136,65 @@ def results_markdown(args, evals, probes_path, compare_md, timings):
     return "\n".join(lines) + "\n"
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def regime_list(zero_frac):
+    regimes = list(REGIMES)
+    if zero_frac > 0:
+        regimes.append((f"contrastive+zero{zero_frac:g}", ["--zero-frac", str(zero_frac)]))
+    return regimes
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     add_task_args(p)
+    pos = int_range(1, 10**7)
     p.add_argument("--model", default=None, help="model (default: per budget: tiny for smoke, else smollm2-135m)")
     p.add_argument("--budget", default="small", choices=tuple(BUDGETS))
-    p.add_argument("--epochs", type=int, default=None, help="override the budget's epochs")
-    p.add_argument("--max-steps", type=int, default=None, help="override the budget's max steps per run")
-    p.add_argument("--save-every", type=int, default=None, help="override the budget's checkpoint interval")
-    p.add_argument("--eval-limit", type=int, default=None, help="override the budget's test inputs")
-    p.add_argument("--probe-limit", type=int, default=None, help="override the budget's probe inputs")
-    p.add_argument("--zero-frac", type=float, default=0.1,
-                   help="also train contrastive with this --zero-frac (0 disables the extra run)")
+    p.add_argument("--epochs", type=int_range(1, 1000), default=None, help="override the budget's epochs")
+    p.add_argument("--max-steps", type=pos, default=None, help="override the budget's max steps per run")
+    p.add_argument("--save-every", type=pos, default=None, help="override the budget's checkpoint interval")
+    p.add_argument("--eval-limit", type=pos, default=None, help="override the budget's test inputs")
+    p.add_argument("--probe-limit", type=pos, default=None, help="override the budget's probe inputs")
+    p.add_argument("--zero-frac", type=finite_float(0, 1, hi_open=True), default=0.1,
+                   help="also train contrastive with this --zero-frac in [0, 1) (0 disables the extra run)")
     p.add_argument("--test-paraphrases", default=None,
                    help="paraphrase JSONL of test inputs for random+paraphrase (default: perturb with another seed)")
-    p.add_argument("--lr", type=float, default=None, help="training learning rate (default: train.py's 2e-4)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per stage (0 = auto)")
-    p.add_argument("--regimes", default=None, help="comma-separated subset of regimes to run")
+    p.add_argument("--lr", type=finite_float(0, 1, lo_open=True), default=None,
+                   help="training learning rate in (0, 1] (default: train.py's 2e-4)")
+    p.add_argument("--threads", type=THREADS, default=0, help="torch threads per stage (0 = auto)")
+    p.add_argument("--regimes", default=None, help="comma-separated subset of regimes to run "
+                   f"({', '.join(r for r, _ in REGIMES)}, contrastive+zero<FRAC>)")
     p.add_argument("--only-train", action="store_true",
                    help="stop after training (e.g. to train regime subsets in parallel processes)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
+    p.add_argument("--seed", type=int_range(0, SEED_MAX - 1000), default=0,
+                   help="seed (the test paraphrases use seed + 1000)")
+    p.add_argument("--out", required=True, help="study folder")
+    return p
+
+
+def main(argv=None):
+    p = build_parser()
+    args = p.parse_args(argv)
     b = dict(BUDGETS[args.budget])
     for k in ("epochs", "max_steps", "save_every", "eval_limit", "probe_limit"):
         if getattr(args, k) is not None:
             b[k] = getattr(args, k)
     args.model = args.model or b["model"]
+    # everything is checked before the first stage starts
+    regimes = regime_list(args.zero_frac)
+    if args.regimes is not None:
+        asked = [r.strip() for r in args.regimes.split(",") if r.strip()]
+        valid = [r for r, _ in regimes]
+        unknown = [r for r in asked if r not in valid]
+        if unknown or not asked:
+            raise UserError(f"--regimes: unknown regime(s) {', '.join(unknown) or '(none given)'}; "
+                            f"valid: {', '.join(valid)}")
+        regimes = [r for r in regimes if r[0] in asked]
+    check_output_path(args.out, is_dir=True, what="--out")
+    if args.test_paraphrases is not None and not os.path.isfile(args.test_paraphrases):
+        raise UserError(f"--test-paraphrases file not found: {args.test_paraphrases}")
+    if args.data is None or not args.data.startswith("hub:"):
+        task_from_args(args)  # bad --data / task flags fail here, not inside a stage
     print_config({**vars(args), **{f"budget.{k}": v for k, v in b.items()}}, "reproduce")
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -128,6 +202,8 @@ def main():
     tpath = os.path.join(out, "timings.json")
     if os.path.exists(tpath):
         timings = read_json(tpath, "timings")
+        if not isinstance(timings, dict):
+            timings = {}
 
     # 1. paraphrases: training pool (for rho) and test inputs (another seed: not the training ones)
     p_train = os.path.join(out, "paraphrases.train.jsonl")
@@ -139,19 +215,13 @@ def main():
                                           "--n", "1", "--seed", str(args.seed + 1000), "--out", p_test], timings)
 
     # 2-3. contexts and training, per regime
-    regimes = list(REGIMES)
-    if args.zero_frac > 0:
-        regimes.append((f"contrastive+zero{args.zero_frac:g}", ["--zero-frac", str(args.zero_frac)]))
-    if args.regimes:
-        keep = set(args.regimes.split(","))
-        regimes = [r for r in regimes if r[0] in keep]
     runs = []
     for label, extra in regimes:
         regime = label.split("+zero")[0]
         ctx = os.path.join(out, "contexts", f"{label}.jsonl")
         stage(f"contexts-{label}", ctx, ["sample_contexts.py", *tf, "--regime", regime, *extra,
                                          "--paraphrases", p_train, "--epochs", str(b["epochs"]),
-                                         "--seed", str(args.seed), "--out", ctx], timings)
+                                         "--seed", str(args.seed), "--out", ctx], timings, inputs=[p_train])
         run = os.path.join(out, "runs", label)
         cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--paraphrases", p_train, "--model", args.model,
                "--epochs", str(b["epochs"]), "--save-every", str(b["save_every"]), "--batch-size",
@@ -161,9 +231,9 @@ def main():
         if args.lr:
             cmd += ["--lr", str(args.lr)]
         cmd += ["--threads", str(args.threads)]
-        if os.path.isdir(run) and not os.path.isdir(os.path.join(run, "final")):
-            cmd.append("--resume")  # an interrupted run continues from its last checkpoint
-        stage(f"train-{label}", os.path.join(run, "final"), cmd, timings)
+        if os.path.isfile(os.path.join(run, "config.json")):
+            cmd.append("--resume")  # an unfinished run continues from its last checkpoint
+        stage(f"train-{label}", run, cmd, timings, inputs=[ctx, p_train])
         runs.append((label, run))
         write_json_atomic(tpath, timings)
 
@@ -174,14 +244,15 @@ def main():
     # 4. evaluation of the base model and every run on the very same instances
     lim = ["--limit", str(b["eval_limit"])] if b["eval_limit"] else []
     evals = [("base", os.path.join(out, "eval", "base"))]
-    stage("eval-base", os.path.join(evals[0][1], "summary.json"),
+    stage("eval-base", evals[0][1],
           ["evaluate.py", *tf, "--model", args.model, "--paraphrases", p_test, "--seed", str(args.seed), *lim,
-           "--out", evals[0][1]], timings)
+           "--out", evals[0][1]], timings, inputs=[p_test])
     for label, run in runs:
         d = os.path.join(out, "eval", label)
-        stage(f"eval-{label}", os.path.join(d, "summary.json"),
+        stage(f"eval-{label}", d,
               ["evaluate.py", *tf, "--model", args.model, "--adapter", run, "--paraphrases", p_test,
-               "--seed", str(args.seed), *lim, "--threads", str(args.threads), "--out", d], timings)
+               "--seed", str(args.seed), *lim, "--threads", str(args.threads), "--out", d], timings,
+              inputs=[run, p_test])
         evals.append((label, d))
         write_json_atomic(tpath, timings)
 
@@ -190,15 +261,16 @@ def main():
     cmd = ["probes.py"]
     for _, run in runs:
         cmd += ["--run", run]
-    stage("probes", probes, cmd + ["--limit", str(b["probe_limit"]), "--paraphrases", p_test,
+    stage("probes", [probes, os.path.join(out, "probes.png")], cmd + ["--limit", str(b["probe_limit"]), "--paraphrases", p_test,
                                    "--threads", str(args.threads or 1),
-                                   "--out", probes, "--plot", os.path.join(out, "probes.png")], timings)
+                                   "--out", probes, "--plot", os.path.join(out, "probes.png")], timings,
+          inputs=[p_test, *[r for _, r in runs]])
 
     # 6. Figure 3 and results.md
     fig, table = os.path.join(out, "figure3.png"), os.path.join(out, "figure3.md")
-    stage("compare", fig, ["figure3.py", *[d for _, d in evals], "--labels",
+    stage("compare", [fig, table], ["figure3.py", *[d for _, d in evals], "--labels",
                            *[l for l, _ in evals], "--out", fig, "--table", table,
-                           "--title", f"{args.task} / {args.model}"], timings)
+                           "--title", f"{args.task} / {args.model}"], timings, inputs=[d for _, d in evals])
     write_json_atomic(tpath, timings)
     write_text_atomic(os.path.join(out, "results.md"), results_markdown(args, evals, probes, table, timings))
     print(f"wrote {os.path.join(out, 'results.md')}")

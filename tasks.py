@@ -23,7 +23,7 @@ import string
 import time
 
 import config
-from common import UserError, read_json, read_jsonl
+from common import UserError, read_json, read_jsonl, require_types
 from config import TASKS
 from similarity import word_tokenize
 
@@ -268,19 +268,84 @@ def perturb_text(x, rng, n, protected=()):
 
 
 # ===================================================================================== mt
-HUB_SOURCES = {  # the paper's data (Appendix C.2); only usable online with `datasets` installed
-    "europarl": ("Helsinki-NLP/europarl", "{a}-{b}"),
-    "samanantar": ("ai4bharat/samanantar", "{tgt}"),
-    "flores_plus": ("openlanguagedata/flores_plus", None),
-    "emea": ("Helsinki-NLP/emea", "{a}-{b}"),
-    "tanzil": ("Helsinki-NLP/tanzil", "{a}-{b}"),
-    "iitb": ("cfilt/iitb-english-hindi", None),
+# Hub data sets (Appendix C.2, Table 2), with the splits their data cards list. OPUS corpora
+# (europarl, emea, tanzil) and samanantar have ONLY a train split; flores_plus has only dev and
+# devtest (one config per language, aligned by row); iitb has train/validation/test.
+HUB_SOURCES = {
+    "europarl": {"repo": "Helsinki-NLP/europarl", "config": "{a}-{b}", "splits": ("train",)},
+    "samanantar": {"repo": "ai4bharat/samanantar", "config": "{other}", "splits": ("train",)},
+    "flores_plus": {"repo": "openlanguagedata/flores_plus", "config": "{code}", "splits": ("dev", "devtest")},
+    "emea": {"repo": "Helsinki-NLP/emea", "config": "{a}-{b}", "splits": ("train",)},
+    "tanzil": {"repo": "Helsinki-NLP/tanzil", "config": "{a}-{b}", "splits": ("train",)},
+    "iitb": {"repo": "cfilt/iitb-english-hindi", "config": None, "splits": ("train", "validation", "test")},
 }
+FLORES_CODES = {"en": "eng_Latn", "de": "deu_Latn", "hi": "hin_Deva", "ta": "tam_Taml", "lt": "lit_Latn",
+                "fr": "fra_Latn", "es": "spa_Latn", "cs": "ces_Latn", "th": "tha_Thai", "it": "ita_Latn"}
+# the paper's set-up per non-English language: training corpus and OOD test set (Table 2)
+PAPER_MT = {"de": ("europarl", "emea"), "lt": ("europarl", "emea"), "hi": ("samanantar", "iitb"),
+            "ta": ("samanantar", "tanzil")}
+HUB_TRAIN_ROWS = 50_000   # Table 2: 50,000 training pairs
+HUB_OOD_ROWS = 500        # Table 2: 500 OOD test pairs
+TRAIN_ONLY = ("europarl", "samanantar", "emea", "tanzil")
+
+
+def hub_plan(name, src, tgt):
+    """Which (data set, split) feeds the pool and each test split of `--data hub:<name>`:
+    {"pool": (name, split), "tests": {test name: (name, split)}}. Splits use the `datasets`
+    slice syntax, so every slice is deterministic and disjoint from the pool when taken from the
+    same corpus. `hub:paper` = the paper's set-up for the language pair (Table 2).
+
+      paper / europarl / samanantar   pool = <corpus> train[:50000]; test = Flores+ devtest;
+                                      ood = the paper's OOD set for the pair (if it has one)
+      emea / tanzil (train only)      pool = train[500:50500]; test = Flores+ devtest;
+                                      ood = train[:500] (held out)
+      flores_plus                     pool = dev; test = devtest
+      iitb                            pool = train[:50000]; test = Flores+ devtest; ood = test[:500]
+    """
+    other = tgt if src == "en" else src
+    if name == "paper":
+        if "en" not in (src, tgt) or other not in PAPER_MT:
+            raise UserError(f"hub:paper covers en-{{{','.join(PAPER_MT)}}}, not {src}-{tgt}")
+        name = PAPER_MT[other][0]
+    if name not in HUB_SOURCES:
+        raise UserError(f"unknown hub data set '{name}' (known: paper, {', '.join(HUB_SOURCES)})")
+    flores = ("flores_plus", "devtest")
+    ood_name = PAPER_MT.get(other, (None, None))[1] if "en" in (src, tgt) else None
+
+    def ood_of(n):
+        if n == "iitb":
+            return ("iitb", f"test[:{HUB_OOD_ROWS}]")
+        return (n, f"train[:{HUB_OOD_ROWS}]")
+    if name == "flores_plus":
+        return {"pool": ("flores_plus", "dev"), "tests": {"test": flores}}
+    if name in ("emea", "tanzil"):
+        return {"pool": (name, f"train[{HUB_OOD_ROWS}:{HUB_OOD_ROWS + HUB_TRAIN_ROWS}]"),
+                "tests": {"test": flores, "ood": ood_of(name)}}
+    if name == "iitb":
+        return {"pool": ("iitb", f"train[:{HUB_TRAIN_ROWS}]"), "tests": {"test": flores, "ood": ood_of("iitb")}}
+    tests = {"test": flores}
+    if ood_name is not None and ood_name != name:
+        tests["ood"] = ood_of(ood_name)
+    return {"pool": (name, f"train[:{HUB_TRAIN_ROWS}]"), "tests": tests}
 
 
 def _read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n").rstrip("\r") for line in f]
+    """Lines of a UTF-8 text file without their line ends; non-UTF-8 -> UserError naming the line."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder, not a text file")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
 
 
 def load_parallel(data, split, src, tgt):
@@ -306,19 +371,24 @@ def load_parallel(data, split, src, tgt):
         path, pairs = os.path.join(data, f"{split}.jsonl"), []
         for n, row in enumerate(read_jsonl(path, "parallel data"), 1):
             row = row.get("translation", row)
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{n}: 'translation' must be an object")
             if "x" in row and "y" in row:
-                pairs.append((row["x"], row["y"]))
+                pair = (row["x"], row["y"])
             elif src in row and tgt in row:
-                pairs.append((row[src], row[tgt]))
+                pair = (row[src], row[tgt])
             else:
                 raise UserError(f"{path}:{n}: need fields x/y or {src}/{tgt}")
+            if not all(isinstance(v, str) for v in pair):
+                raise UserError(f"{path}:{n}: source and target must be strings")
+            pairs.append(pair)
     else:
         return None
     return [{"id": f"{split}-{i}", "x": x.strip(), "y": y.strip()} for i, (x, y) in enumerate(pairs)
             if x.strip() and y.strip()]
 
 
-def load_hub(name, src, tgt, split):  # pragma: no cover - needs network
+def _hub_datasets(name):
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise UserError(f"hub data set '{name}' needs the network (HF_HUB_OFFLINE=1 is set); "
                         f"use local files with --data DIR")
@@ -326,34 +396,83 @@ def load_hub(name, src, tgt, split):  # pragma: no cover - needs network
         import datasets
     except ImportError:
         raise UserError(f"hub data set '{name}' needs `pip install datasets` and network access") from None
-    repo, cfg = HUB_SOURCES[name]
+    return datasets
+
+
+def load_hub(name, src, tgt, split, datasets=None):
+    """[{"id", "x", "y"}] of one split (slice syntax allowed) of a hub data set. Only splits its
+    data card lists are asked for; ids are "<name>.<split>-<row>"."""
+    datasets = datasets or _hub_datasets(name)
+    info = HUB_SOURCES[name]
+    base = split.split("[")[0]
+    if base not in info["splits"]:
+        raise UserError(f"hub data set {name} has no split '{base}' (it has: {', '.join(info['splits'])})")
     a, b = sorted((src, tgt))
+    other = tgt if src == "en" else src
+    repo = info["repo"]
     try:
         if name == "flores_plus":
-            code = {"en": "eng_Latn", "de": "deu_Latn", "hi": "hin_Deva", "ta": "tam_Taml", "lt": "lit_Latn"}
-            xs = datasets.load_dataset(repo, code[src], split=split)["text"]
-            ys = datasets.load_dataset(repo, code[tgt], split=split)["text"]
+            for lang in (src, tgt):
+                if lang not in FLORES_CODES:
+                    raise UserError(f"flores_plus: no language code known for '{lang}'")
+            xs = [r["text"] for r in datasets.load_dataset(repo, FLORES_CODES[src], split=split)]
+            ys = [r["text"] for r in datasets.load_dataset(repo, FLORES_CODES[tgt], split=split)]
+            if len(xs) != len(ys):
+                raise UserError(f"flores_plus {split}: {len(xs)} {src} rows but {len(ys)} {tgt} rows")
             pairs = list(zip(xs, ys))
         else:
-            ds = datasets.load_dataset(repo, cfg.format(a=a, b=b, tgt=tgt) if cfg else None, split=split)
-            pairs = [(r["translation"][src], r["translation"][tgt]) if "translation" in r else (r[src], r[tgt])
-                     for r in ds]
+            if name == "samanantar" and "en" not in (src, tgt):
+                raise UserError("samanantar pairs English with an Indic language")
+            cfg = info["config"].format(a=a, b=b, other=other) if info["config"] else None
+            ds = datasets.load_dataset(repo, cfg, split=split) if cfg else datasets.load_dataset(repo, split=split)
+            pairs = []
+            for r in ds:
+                if "translation" in r:
+                    pairs.append((r["translation"][src], r["translation"][tgt]))
+                elif name == "samanantar":  # columns src (English) and tgt (the Indic language)
+                    pairs.append((r["src"], r["tgt"]) if src == "en" else (r["tgt"], r["src"]))
+                else:
+                    pairs.append((r[src], r[tgt]))
+    except UserError:
+        raise
     except Exception as e:
-        raise UserError(f"could not load hub data set {repo}: {type(e).__name__}: {e}") from None
-    return [{"id": f"{split}-{i}", "x": x, "y": y} for i, (x, y) in enumerate(pairs)]
+        raise UserError(f"could not load hub data set {repo} ({split}): {type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:200]}") from None
+    tag = split.replace("[", "").replace("]", "").replace(":", "_")
+    return [{"id": f"{name}.{tag}-{i}", "x": x.strip(), "y": y.strip()} for i, (x, y) in enumerate(pairs)
+            if isinstance(x, str) and isinstance(y, str) and x.strip() and y.strip()]
+
+
+def load_hub_task_data(name, src, tgt, datasets=None):
+    """(pool, {test name: examples}) for `--data hub:<name>` following `hub_plan`."""
+    plan = hub_plan(name, src, tgt)
+    datasets = datasets or _hub_datasets(name)
+    pool = load_hub(*plan["pool"][:1], src, tgt, plan["pool"][1], datasets=datasets)
+    tests = {t: load_hub(n, src, tgt, sp, datasets=datasets) for t, (n, sp) in plan["tests"].items()}
+    return pool, tests
+
+
+def _check_max_pool(max_pool):
+    if max_pool is not None and (not isinstance(max_pool, int) or isinstance(max_pool, bool) or max_pool < 1):
+        raise UserError(f"--max-pool must be an integer >= 1, got {max_pool!r}")
 
 
 class MTTask(Task):
     name, stop = "mt", "\n"
 
-    def __init__(self, data=None, src="en", tgt="de", test_splits=None, max_pool=None, metric="chrf", **_):
+    def __init__(self, data=None, src="en", tgt="de", max_pool=None, metric="chrf"):
+        _check_max_pool(max_pool)
         if not data:
             raise UserError("task mt needs --data DIR (parallel files) or --data hub:<name>")
+        if metric not in ("chrf", "bleu"):
+            raise UserError(f"mt metric must be chrf or bleu (COMET is added by evaluate.py --comet), got {metric}")
+        for lang in (src, tgt):
+            if not isinstance(lang, str) or not re.fullmatch(r"[A-Za-z][A-Za-z_-]{0,15}", lang):
+                raise UserError(f"invalid language code {lang!r}")
+        if src == tgt:
+            raise UserError(f"source and target language are both '{src}'")
         if data.startswith("hub:"):
-            hub = data[4:]
-            if hub not in HUB_SOURCES:
-                raise UserError(f"unknown hub data set '{hub}' (known: {', '.join(HUB_SOURCES)})")
-            pool, tests = load_hub(hub, src, tgt, "train"), {"test": load_hub(hub, src, tgt, "test")}
+            pool, tests = load_hub_task_data(data[4:], src, tgt)
         else:
             if not os.path.isdir(data):
                 raise UserError(f"data folder not found: {data}")
@@ -361,7 +480,7 @@ class MTTask(Task):
             if pool is None:
                 raise UserError(f"no training split in {data} (need train.{src}/train.{tgt}, train.tsv or train.jsonl)")
             tests = {}
-            for split in test_splits or ("test", "val", "dev", "ood"):
+            for split in ("test", "val", "dev", "ood"):
                 ex = load_parallel(data, split, src, tgt)
                 if ex is not None:
                     tests[split] = ex
@@ -369,8 +488,6 @@ class MTTask(Task):
                 raise UserError(f"no test split in {data} (looked for test/val/dev/ood)")
         if max_pool:
             pool = pool[:max_pool]
-        if metric not in ("chrf", "bleu"):
-            raise UserError(f"mt metric must be chrf or bleu (COMET is added by evaluate.py --comet), got {metric}")
         self.metric_name = metric
         fields = {"src_lang": LANG_NAMES.get(src, src), "tgt_lang": LANG_NAMES.get(tgt, tgt)}
         super().__init__(pool, tests, load_template("mt"), fields)
@@ -397,7 +514,8 @@ class SemParseTask(Task):
     """MTOP in the XSemPLR layout: [{"id", "question": {lang: text}, "mr": {"slot_intent": {lang: lf}}}]."""
     name, metric_name = "semparse", "exact_match"
 
-    def __init__(self, data=None, lang="en", max_pool=None, **_):
+    def __init__(self, data=None, lang="en", max_pool=None):
+        _check_max_pool(max_pool)
         if not data or not os.path.isdir(data):
             raise UserError(f"task semparse needs --data DIR with dev.json/test.json (got {data})")
         files = {s: os.path.join(data, f"{s}.json") for s in ("train", "dev", "test")}
@@ -410,6 +528,15 @@ class SemParseTask(Task):
             splits.pop("dev", None)
         if not splits:
             raise UserError(f"no test split in {data} (need test.json)")
+        # ids name examples in every file the scripts write (contexts, paraphrases, predictions):
+        # a duplicate id is an error here, so every script refuses the same data the same way
+        seen = {}
+        for split, exs in [(pool_split, pool)] + list(splits.items()):
+            for ex in exs:
+                if ex["id"] in seen:
+                    raise UserError(f"MTOP data in {data}: duplicate id '{ex['id']}' ({seen[ex['id']]} and "
+                                    f"{split}.json); ids must be unique across the files used")
+                seen[ex["id"]] = f"{split}.json"
         super().__init__(pool, splits, load_template("semparse"), {"lang_name": LANG_NAMES.get(lang, lang)})
 
     @staticmethod
@@ -417,13 +544,22 @@ class SemParseTask(Task):
         items = read_json(path, "MTOP")
         if not isinstance(items, list):
             raise UserError(f"{path}: expected a JSON list of items")
-        out = []
+        out, first = [], {}
         for i, it in enumerate(items):
             try:
                 x, y = it["question"][lang], it["mr"]["slot_intent"][lang]
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, IndexError):
                 raise UserError(f"{path}: item {i} has no question/slot_intent for language '{lang}'") from None
-            out.append({"id": str(it.get("id", i)), "x": x.strip(), "y": " ".join(y.split())})
+            if not isinstance(x, str) or not isinstance(y, str):
+                raise UserError(f"{path}: item {i}: question and slot_intent must be strings")
+            raw_id = it.get("id", i)
+            if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
+                raise UserError(f"{path}: item {i}: id must be a string or an integer")
+            ex_id = str(raw_id)
+            if ex_id in first:
+                raise UserError(f"{path}: duplicate id '{ex_id}' (items {first[ex_id]} and {i})")
+            first[ex_id] = i
+            out.append({"id": ex_id, "x": x.strip(), "y": " ".join(y.split())})
         return out
 
     def score(self, prediction, example):
@@ -436,23 +572,148 @@ class SemParseTask(Task):
 
 # ===================================================================================== sql
 def sqlite_ro(path):
-    """Open an SQLite database read-only (a DELETE in a prediction cannot change it)."""
+    """Open an SQLite database read-only (our own trusted queries: schema, perturbation values).
+    Untrusted (generated) SQL goes through `execute_sql`, which adds the sandbox."""
     if not os.path.isfile(path):
         raise UserError(f"SQLite database not found: {path}")
     return sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, check_same_thread=False)
 
 
-def execute_sql(db_path, sql, timeout=5.0):
-    """Rows of `sql` on a read-only connection, or None on error / timeout."""
+# Sandbox of generated SQL (predictions and gold queries alike):
+#  * authorizer: a whitelist of read actions (SELECT, READ of the main database or a CTE, FUNCTION
+#    except a few dangerous ones, RECURSIVE CTEs); ATTACH, DETACH, PRAGMA, writes, DDL, transactions
+#    are denied at prepare time;
+#  * VACUUM (also `VACUUM INTO 'file'`) never consults the authorizer, so every statement is first
+#    compiled with EXPLAIN (which runs nothing) and refused when its bytecode could write
+#    (SQL_WRITE_OPCODES or a write transaction);
+#  * limits (sqlite3 setlimit): strings/blobs <= SQL_MAX_LENGTH bytes (zeroblob/replace/hex/printf
+#    bombs fail at once), no attached databases, bounded SQL text, expression depth, columns...;
+#  * a deadline checked by a progress handler every 1000 VM steps and while fetching, and at most
+#    SQL_MAX_ROWS result rows; either limit -> the query counts as failed (None).
+SQL_MAX_LENGTH = 10_000_000
+SQL_MAX_ROWS = 1_000_000
+SQL_LIMITS = {"SQLITE_LIMIT_LENGTH": SQL_MAX_LENGTH, "SQLITE_LIMIT_SQL_LENGTH": 1_000_000,
+              "SQLITE_LIMIT_COLUMN": 2000, "SQLITE_LIMIT_EXPR_DEPTH": 1000, "SQLITE_LIMIT_COMPOUND_SELECT": 500,
+              "SQLITE_LIMIT_VDBE_OP": 250_000, "SQLITE_LIMIT_FUNCTION_ARG": 100, "SQLITE_LIMIT_ATTACHED": 0,
+              "SQLITE_LIMIT_LIKE_PATTERN_LENGTH": 50_000, "SQLITE_LIMIT_VARIABLE_NUMBER": 1000,
+              "SQLITE_LIMIT_TRIGGER_DEPTH": 1}
+SQL_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "sqlite_dbpage"}
+SQL_WRITE_OPCODES = {"Vacuum", "IncrVacuum", "OpenWrite", "ParseSchema", "CreateBtree", "Destroy", "Clear",
+                     "VCreate", "VDestroy", "VUpdate", "JournalMode", "Checkpoint", "SqlExec", "DropTable",
+                     "DropIndex", "DropTrigger", "LoadAnalysis", "Expire", "AutoCommit"}
+
+
+def _sql_authorizer(action, arg1, arg2, db_name, trigger):
+    if action == sqlite3.SQLITE_SELECT or action == getattr(sqlite3, "SQLITE_RECURSIVE", 33):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_READ:
+        return sqlite3.SQLITE_OK if db_name in (None, "main") else sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION:
+        return sqlite3.SQLITE_DENY if (arg2 or "").lower() in SQL_DENIED_FUNCTIONS else sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+SQL_MAX_PRINTF_WIDTH = 100_000
+_PRINTF_SPEC = re.compile(r"%([-+ 0#,!]*)(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])")
+
+
+def _limit_connection(conn):
+    for name, value in SQL_LIMITS.items():
+        if hasattr(sqlite3, name) and hasattr(conn, "setlimit"):  # setlimit: Python >= 3.11
+            conn.setlimit(getattr(sqlite3, name), value)
+
+
+def _safe_printf(helper, name):
+    """printf()/format() whose field widths and precisions are bounded: SQLite's own printf
+    loops over a huge width (printf('%.*c', 2e9, 'x')) for seconds inside ONE VM step, where
+    no progress handler can stop it. Valid calls are delegated to SQLite's printf on a private
+    in-memory connection, so results are identical."""
+    def f(*args):
+        if not args or not isinstance(args[0], str):
+            return helper.execute(f"SELECT {name}({','.join('?' * len(args))})", args).fetchone()[0]
+        i = 1
+        for m in _PRINTF_SPEC.finditer(args[0]):
+            for part in (m.group(2), m.group(3)):
+                if part == "*":
+                    v = args[i] if i < len(args) else 0
+                    i += 1
+                    try:
+                        v = abs(int(v))
+                    except (TypeError, ValueError):
+                        v = 0
+                else:
+                    v = int(part) if part else 0
+                if v > SQL_MAX_PRINTF_WIDTH:
+                    raise ValueError(f"{name}: field width {v} too large")
+            if m.group(4) != "%":
+                i += 1
+        return helper.execute(f"SELECT {name}({','.join('?' * len(args))})", args).fetchone()[0]
+    return f
+
+
+def sandboxed_connection(db_path, deadline):
+    """A read-only connection for untrusted SQL: authorizer, limits, bounded printf and a
+    progress deadline."""
     conn = sqlite_ro(db_path)
-    deadline = time.monotonic() + timeout
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    _limit_connection(conn)
+    helper = sqlite3.connect(":memory:", check_same_thread=False)
+    _limit_connection(helper)
+    for name in ("printf", "format"):
+        conn.create_function(name, -1, _safe_printf(helper, name), deterministic=True)
+    conn.set_authorizer(_sql_authorizer)
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+    return conn, helper
+
+
+def sql_is_read_only(conn, sql):
+    """Compile `sql` with EXPLAIN (nothing runs) and check that it is a query (the authorizer
+    saw a SELECT) whose bytecode cannot write (no write opcode, no write transaction)."""
+    seen = []
+
+    def auth(action, *rest):
+        seen.append(action)
+        return _sql_authorizer(action, *rest)
+    conn.set_authorizer(auth)
     try:
-        return conn.execute(sql).fetchall()
-    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError):
+        ops = conn.execute("EXPLAIN " + sql).fetchall()
+    finally:
+        conn.set_authorizer(_sql_authorizer)
+    if sqlite3.SQLITE_SELECT not in seen:
+        return False
+    for row in ops:
+        op, p2 = row[1], row[3]
+        if op in SQL_WRITE_OPCODES or (op == "Transaction" and p2 != 0):
+            return False
+    return True
+
+
+def execute_sql(db_path, sql, timeout=5.0, max_rows=SQL_MAX_ROWS):
+    """Rows of the untrusted `sql` in the sandbox (see above), or None on error, refusal,
+    timeout or more than max_rows rows."""
+    if not isinstance(sql, str) or not sql.strip():
+        return None
+    deadline = time.monotonic() + timeout
+    conn, helper = sandboxed_connection(db_path, deadline)
+    try:
+        if not sql_is_read_only(conn, sql):
+            return None
+        cur, rows = conn.execute(sql), []
+        while True:
+            chunk = cur.fetchmany(1000)
+            if not chunk:
+                return rows
+            rows.extend(chunk)
+            if len(rows) > max_rows or time.monotonic() > deadline:
+                return None
+    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError, RecursionError):
         return None
     finally:
         conn.close()
+        helper.close()
+
+
+def _quote_ident(name):
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _rows_key(rows):
@@ -463,10 +724,15 @@ class SQLTask(Task):
     """BIRD layout: train.json/dev.json with db_id, question, evidence, SQL; databases/<db>/<db>.sqlite."""
     name, metric_name = "sql", "execution_accuracy"
 
-    def __init__(self, data=None, max_pool=None, sql_schema="full", sql_timeout=5.0, **_):
+    def __init__(self, data=None, max_pool=None, sql_schema="full", sql_timeout=5.0):
+        _check_max_pool(max_pool)
         if not data or not os.path.isdir(data):
             raise UserError(f"task sql needs --data DIR in the BIRD layout (got {data})")
-        self.data, self.sql_schema, self.timeout = data, sql_schema, sql_timeout
+        if sql_schema not in ("full", "used"):
+            raise UserError(f"sql schema must be full or used, got {sql_schema!r}")
+        if not isinstance(sql_timeout, (int, float)) or not (0 < sql_timeout < float("inf")):
+            raise UserError(f"sql timeout must be a positive number of seconds, got {sql_timeout!r}")
+        self.data, self.sql_schema, self.timeout = data, sql_schema, float(sql_timeout)
         splits = {s: self._load(os.path.join(data, f"{s}.json"), s) for s in ("train", "dev", "test")
                   if os.path.isfile(os.path.join(data, f"{s}.json"))}
         if "train" not in splits:
@@ -474,22 +740,30 @@ class SQLTask(Task):
         pool = splits.pop("train")[:max_pool or None]
         if not splits:
             raise UserError(f"no dev.json or test.json in {data}")
-        self._schemas, self._gold = {}, {}
+        self._schemas, self._gold, self._columns = {}, {}, {}
         super().__init__(pool, splits, load_template("sql"))
 
     def _load(self, path, split):
         items = read_json(path, "BIRD")
+        if not isinstance(items, list):
+            raise UserError(f"{path}: expected a JSON list of items")
         out = []
         for i, it in enumerate(items):
+            if not isinstance(it, dict):
+                raise UserError(f"{path}: item {i} is not an object")
             missing = [k for k in ("db_id", "question", "SQL") if k not in it]
             if missing:
                 raise UserError(f"{path}: item {i} lacks {', '.join(missing)}")
+            require_types(it, {"db_id": str, "question": str, "SQL": str, "evidence": (str, type(None))},
+                          where=f"{path}: item {i}", optional=("evidence",))
+            if not re.fullmatch(r"[\w.-]+", it["db_id"]) or it["db_id"] in (".", ".."):
+                raise UserError(f"{path}: item {i} has an invalid db_id {it['db_id']!r}")
             q = it["question"].strip()
             if it.get("evidence"):
                 q += f" (hint: {it['evidence'].strip()})"
             out.append({"id": f"{split}-{i}", "x": q, "y": " ".join(it["SQL"].split()),
                         "meta": {"db_id": it["db_id"], "question": it["question"].strip(),
-                                 "evidence": it.get("evidence", "")}})
+                                 "evidence": it.get("evidence") or ""}})
         return out
 
     def db_path(self, db_id):
@@ -507,6 +781,18 @@ class SQLTask(Task):
             tables = used or tables
         return "\n".join(s for _, s in tables)
 
+    def columns(self, db_id):
+        """{table: [column names]} of a database (our own trusted read)."""
+        if db_id not in self._columns:
+            conn = sqlite_ro(self.db_path(db_id))
+            try:
+                tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+                self._columns[db_id] = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({_quote_ident(t)})")]
+                                        for t in tables}
+            finally:
+                conn.close()
+        return self._columns[db_id]
+
     def prompt_fields(self, meta):
         if not meta:
             return {"schema": ""}
@@ -521,27 +807,43 @@ class SQLTask(Task):
         pred = execute_sql(db, prediction, self.timeout)
         return 100.0 * (pred is not None and self._gold[key] is not None and _rows_key(pred) == self._gold[key])
 
+    _LITERAL = re.compile(r"""([\w.`"\[\]]+)\s*=\s*(?:'([^']+)'|"([^"]+)")""")
+
     def perturb(self, example, rng, n):
-        """Swap a literal that occurs in both question and SQL for another value of its column."""
+        """Swap a literal that occurs in both question and SQL for another value of its column.
+
+        The column's values are read only from tables that really have that column (a quoted
+        name like "city" on a table without it would be read by SQLite as the string 'city').
+        A double-quoted right-hand side counts as a literal only when it names no column."""
         sql, q = example["y"], example["x"]
-        db = self.db_path(example["meta"]["db_id"])
+        db_id = example["meta"]["db_id"]
+        cols = self.columns(db_id)
+        all_cols = {c.lower() for cs in cols.values() for c in cs}
         out, seen = [], {q}
-        for m in re.finditer(r"([\w.`\"]+)\s*=\s*'([^']+)'", sql):
-            col, lit = m.group(1).split(".")[-1].strip('`"'), m.group(2)
+        for m in self._LITERAL.finditer(sql):
+            g = 2 if m.group(2) is not None else 3
+            col, lit = m.group(1).split(".")[-1].strip('`"[]'), m.group(g)
+            if g == 3 and lit.lower() in all_cols:
+                continue  # "name" = "other_column": identifiers, not a literal
             if lit.lower() not in q.lower():
                 continue
-            values, conn = set(), sqlite_ro(db)
-            for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
-                try:
-                    rows = conn.execute(f'SELECT DISTINCT "{col}" FROM "{table}" LIMIT 200').fetchall()
-                except sqlite3.Error:
-                    continue  # this table has no such column
-                values |= {r[0] for r in rows if isinstance(r[0], str) and r[0] and "'" not in r[0]}
-            conn.close()
+            quote = "'" if g == 2 else '"'
+            values, conn = set(), sqlite_ro(self.db_path(db_id))
+            try:
+                for table, tcols in cols.items():
+                    real = next((c for c in tcols if c.lower() == col.lower()), None)
+                    if real is None:
+                        continue
+                    rows = conn.execute(f"SELECT DISTINCT {_quote_ident(real)} FROM {_quote_ident(table)} "
+                                        f"WHERE {_quote_ident(real)} IS NOT NULL LIMIT 200").fetchall()
+                    values |= {r[0] for r in rows if isinstance(r[0], str) and r[0].strip() and quote not in r[0]
+                               and "\n" not in r[0]}
+            finally:
+                conn.close()
             values.discard(lit)
             for v in rng.sample(sorted(values), min(len(values), n)):
-                q2 = re.sub(re.escape(lit), v, q, count=1, flags=re.I)
-                sql2 = sql[:m.start(2)] + v + sql[m.end(2):]
+                q2 = re.sub(re.escape(lit), lambda _m, v=v: v, q, count=1, flags=re.I)
+                sql2 = sql[:m.start(g)] + v + sql[m.end(g):]
                 if q2 not in seen and len(out) < n:
                     seen.add(q2)
                     out.append((q2, sql2))

@@ -26,7 +26,7 @@ import config
 import contexts
 import models
 import training
-from common import file_sha256, print_config, run_main, set_seed, write_json_atomic
+from common import file_sha256, prepare_run_dir, print_config, run_main, set_seed, write_json_atomic
 from evaluation import format_by_type
 from tasks import add_task_args, task_config, task_from_args
 
@@ -73,7 +73,7 @@ def main(argv=None):
     show = acc.is_main_process
     if show:
         print_config(args, "train")
-        training.prepare_run_dir(args.out, args.overwrite, args.resume)
+        prepare_run_dir(args.out, args.overwrite, resume=args.resume)
     set_seed(tc.seed)
 
     # --- data: task, contexts, token sequences, the plan of optimizer steps ------------------

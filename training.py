@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import contexts
+import models
 from common import UserError, progress, read_json, write_json_atomic, write_jsonl_atomic
 
 LORA_TARGETS = {  # module names shared by Llama, Gemma3, Mistral, Qwen2 ...
@@ -34,27 +35,6 @@ MAX_SEQUENCES = 2_000_000  # epochs x targets held in memory by one run
 
 
 # ----------------------------------------------------------------------------- run folder
-def prepare_run_dir(out, overwrite, resume):
-    """Fresh run: `out` must be missing or empty, or hold a run of ours (config.json) with --overwrite.
-    --resume: `out` holds a run of ours (or nothing yet). Never deletes a folder that is not a run."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out} is a file, not a folder")
-    ours = os.path.isfile(os.path.join(out, "config.json"))
-    busy = os.path.isdir(out) and any(not n.startswith(".") for n in os.listdir(out))
-    if resume:
-        if busy and not ours:
-            raise UserError(f"--resume: {out} holds files but no config.json: not a run folder")
-        return
-    if busy and not ours:
-        raise UserError(f"--out {out} is not empty and is not a run folder (no config.json); "
-                        f"refusing to use it (choose another --out)")
-    if ours:
-        if not overwrite:
-            raise UserError(f"{out} already holds a run; pass --resume to continue it, --overwrite to "
-                            f"replace it, or choose another --out")
-        shutil.rmtree(out)
-
-
 def check_resume(out, config, ignore):
     """--resume needs the settings the run was started with (a changed flag or contexts file is an error)."""
     path = os.path.join(out, "config.json")
@@ -243,6 +223,7 @@ def save_checkpoint(acc, path, model, tok, full, optimizer, scheduler, step, log
             tok.save_pretrained(tmp)
         else:
             acc.unwrap_model(model).save_pretrained(tmp, save_embedding_layers=False)
+            models.write_base_signature(tmp, acc.unwrap_model(model))
         if optimizer is not None:
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                         "world": acc.num_processes}, os.path.join(tmp, "trainer_state.pt"))

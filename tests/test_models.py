@@ -111,3 +111,40 @@ def test_gemma3_cached():
     assert tok("hi")["input_ids"][0] == tok.bos_token_id
     for text in TEXTS:
         assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def test_device_check():
+    assert models.check_device("cpu") == "cpu" and models.check_device(None) in ("cpu", "cuda")
+    for bad in ("banana", "cuda:99", "tpu"):
+        with pytest.raises(UserError, match="device"):
+            models.check_device(bad)
+    with pytest.raises(UserError, match="unknown device 'banana'"):
+        models.load("tiny", device="banana")
+
+
+def test_adapter_base_signature_compares_more_than_names(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+    model, tok = models.load("tiny", device="cpu")
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    ada = tmp_path / "ada"
+    peft_model.save_pretrained(ada, save_embedding_layers=False)
+    models.write_base_signature(str(ada), peft_model)
+    sig = models.base_signature(models.load("tiny", device="cpu")[0])
+    assert sig["hidden_size"] == 64 and sig["vocab_size"] == len(tok)
+    models.load_with_adapter("tiny", str(ada), device="cpu")  # the same base: fine
+    # a local folder with the same sizes but another config (here: rope_theta) is another base model
+    cfg = LlamaConfig(**{**models.tiny_model(tok).config.to_dict(), "rope_theta": 500.0})
+    other = tmp_path / "other"
+    LlamaForCausalLM(cfg).save_pretrained(other)
+    tok.save_pretrained(other)
+    with pytest.raises(UserError, match="another base model.*config_hash"):
+        models.load_with_adapter(str(other), str(ada), device="cpu")
+    # without a recorded signature, a shape mismatch is still one clear error
+    os.remove(ada / models.BASE_SIGNATURE_FILE)
+    cfg = LlamaConfig(**{**models.tiny_model(tok).config.to_dict(), "hidden_size": 32, "intermediate_size": 64})
+    small = tmp_path / "small"
+    LlamaForCausalLM(cfg).save_pretrained(small)
+    tok.save_pretrained(small)
+    with pytest.raises(UserError, match="cannot be loaded on model"):
+        models.load_with_adapter(str(small), str(ada), device="cpu")

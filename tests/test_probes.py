@@ -1,3 +1,4 @@
+import pathlib
 """probes.py: derangements, probe instances, the three scores with known fake predictors, the CLI."""
 import json
 import os
@@ -137,6 +138,31 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
     for r in rows:
         assert set(r) >= {"run", "step", "probe", "score", "n"} and r["n"] == 4 and 0 <= r["score"] <= 100
     assert png.stat().st_size > 1000
+    meta = json.loads((tmp_path / "probes.jsonl.meta.json").read_text())
+    assert meta["kind"] == "probes" and meta["complete"] and meta["rows"] == 9
+    assert not (tmp_path / "probes.jsonl.partial.jsonl").exists()
+
+    # a corrupted checkpoint: one error line, NO --out, a partial progress file that says so
+    last = probes.run_checkpoints(str(run))[-1]
+    assert last[0] == 4
+    ada = pathlib.Path(last[2]) / "adapter_model.safetensors"
+    good = ada.read_bytes()
+    ada.write_bytes(good[: len(good) // 3])
+    out2 = tmp_path / "p2.jsonl"
+    proc = run_script("probes.py", "--run", run, "--limit", "4", "--out", out2, "--threads", "1",
+                      "--max-new-tokens", "8")
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    assert not out2.exists() and not (tmp_path / "p2.jsonl.meta.json").exists()
+    part = tmp_path / "p2.jsonl.partial.jsonl"
+    assert json.loads((tmp_path / "p2.jsonl.partial.jsonl.meta.json").read_text())["kind"] == "probes-partial"
+    assert sorted({json.loads(l)["step"] for l in part.read_text().splitlines()}) == [0, 2]
+    # repaired: the re-run reuses the finished checkpoints and gives the same result as a fresh run
+    ada.write_bytes(good)
+    proc = run_script("probes.py", "--run", run, "--limit", "4", "--out", out2, "--threads", "1",
+                      "--max-new-tokens", "8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("(reused)") == 2
+    assert out2.read_bytes() == out.read_bytes() and not part.exists()
 
 
 @pytest.mark.slow

@@ -1,5 +1,11 @@
 import json
 import os
+import sys
+
+import pytest
+
+import reproduce
+from common import UserError
 
 
 def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
@@ -25,8 +31,63 @@ def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
     again = run_script(*args, check=True)
     assert "[run ]" not in again.stdout and again.stdout.count("[skip]") >= 10
     assert (out / "eval/base/predictions.jsonl").read_bytes() == before
+    # a partial output (as left by an interrupted stage) is NOT skipped: the stage is redone,
+    # and as it regenerates the same content, the stages after it stay skipped
+    p_train = out / "paraphrases.train.jsonl"
+    full = p_train.read_bytes()
+    p_train.write_bytes(b"".join(full.splitlines(keepends=True)[:5]))
+    third = run_script(*args, check=True)
+    assert "[run ] paraphrase-train" in third.stdout, third.stdout
+    assert p_train.read_bytes() == full
+    assert "[run ] contexts-" not in third.stdout and "[run ] eval-" not in third.stdout
 
 
-def test_reproduce_bad_budget(run_script, tmp_path):
-    proc = run_script("reproduce.py", "--budget", "huge", "--out", tmp_path / "x")
-    assert proc.returncode == 2
+def _stage_cmd(path, code=0):
+    return ["-c", f"import sys; open({str(path)!r}, 'a').write('x\\n'); sys.exit({code})"]
+
+
+def test_stage_skips_only_complete_outputs(tmp_path, capsys):
+    out, timings = tmp_path / "o.txt", {}
+    assert reproduce.stage("s", str(out), _stage_cmd(out), timings)
+    assert out.read_text() == "x\n" and os.path.isfile(str(out) + ".done")
+    assert not reproduce.stage("s", str(out), _stage_cmd(out), timings)  # complete: skipped
+    out.write_text("x\ny\n")  # changed / partial content: redone
+    assert reproduce.stage("s", str(out), _stage_cmd(out), timings)
+    # another command (e.g. other flags) is another output
+    assert reproduce.stage("s", str(out), _stage_cmd(out) + ["--extra"], timings)
+    # --threads and --resume do not change what a stage produces
+    assert not reproduce.stage("s", str(out), _stage_cmd(out) + ["--extra", "--threads", "3", "--resume"], timings)
+    # a failing (interrupted) stage leaves no completion manifest
+    other = tmp_path / "p.txt"
+    with pytest.raises(UserError, match="exit code 3"):
+        reproduce.stage("t", str(other), _stage_cmd(other, 3), timings)
+    assert other.exists() and not os.path.exists(str(other) + ".done")
+    assert reproduce.stage("t", str(other), _stage_cmd(other), timings)
+    # a re-made input re-runs the stages that read it
+    dep = tmp_path / "dep.txt"
+    assert reproduce.stage("u", str(dep), _stage_cmd(dep), timings, inputs=[str(out)])
+    assert not reproduce.stage("u", str(dep), _stage_cmd(dep), timings, inputs=[str(out)])
+    out.write_text("new\n")
+    assert reproduce.stage("u", str(dep), _stage_cmd(dep), timings, inputs=[str(out)])
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--regimes", "bogus"], "unknown regime(s) bogus; valid: zero, random, similar, contrastive, random+similar"),
+    (["--regimes", ","], "unknown regime(s) (none given)"),
+    (["--zero-frac", "nan"], "argument --zero-frac"),
+    (["--lr", "inf"], "argument --lr"),
+    (["--max-steps", "1e12"], "argument --max-steps"),
+    (["--seed", str(2**40)], "argument --seed"),
+    (["--threads", "-1"], "argument --threads"),
+    (["--budget", "huge"], "argument --budget"),
+])
+def test_reproduce_bad_flags_fail_before_any_work(tmp_path, capsys, argv, msg):
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit) as e:
+        from common import run_main
+        run_main(reproduce.main, ["--budget", "smoke", "--out", str(out)] + argv if "--budget" not in argv
+                 else ["--out", str(out)] + argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert msg in err and sum("error:" in l for l in err.splitlines()) == 1
+    assert os.listdir(tmp_path) == []

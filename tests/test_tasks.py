@@ -131,3 +131,259 @@ def test_sql_execution_and_perturbation(bird_dir):
         lit = sql2.split("'")[1]
         assert lit in q2 and lit != "Rome"
         assert tasks.execute_sql(f"{bird_dir}/databases/shop/shop.sqlite", sql2) is not None
+
+
+def _snapshot(folder):
+    import os
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            out[p] = open(p, "rb").read()
+    return out
+
+
+@pytest.mark.parametrize("sql", [
+    "VACUUM INTO '{tmp}/copy.db'",
+    "VACUUM",
+    "ATTACH '{tmp}/x.db' AS e",
+    "ATTACH DATABASE ':memory:' AS m",
+    "DELETE FROM customer",
+    "DROP TABLE customer",
+    "UPDATE customer SET city = 'X'",
+    "INSERT INTO customer VALUES (99, 'a', 'b')",
+    "CREATE TABLE t (x)",
+    "CREATE TEMP TABLE t (x)",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA user_version = 3",
+    "PRAGMA user_version",
+    "SELECT 1; DELETE FROM customer",
+    "BEGIN IMMEDIATE",
+    "SELECT load_extension('/tmp/evil')",
+    "REINDEX",
+    "ANALYZE",
+], ids=lambda s: s.split()[0].lower() + "-" + str(abs(hash(s)) % 1000))
+def test_sql_sandbox_refuses_writes_and_attach(bird_dir, tmp_path, sql):
+    import os
+    before = _snapshot(bird_dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert tasks.execute_sql(_db(bird_dir), sql.format(tmp=outside)) is None
+    assert os.listdir(outside) == []
+    assert _snapshot(bird_dir) == before
+
+
+def test_sql_sandbox_memory_bombs_fail_fast(bird_dir):
+    import resource
+    import time
+    for sql in ("SELECT length(replace(hex(zeroblob(400000000)), '0', 'ab'))",
+                "SELECT length(zeroblob(400000000))",
+                "SELECT length(printf('%.*c', 400000000, 'x'))",
+                "SELECT length(format('%.*c', 2000000000, 'x'))",
+                "SELECT length(printf('%2000000000d', 1))",
+                "SELECT length(group_concat(hex(randomblob(100000)))) FROM customer a, customer b, orders c"):
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.monotonic()
+        assert tasks.execute_sql(_db(bird_dir), sql, timeout=2.0) is None
+        assert time.monotonic() - t0 < 3.0
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 200_000  # KiB: < 200 MB growth
+
+
+def test_sql_sandbox_timeout_and_reads_still_work(bird_dir):
+    import time
+    t0 = time.monotonic()
+    slow = ("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) "
+            "SELECT count(*) FROM r")
+    assert tasks.execute_sql(_db(bird_dir), slow, timeout=0.5) is None
+    assert time.monotonic() - t0 < 2.0
+    assert tasks.execute_sql(_db(bird_dir), "SELECT COUNT(*) FROM customer WHERE city = 'Rome'") == [(5,)]
+    assert tasks.execute_sql(_db(bird_dir), "SELECT name FROM sqlite_master WHERE type='table' ORDER BY 1") == \
+        [("customer",), ("orders",)]
+    assert tasks.execute_sql(_db(bird_dir), "SELECT id FROM orders", max_rows=10) is None  # 40 rows > cap
+    assert tasks.execute_sql(_db(bird_dir), "") is None
+
+
+def test_sql_perturbation_never_uses_quoted_column_names_as_values(bird_dir):
+    t = tasks.load_task("sql", data=bird_dir)
+    cities = {"Paris", "Berlin", "Madrid", "Rome"}
+    for quoting in ("city", "\"city\"", "`city`", "T1.city", "T1.\"city\"", "[city]"):
+        sql = f"SELECT COUNT(*) FROM customer AS T1 WHERE {quoting} = 'Rome'"
+        ex = {"id": "q", "x": "How many customers live in Rome?", "y": sql, "meta": {"db_id": "shop"}}
+        outs = t.perturb(ex, random.Random(0), 10)
+        assert len(outs) == 3, (quoting, outs)
+        for q2, sql2 in outs:
+            new = q2[len("How many customers live in "):-1]
+            assert new in cities - {"Rome"}, q2
+            assert tasks.execute_sql(_db(bird_dir), sql2) is not None
+    # a double-quoted literal is swapped too; "a" = "b" between two columns is not a literal
+    ex = {"id": "q", "x": "How many customers live in Rome?", "meta": {"db_id": "shop"},
+          "y": 'SELECT COUNT(*) FROM customer WHERE city = "Rome"'}
+    assert all(q2.split()[-1][:-1] in cities for q2, _ in t.perturb(ex, random.Random(1), 5))
+    ex = {"id": "q", "x": "Customers whose name is their city", "meta": {"db_id": "shop"},
+          "y": 'SELECT COUNT(*) FROM customer WHERE name = "city"'}
+    assert t.perturb(ex, random.Random(1), 5) == []
+
+
+def test_sql_bad_data_files(bird_dir):
+    import json
+    import os
+    with open(os.path.join(bird_dir, "dev.json"), "w") as f:
+        json.dump([{"db_id": "shop", "question": 3, "SQL": "SELECT 1"}], f)
+    with pytest.raises(UserError, match="field 'question' must be a string"):
+        tasks.load_task("sql", data=bird_dir)
+    with open(os.path.join(bird_dir, "dev.json"), "w") as f:
+        json.dump([{"db_id": "../../etc", "question": "q", "SQL": "SELECT 1"}], f)
+    with pytest.raises(UserError, match="invalid db_id"):
+        tasks.load_task("sql", data=bird_dir)
+    with open(os.path.join(bird_dir, "dev.json"), "w") as f:
+        json.dump({"not": "a list"}, f)
+    with pytest.raises(UserError, match="expected a JSON list"):
+        tasks.load_task("sql", data=bird_dir)
+
+
+# ----------------------------------------------------------------------------- constructors, MTOP ids
+@pytest.mark.parametrize("name,opts", [("mt", {"test_splits": ["test"]}), ("mt", {"seed": 1}),
+                                       ("semparse", {"metric": "bleu"}), ("sql", {"lang": "de"})])
+def test_constructors_take_explicit_kwargs_only(mt_dir, mtop_dir, bird_dir, name, opts):
+    data = {"mt": mt_dir, "semparse": mtop_dir, "sql": bird_dir}[name]
+    with pytest.raises(TypeError):
+        tasks.load_task(name, data=data, **opts)
+
+
+def test_task_from_args_passes_each_task_its_own_options(mt_dir):
+    import argparse
+    p = argparse.ArgumentParser()
+    tasks.add_task_args(p)
+    t = tasks.task_from_args(p.parse_args(["--task", "mt", "--data", mt_dir, "--max-pool", "5"]))
+    assert len(t.pool) == 5
+    t = tasks.task_from_args(p.parse_args(["--n-train", "7"]))
+    assert len(t.pool) == 7
+    with pytest.raises(UserError, match="max-pool"):
+        tasks.load_task("mt", data=mt_dir, max_pool=-3)
+
+
+def test_mtop_duplicate_ids_are_an_error(mtop_dir):
+    import json
+    import os
+    path = os.path.join(mtop_dir, "dev.json")
+    items = json.load(open(path))
+    items[5]["id"] = items[2]["id"]
+    json.dump(items, open(path, "w"))
+    with pytest.raises(UserError, match=r"duplicate id '1002' \(items 2 and 5\)"):
+        tasks.load_task("semparse", data=mtop_dir)
+    items[5]["id"] = "1030"  # the id of the first test item
+    json.dump(items, open(path, "w"))
+    with pytest.raises(UserError, match="duplicate id '1030'"):
+        tasks.load_task("semparse", data=mtop_dir)
+
+
+def test_non_utf8_parallel_file(mt_dir):
+    import os
+    with open(os.path.join(mt_dir, "train.de"), "ab") as f:
+        f.write(b"caf\xe9\n")
+    with pytest.raises(UserError, match=r"train.de:49: not UTF-8"):
+        tasks.load_task("mt", data=mt_dir)
+
+
+# ----------------------------------------------------------------------------- hub loaders (offline)
+class FakeDatasets:
+    """A stand-in for the `datasets` module: serves only the splits the data cards list and
+    records every (repo, config, split) asked for."""
+    CARDS = {"Helsinki-NLP/europarl": ("train",), "ai4bharat/samanantar": ("train",),
+             "openlanguagedata/flores_plus": ("dev", "devtest"), "Helsinki-NLP/emea": ("train",),
+             "Helsinki-NLP/tanzil": ("train",), "cfilt/iitb-english-hindi": ("train", "validation", "test")}
+
+    def __init__(self):
+        self.calls = []
+
+    def load_dataset(self, repo, config=None, split=None):
+        import re as _re
+        self.calls.append((repo, config, split))
+        m = _re.fullmatch(r"(\w+)(?:\[(\d*):(\d*)\])?", split)
+        if m.group(1) not in self.CARDS[repo]:
+            raise ValueError(f'Unknown split "{m.group(1)}". Should be one of {list(self.CARDS[repo])}.')
+        n = 600
+        lo, hi = int(m.group(2) or 0), min(int(m.group(3) or n), n)
+        if repo.endswith("flores_plus"):
+            return [{"text": f"{config} {m.group(1)} {i}"} for i in range(lo, hi)]
+        if repo.endswith("samanantar"):
+            return [{"idx": i, "src": f"en {i}", "tgt": f"{config} {i}"} for i in range(lo, hi)]
+        a, b = (config or "en-hi").split("-")
+        return [{"translation": {a: f"{repo} {a} {i}", b: f"{repo} {b} {i}"}} for i in range(lo, hi)]
+
+
+@pytest.fixture
+def fake_datasets(monkeypatch):
+    import sys
+    fake = FakeDatasets()
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    return fake
+
+
+@pytest.mark.parametrize("name,tgt,expect", [
+    ("paper", "de", [("Helsinki-NLP/europarl", "de-en", "train[:50000]"),
+                     ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                     ("openlanguagedata/flores_plus", "deu_Latn", "devtest"),
+                     ("Helsinki-NLP/emea", "de-en", "train[:500]")]),
+    ("paper", "lt", [("Helsinki-NLP/europarl", "en-lt", "train[:50000]"),
+                     ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                     ("openlanguagedata/flores_plus", "lit_Latn", "devtest"),
+                     ("Helsinki-NLP/emea", "en-lt", "train[:500]")]),
+    ("paper", "hi", [("ai4bharat/samanantar", "hi", "train[:50000]"),
+                     ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                     ("openlanguagedata/flores_plus", "hin_Deva", "devtest"),
+                     ("cfilt/iitb-english-hindi", None, "test[:500]")]),
+    ("paper", "ta", [("ai4bharat/samanantar", "ta", "train[:50000]"),
+                     ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                     ("openlanguagedata/flores_plus", "tam_Taml", "devtest"),
+                     ("Helsinki-NLP/tanzil", "en-ta", "train[:500]")]),
+    ("flores_plus", "de", [("openlanguagedata/flores_plus", "eng_Latn", "dev"),
+                           ("openlanguagedata/flores_plus", "deu_Latn", "dev"),
+                           ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                           ("openlanguagedata/flores_plus", "deu_Latn", "devtest")]),
+    ("emea", "de", [("Helsinki-NLP/emea", "de-en", "train[500:50500]"),
+                    ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                    ("openlanguagedata/flores_plus", "deu_Latn", "devtest"),
+                    ("Helsinki-NLP/emea", "de-en", "train[:500]")]),
+    ("tanzil", "ta", [("Helsinki-NLP/tanzil", "en-ta", "train[500:50500]"),
+                      ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                      ("openlanguagedata/flores_plus", "tam_Taml", "devtest"),
+                      ("Helsinki-NLP/tanzil", "en-ta", "train[:500]")]),
+    ("iitb", "hi", [("cfilt/iitb-english-hindi", None, "train[:50000]"),
+                    ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                    ("openlanguagedata/flores_plus", "hin_Deva", "devtest"),
+                    ("cfilt/iitb-english-hindi", None, "test[:500]")]),
+    ("europarl", "de", [("Helsinki-NLP/europarl", "de-en", "train[:50000]"),
+                        ("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                        ("openlanguagedata/flores_plus", "deu_Latn", "devtest"),
+                        ("Helsinki-NLP/emea", "de-en", "train[:500]")]),
+])
+def test_hub_loaders_ask_only_for_existing_splits(fake_datasets, name, tgt, expect):
+    t = tasks.load_task("mt", data=f"hub:{name}", src="en", tgt=tgt)
+    assert fake_datasets.calls == expect
+    for repo, _, split in fake_datasets.calls:
+        assert split.split("[")[0] in FakeDatasets.CARDS[repo]
+    assert t.pool and "test" in t.tests
+    ids = [e["id"] for e in t.pool] + [e["id"] for v in t.tests.values() for e in v]
+    assert len(ids) == len(set(ids))
+    # deterministic: the same call gives the same task
+    again = tasks.load_task("mt", data=f"hub:{name}", src="en", tgt=tgt)
+    assert again.fingerprint() == t.fingerprint() and again.tests == t.tests
+
+
+def test_hub_held_out_slice_is_disjoint_from_pool(fake_datasets):
+    pool, tests = tasks.load_hub_task_data("emea", "en", "de")
+    assert not {e["x"] for e in pool} & {e["x"] for e in tests["ood"]}
+    t = tasks.load_task("mt", data="hub:paper", src="en", tgt="ta")
+    assert t.pool[0] == {"id": "samanantar.train_50000-0", "x": "en 0", "y": "ta 0"}
+
+
+def test_hub_errors(fake_datasets):
+    with pytest.raises(UserError, match="no split 'test'"):
+        tasks.load_hub("europarl", "en", "de", "test")
+    with pytest.raises(UserError, match="unknown hub data set 'nope'"):
+        tasks.load_task("mt", data="hub:nope")
+    with pytest.raises(UserError, match="hub:paper covers"):
+        tasks.load_task("mt", data="hub:paper", src="en", tgt="fr")

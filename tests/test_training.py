@@ -167,7 +167,7 @@ def test_overwrite_only_replaces_a_run(tmp_path, tiny_run):
     folder = tmp_path / "k"
     folder.mkdir()
     (folder / "thesis.tex").write_text("precious")
-    with pytest.raises(UserError, match="not a run folder"):
+    with pytest.raises(UserError, match="not a run of this program"):
         train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--overwrite", "--out", str(folder)])
     assert (folder / "thesis.tex").read_text() == "precious"
     with pytest.raises(UserError, match="--resume"):
