@@ -121,7 +121,7 @@ def test_determinism_and_cli(run_script, tmp_path):
     (["--alpha", "-0.1"], "--alpha: .*must be in"),
     (["--alpha", "nan"], "--alpha: .*finite"),
     (["--rho", "inf"], "--rho: .*finite"),
-    (["--top-m", "0"], "--top-m: .*must be in"),
+    (["--top-m", "0"], "--top-m: .*must be an integer >= 1"),
     (["--regime", "random", "--k", "500"], "larger than the pool"),
     (["--regime", "weird"], "--regime: invalid choice"),
     (["--task", "nope"], "--task: invalid choice"),

@@ -133,6 +133,11 @@ def test_sql_execution_and_perturbation(bird_dir):
         assert tasks.execute_sql(f"{bird_dir}/databases/shop/shop.sqlite", sql2) is not None
 
 
+# ----------------------------------------------------------------------------- SQL sandbox
+def _db(bird_dir):
+    return f"{bird_dir}/databases/shop/shop.sqlite"
+
+
 def _snapshot(folder):
     import os
     out = {}
@@ -246,7 +251,7 @@ def test_sql_bad_data_files(bird_dir):
                                        ("semparse", {"metric": "bleu"}), ("sql", {"lang": "de"})])
 def test_constructors_take_explicit_kwargs_only(mt_dir, mtop_dir, bird_dir, name, opts):
     data = {"mt": mt_dir, "semparse": mtop_dir, "sql": bird_dir}[name]
-    with pytest.raises(TypeError):
+    with pytest.raises(UserError, match="unexpected keyword argument"):
         tasks.load_task(name, data=data, **opts)
 
 
