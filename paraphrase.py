@@ -238,6 +238,8 @@ class RuleRewriter:
         # a key "^verb" only matches at the start of the input (a command verb, not the noun)
         alts = ["^" + re.escape(k[1:]) if k.startswith("^") else re.escape(k) for k in keys]
         self.syn_re = re.compile(r"(?<![\w'-])(" + "|".join(alts) + r")(?![\w'-])", re.I) if keys else None
+        plain = {k.lstrip("^") for k in keys}
+        self.prefixes = {k: sorted((p for p in plain if k.startswith(p + " ")), key=len, reverse=True) for k in plain}
         cloth = "|".join(re.escape(c) for c in sorted(d["clothing"], key=len, reverse=True))
         self.cloth_re = re.compile(r"\bin ((?:(?:a|an|his|her|their) )?(?:[\w-]+,? ){0,3}?(?:" + cloth + r")s?)\b")
         preps = "|".join(d["front_preps"])
@@ -303,22 +305,35 @@ class RuleRewriter:
     # -- synonyms -----------------------------------------------------------------------------
     def substitute(self, s, rng, p, protected=()):
         """Replace each synonym-table phrase of s with probability p (at least one if any),
-        skipping phrases that overlap a protected span (a slot value)."""
+        skipping phrases that overlap a protected span (a slot value); overlapping phrases:
+        the longest that is free wins ("remind me to" when "me" is free, else "remind")."""
         if self.syn_re is None:
             return s
         spans = [(m.start(), m.end()) for v in protected
                  for m in re.finditer(r"(?<!\w)" + re.escape(v) + r"(?!\w)", s, re.I)]
-        matches = [m for m in self.syn_re.finditer(s)
-                   if not any(a < m.end() and m.start() < b for a, b in spans)]
-        if not matches:
+        found = []  # (start, end, key) of every table phrase in s, overlapping ones included
+        for start in [0] + [m.end() for m in re.finditer(r"[\s,;:.!?\"()]+", s)]:
+            m = self.syn_re.match(s, start)
+            if not m:
+                continue
+            text = m.group(0).lower()
+            for k in [text] + self.prefixes.get(text, []):  # the phrase and the table phrases it starts with
+                key = k if k in self.syn else "^" + k
+                if key in self.syn and (start == 0 or not key.startswith("^")):
+                    found.append((start, start + len(k), key))
+        free, taken = [], []
+        for a, b, key in sorted(found, key=lambda f: (f[0], -(f[1] - f[0]))):
+            if any(x < b and a < y for x, y in spans + taken) or key not in self.syn:
+                continue
+            free.append((a, b, key))
+            taken.append((a, b))
+        if not free:
             return s
-        chosen = [m for m in matches if rng.random() < p] or [rng.choice(matches)]
+        chosen = [f for f in free if rng.random() < p] or [rng.choice(free)]
         out, last = [], 0
-        for m in chosen:
-            key = m.group(0).lower()
-            rep = rng.choice(self.syn.get(key) if m.start() or key in self.syn else self.syn["^" + key])
-            out += [s[last:m.start()], _case_like(m.group(0), rep)]
-            last = m.end()
+        for a, b, key in chosen:
+            out += [s[last:a], _case_like(s[a:b], rng.choice(self.syn[key]))]
+            last = b
         return self._fix_articles("".join(out + [s[last:]]), s)
 
     @staticmethod
@@ -499,6 +514,8 @@ def build_parser():
                    help="inputs to paraphrase: the pool, all test splits, or both (default: train)")
     p.add_argument("--test-limit", type=int, default=None,
                    help="with --split test/all: only the first N inputs of each test split")
+    p.add_argument("--test-split", default=None,
+                   help="with --split test/all: only this test split (e.g. test; default: all of the task's)")
     p.add_argument("--backend", default="auto", choices=("auto", "rules", "llm", "perturb"),
                    help="auto (default): rules for mt/semparse, perturb for alignment/sql")
     p.add_argument("--model", default="smollm2-135m", help="llm back-end: tiny, smollm2-135m, gemma3-270m or a local HF folder")
@@ -522,12 +539,14 @@ def build_parser():
     return p
 
 
-def select_inputs(task, split, test_limit=None):
+def select_inputs(task, split, test_limit=None, test_split=None):
+    """The inputs to paraphrase: the pool and/or (the first test_limit of) each or one test split."""
     exs = []
     if split in ("train", "all"):
         exs += task.pool
     if split in ("test", "all"):
-        exs += [e for t in task.tests.values() for e in t[:test_limit]]
+        names = [test_split] if test_split else list(task.tests)
+        exs += [e for name in names for e in task.test_split(name)[:test_limit]]
     return exs
 
 
@@ -559,12 +578,13 @@ def main(argv=None):
               f"(its label depends on the input's symbols/literals); using the perturb back-end", flush=True)
         backend = "perturb"
 
-    inputs = select_inputs(task, args.split, args.test_limit)[:args.limit]
+    inputs = select_inputs(task, args.split, args.test_limit, args.test_split)[:args.limit]
     dup = [k for k, c in Counter(e["id"] for e in inputs).items() if c > 1]
     if dup:
         raise UserError(f"duplicate example ids in the selected inputs (e.g. {dup[0]}): rows would clash")
     meta = {"kind": "paraphrases", "task": task.name, "task_fp": task.fingerprint(), "backend": backend,
-            "split": args.split, "n": args.n, "seed": args.seed, "min_nsim": args.min_nsim, "max_nsim": args.max_nsim}
+            "split": args.split, "test_split": args.test_split, "test_limit": args.test_limit, "n": args.n,
+            "seed": args.seed, "min_nsim": args.min_nsim, "max_nsim": args.max_nsim}
     if backend == "llm":
         meta.update(model=args.model, temperature=args.temperature, top_p=args.top_p,
                     samples=args.samples if args.temperature > 0 else 1, fallback="rules")
