@@ -233,6 +233,7 @@ class RuleRewriter:
                   v[:-1] + "ies" if v.endswith("y") and v[-2] not in "aeiou" else v + "s")
             self.ing[ing] = (v, s3)
         self.s3 = {s3: ing for ing, (_, s3) in self.ing.items()}
+        self.bases = {v for v, _ in self.ing.values()}
         self.syn = {k.lower(): v for k, v in d["synonyms"].get(task_name, {}).items()}
         keys = sorted(self.syn, key=len, reverse=True)
         # a key "^verb" only matches at the start of the input (a command verb, not the noun)
@@ -268,11 +269,12 @@ class RuleRewriter:
         if re.search(r"\b(is|are|was|were|who|that)\b", s, re.I):
             return []
         words = list(re.finditer(r"[\w'-]+", s))
-        for i, m in enumerate(words[2:6], 2):  # right after a short subject ("A little girl climbing")
-            w = m.group(0)
-            if w.lower() in _DETS:  # a preposition before it: the participle may not attach to the subject
+        for i, m in enumerate(words[1:6], 1):  # right after a short subject ("A little girl climbing")
+            w = m.group(0).lower()
+            # a preposition or a verb before it: the participle may not attach to the subject
+            if w in _DETS or w in self.bases or w in self.s3 or w.endswith("ed"):
                 return []
-            if w.lower() in self.ing:
+            if w in self.ing:
                 prev = words[i - 1].group(0).lower()
                 if prev in _DETS or prev.endswith("ing") or prev in ("while", "not", "also"):
                     return []
@@ -285,7 +287,8 @@ class RuleRewriter:
                 for m in re.finditer(r"\b(who|that) (is|are) (\w+ing)\b", s) if m.group(3).lower() in self.ing]
 
     def in_to_wearing(self, s):
-        return [s[:m.start()] + "wearing " + m.group(1) + s[m.end():] for m in self.cloth_re.finditer(s)]
+        return [s[:m.start()] + "wearing " + m.group(1) + s[m.end():] for m in self.cloth_re.finditer(s)
+                if not re.search(r"\b(dressed|clothed|wearing|clad)\s*$", s[:m.start()])]
 
     def front_pp(self, s):
         m = self.pp_re.search(s)
@@ -295,7 +298,7 @@ class RuleRewriter:
         main = s[:m.start()].rstrip(", ")
         finite = re.search(r"\b(is|are) \w+ing\b", main) or any(w in self.s3 for w in main.split())
         if (len(pp.split()) > 6 or re.search(r"\b(and|while|as|who|that|is|are)\b|\w+ing\b", pp)
-                or len(main.split()) < 3 or not finite or re.search(r"\b(is|are)$", main)):
+                or len(main.split()) < 3 or not finite or re.search(r"\b(is|are)$", main) or "," in main):
             return []
         first, rest = (main.split(" ", 1) + [""])[:2]
         if first.lower() in _LOWER_FIRST:
