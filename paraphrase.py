@@ -1,36 +1,52 @@
 """Paraphrases (x', y') of task inputs, for One-Near contexts and the random+paraphrase evaluation.
 
-Two back-ends (SPEC "Paraphrases"):
+Back-ends (SPEC "Paraphrases"); --backend auto (default) = rules for mt/semparse, perturb otherwise:
+  rules    meaning-preserving rewrites from hand-written data (prompts/paraphrase_rules.json),
+           offline and fast (~20 ms an input): for mt (Multi30k captions) progressive <-> simple
+           present, participle <-> relative clause, "in a red shirt" -> "wearing a red shirt",
+           fronting of a final locative phrase, and phrase synonyms; for semparse (MTOP) phrase
+           synonyms and command rewrites that never touch a slot value and never reorder, so
+           the logical form stays the label. --rule-candidates random combinations are tried per
+           input, validated (below), and up to --n kept, in a seeded order.
   llm      an instruction-tuned causal LM (default: the packaged SmolLM2-135M-Instruct) prompted
            with prompts/paraphrase.json (our wording of the paper's Appendix B.2 prompt; an
            optional "demo": {"sentence", "paraphrases"} key is rendered as one worked chat
-           exchange before the input). The answer is parsed with a tolerant JSON parser and
-           every candidate is validated: non-empty, one line, not identical to x, between half
-           and 3x (+20 chars) as long as x, nsim(x, x') >= --min-nsim, not a copy of another
-           input of the task, and (semparse) still quoting every slot value of the label.
-           An input with no valid candidate is retried once with the answer pre-filled as
-           `Original sentence: "<x>"\nParaphrases: ["` (the prompt's own example format;
-           greedy, so deterministic); if that fails too, the row falls back to the task's
-           perturbation and says so ("backend": "perturb", "fallback": true). The label of an
-           LLM paraphrase is the original y, so only the text tasks (mt, semparse) use it: for
-           alignment (symbol strings) and sql (the label depends on the literals)
-           `--backend llm` prints a note and uses the perturb back-end.
+           exchange before the input); greedy, or with --temperature > 0 --samples answers per
+           input (top-p, seeded per input id) whose candidates are pooled. The answer is parsed
+           with a tolerant JSON parser. An input with no valid candidate is retried once greedily
+           with the answer pre-filled as `Original sentence: "<x>"\nParaphrases: ["`; if that
+           fails too, the row comes from the rules back-end ("fallback": true). The label of an
+           LLM/rule paraphrase is the original y, so only the text tasks (mt, semparse) use
+           them: for alignment and sql these back-ends print a note and use perturb.
   perturb  the task's deterministic, label-preserving perturbation (tasks.Task.perturb), seeded
-           per example with random.Random(f"{seed}-{id}"): offline and fast.
+           per example with random.Random(f"{seed}-{id}"). For alignment/sql it changes symbols /
+           literals; for mt/semparse it only edits casing/punctuation/contractions, i.e. makes
+           copies, which are dropped (see below), so its mt/semparse rows are empty.
 
-Output JSONL, one row per input (tasks.load_paraphrases reads it):
+Validation (every candidate of rules and llm): rejected when empty or several lines, a copy of x
+(similarity.is_copy: equal after lower-casing, removing punctuation, collapsing spaces, expanding
+contractions and dropping a "please" frame), a copy of another input of the task, x with words only
+added, a repeat, too long (> 3x + 20 chars) or too short (< half of x), nsim(x, x') < --min-nsim or
+>= --max-nsim (default 0.95: near-copies), or (semparse) no longer quoting every slot value.
+Whatever the back-end, a copy of x is never written (make_row drops it).
+
+Output JSONL, one row per input (tasks.load_paraphrases reads it), written with a sidecar
+<out>.meta.json {"kind": "paraphrases", "task", "task_fp", "backend", "split", "n", "seed",
+"min_nsim", "max_nsim", ... , "rows", "sha256"}:
   {"id", "x", "paraphrases": [str], "labels": [str] (alignment/sql, or whenever a label
-   differs from y), "backend": "llm"|"perturb", "fallback": true (only on llm fallbacks)}
-A row may hold an empty list when no paraphrase could be made (e.g. an SQL example with no
-literal shared by question and query); consumers treat it as "no paraphrase".
+   differs from y), "backend": "rules"|"llm"|"perturb", "fallback": true (only on llm fallbacks)}
+A row may hold an empty list when no paraphrase could be made; consumers treat it as "no paraphrase".
 
 Cache: rows already in --out for the same (id, x) are kept and never generated again,
 whatever the back-end or --n was, so a re-run is free and an interrupted run continues
-(the file is rewritten atomically every --save-every seconds and at the end). Delete the
-file (or use another --out) to regenerate.
+(the file is rewritten atomically every --save-every seconds and at the end). A file whose
+sidecar names another task or data set (fingerprint) is refused. Delete the file (or use
+another --out) to regenerate.
 
-  python paraphrase.py --task mt --data ../shared/data/multi30k --split train --backend llm --out para.jsonl
-  python paraphrase.py --task alignment --backend perturb --out para.jsonl
+  python paraphrase.py --task mt --data ../shared/data/multi30k --max-pool 1000 --split train --out mt.train.jsonl
+  python paraphrase.py --task mt --data ../shared/data/multi30k --max-pool 1000 --split test --test-split test --test-limit 200 --out t.jsonl
+  python paraphrase.py --task semparse --data ../shared/data/mtop --backend llm --temperature 0.8 --samples 4 --out p.jsonl
+  python paraphrase.py --task alignment --out para.jsonl
 """
 import argparse
 import ast

