@@ -1,6 +1,7 @@
-"""Batched greedy decoding with the KV cache, for evaluation and probes.
+"""Batched greedy decoding (or seeded sampling) with the KV cache, for evaluation, probes and paraphrases.
 
     generate(model, tokenizer, prompts, max_new_tokens, stop="\n") -> [answer, ...]
+    generate(..., temperature=0.8, top_p=0.95, num_samples=4, seed=0) -> [[candidate] * 4, ...]
 
 How it works (one plain loop, no `model.generate`, so it behaves the same on
 transformers 4.57 and 5.x and every step is visible):
@@ -51,7 +52,24 @@ def _model_device(model):
 
 
 @torch.inference_mode()
-def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tokenizer, last_only):
+def _pick(logits, sampling, gens):
+    """Next token per row: argmax (greedy), or a draw from the temperature / top-p filtered
+    distribution with that row's own torch.Generator (so a row's draw does not depend on the
+    other rows of the batch)."""
+    if sampling is None:
+        return logits.argmax(dim=-1)
+    temperature, top_p = sampling
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sp, si = probs.sort(dim=-1, descending=True)
+        keep = sp.cumsum(-1) - sp < top_p          # the smallest prefix with mass >= top_p
+        sp = sp * keep
+        probs = torch.zeros_like(probs).scatter_(-1, si, sp)
+    return torch.stack([torch.multinomial(probs[j], 1, generator=g)[0] for j, g in enumerate(gens)])
+
+
+def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tokenizer, last_only,
+                    sampling=None, seeds=None):
     device = _model_device(model)
     B, T = len(batch_ids), max(len(ids) for ids in batch_ids)
     # left padding: [pad ... pad, prompt tokens]
@@ -68,12 +86,15 @@ def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tok
     done = [False] * B
     rows = list(range(B))               # the prompt of each row of the tensors (shrinks as rows finish)
     past = None
+    gens = None
+    if sampling is not None:
+        gens = [torch.Generator(device="cpu").manual_seed(int(sd)) for sd in seeds]
     eos = torch.tensor(eos_ids, device=device) if eos_ids else None
     for step in range(max_new_tokens):
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
                     past_key_values=past, use_cache=True, **extra)
         past = out.past_key_values
-        next_tok = out.logits[:, -1, :].argmax(dim=-1)                  # greedy
+        next_tok = _pick(out.logits[:, -1, :], sampling, [gens[i] for i in rows] if gens else None)
         hit_eos = torch.isin(next_tok, eos) if eos is not None else torch.zeros_like(next_tok, dtype=torch.bool)
         next_cpu, eos_cpu = next_tok.tolist(), hit_eos.tolist()
         for j, i in enumerate(rows):
@@ -110,16 +131,36 @@ def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tok
 
 
 def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True,
-             return_stats=False):
-    """Greedy answers for `prompts` (text before `stop`, stripped), in the prompts' order.
+             return_stats=False, temperature=None, top_p=1.0, num_samples=1, seed=0):
+    """Answers for `prompts` (text before `stop`, stripped), in the prompts' order.
 
+    Greedy by default. With temperature > 0: sampling (temperature, then nucleus top_p), and
+    num_samples candidates per prompt; the result is then a list of num_samples-lists. Every
+    candidate (prompt i, sample j) draws from its own generator seeded with
+    sample_seed(seed, i, j) (or sample_seed(seed[i], 0, j) when seed is a list, one per prompt),
+    so the same call gives the same candidates whatever the batch size (up to the rare float
+    near-tie that padding can flip, as for greedy decoding).
     With return_stats=True, also returns {"new_tokens": int} (tokens generated, stop included).
     """
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("batch_size and max_new_tokens must be >= 1")
-    prompts = list(prompts)
+    if batch_size < 1 or max_new_tokens < 1 or num_samples < 1:
+        raise ValueError("batch_size, max_new_tokens and num_samples must be >= 1")
+    sampling = None
+    if temperature is not None and temperature > 0:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        sampling = (float(temperature), float(top_p))
+    elif num_samples > 1:
+        raise ValueError("num_samples > 1 needs sampling (temperature > 0)")
+    n_prompts = len(prompts)
+    prompts = [p for p in prompts for _ in range(num_samples)]  # candidate j of prompt i at i*n + j
     if not prompts:
         return ([], {"new_tokens": 0}) if return_stats else []
+    if isinstance(seed, (list, tuple)):  # one seed per prompt: candidates independent of the call's other prompts
+        if len(seed) != n_prompts:
+            raise ValueError(f"{len(seed)} seeds for {n_prompts} prompts")
+        seeds = [sample_seed(seed[k // num_samples], 0, k % num_samples) for k in range(len(prompts))]
+    else:
+        seeds = [sample_seed(seed, k // num_samples, k % num_samples) for k in range(len(prompts))]
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
@@ -137,7 +178,7 @@ def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             texts, n = _generate_batch(model, [encoded[i] for i in idx], max_new_tokens, stop, pad_id,
-                                       eos_ids, tokenizer, last_only)
+                                       eos_ids, tokenizer, last_only, sampling, [seeds[i] for i in idx])
             n_new += n
             for i, t in zip(idx, texts):
                 answers[i] = t
@@ -146,4 +187,13 @@ def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32
         bar.close()
         if was_training:
             model.train()
+    if sampling is not None:
+        answers = [answers[i * num_samples:(i + 1) * num_samples] for i in range(n_prompts)]
     return (answers, {"new_tokens": n_new}) if return_stats else answers
+
+
+def sample_seed(seed, i, j):
+    """Seed of candidate j of prompt i (a stable 63-bit hash, independent of batching)."""
+    import hashlib
+    h = hashlib.sha256(f"{seed}-{i}-{j}".encode()).digest()
+    return int.from_bytes(h[:8], "big") & ((1 << 63) - 1)

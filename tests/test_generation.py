@@ -124,3 +124,42 @@ def test_return_stats_and_train_mode_restored(tiny):
     assert len(out) == 2 and 0 < stats["new_tokens"] <= 10
     assert model.training
     model.eval()
+
+
+# ----------------------------------------------------------------------------- sampling
+SAMPLE_PROMPTS = ["ACB: rijjpr\nBCA:", "A", "Source: A man is running.\nTarget:", "hello there", "1 2 3 4"]
+
+
+def test_sampling_seeded_and_batch_size_independent(tiny):
+    model, tok = tiny
+    kw = dict(stop=None, progress=False, temperature=1.0, top_p=0.9, num_samples=3)
+    a = generation.generate(model, tok, SAMPLE_PROMPTS, 10, batch_size=4, seed=7, **kw)
+    b = generation.generate(model, tok, SAMPLE_PROMPTS, 10, batch_size=1, seed=7, **kw)
+    c = generation.generate(model, tok, SAMPLE_PROMPTS, 10, batch_size=4, seed=8, **kw)
+    assert len(a) == len(SAMPLE_PROMPTS) and all(len(cands) == 3 for cands in a)
+    assert a == b  # each candidate has its own generator: batching does not change the draws
+    assert a != c  # another seed, other draws
+    assert sum(len(set(cands)) > 1 for cands in a) >= 3  # the samples of a prompt differ
+    # per-prompt seeds: a prompt's candidates do not depend on the other prompts of the call
+    one = generation.generate(model, tok, SAMPLE_PROMPTS[2:3], 10, batch_size=4, seed=["s2"], **kw)
+    many = generation.generate(model, tok, SAMPLE_PROMPTS, 10, batch_size=4, seed=[f"s{i}" for i in range(5)], **kw)
+    assert one[0] == many[2]
+
+
+def test_sampling_tiny_top_p_is_greedy(tiny):
+    """top_p so small that only the most likely token survives: sampling = greedy decoding."""
+    model, tok = tiny
+    greedy = generation.generate(model, tok, SAMPLE_PROMPTS, 8, stop=None, batch_size=2, progress=False)
+    sampled = generation.generate(model, tok, SAMPLE_PROMPTS, 8, stop=None, batch_size=2, progress=False,
+                                  temperature=1.0, top_p=1e-6, num_samples=2, seed=3)
+    assert sampled == [[g, g] for g in greedy]
+
+
+def test_sampling_argument_errors(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError):
+        generation.generate(model, tok, ["a"], 3, num_samples=2, progress=False)  # several need sampling
+    with pytest.raises(ValueError):
+        generation.generate(model, tok, ["a"], 3, temperature=1.0, top_p=0.0, progress=False)
+    with pytest.raises(ValueError):
+        generation.generate(model, tok, ["a", "b"], 3, temperature=1.0, seed=["only-one"], progress=False)
