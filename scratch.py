@@ -1,0 +1,176 @@
+"""From-scratch decoder trained as a batched ENSEMBLE: E independent models in one set of tensors.
+
+Every parameter is stacked along a leading model axis [E, ...] and every matmul is a batched
+`bmm` over that axis, so E small models cost about as much Python / dispatch overhead as one:
+on a CPU the cores do arithmetic instead of interpreting. The models share nothing: each has
+its own initialisation (its own seed), its own data stream and its own Adam state (Adam is
+elementwise, so one optimiser over stacked tensors is E independent optimisers), and the
+training loss is the SUM of the per-model mean losses, so no gradient mixes two models.
+
+Architecture (GPT-2 style, pre-LayerNorm): token + learned absolute position embeddings,
+`layers` blocks of causal multi-head self-attention (`heads`) and a GELU MLP (4x width),
+final LayerNorm, an untied output layer. Greedy decoding uses a key/value cache.
+
+Vocabulary (character level, fit for the alignment task): <pad>, the 25 input symbols A..Y,
+the 26 output letters a..z, ':' (end of input) and '\\n' (end of example): 54 tokens. An
+example "ACB: rijjpr" is the 11 tokens A C B : r i j j p r \\n.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+PAD = 0
+SYMBOLS = "ABCDEFGHIJKLMNOPQRSTUVWXY"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SEP, EOL = 52, 53
+VOCAB = 54
+SYM0, LET0 = 1, 26          # token id of symbol 0 ('A') and of letter 0 ('a')
+
+
+def decode_letters(ids):
+    """Token ids -> text ('?' for a token that is not a letter)."""
+    return "".join(LETTERS[i - LET0] if LET0 <= i < LET0 + 26 else "?" for i in ids)
+
+
+class Ensemble(torch.nn.Module):
+    """E independent decoders with identical shapes; parameters [E, ...]."""
+
+    def __init__(self, seeds, layers=2, width=64, heads=2, max_len=128, vocab=VOCAB):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.E, self.L, self.W, self.H, self.T, self.V = len(seeds), layers, width, heads, max_len, vocab
+        W, std = width, 0.02
+        shapes = {"tok": (vocab, W), "pos": (max_len, W), "out": (W, vocab), "lnf_g": (W,), "lnf_b": (W,)}
+        for i in range(layers):
+            shapes.update({f"{i}.ln1_g": (W,), f"{i}.ln1_b": (W,), f"{i}.qkv": (W, 3 * W), f"{i}.qkv_b": (3 * W,),
+                           f"{i}.o": (W, W), f"{i}.o_b": (W,), f"{i}.ln2_g": (W,), f"{i}.ln2_b": (W,),
+                           f"{i}.fc": (W, 4 * W), f"{i}.fc_b": (4 * W,), f"{i}.proj": (4 * W, W),
+                           f"{i}.proj_b": (W,)})
+        per_model = []
+        for seed in seeds:      # each model from its own generator: independent of the others in the group
+            g = torch.Generator().manual_seed(int(seed))
+            p = {}
+            for name, shape in shapes.items():
+                if name.endswith("_g"):
+                    p[name] = torch.ones(shape)
+                elif name.endswith("_b"):
+                    p[name] = torch.zeros(shape)
+                else:
+                    s = std / math.sqrt(2 * layers) if name.endswith((".o", ".proj")) else std
+                    p[name] = torch.randn(shape, generator=g) * s
+            per_model.append(p)
+        self.names = list(shapes)
+        self.params = torch.nn.ParameterDict(
+            {n.replace(".", "_"): torch.nn.Parameter(torch.stack([p[n] for p in per_model])) for n in shapes})
+
+    def p(self, name):
+        return self.params[name.replace(".", "_")]
+
+    def n_params(self):
+        """Parameters of ONE model."""
+        return sum(v[0].numel() for v in self.params.values())
+
+    def flops_per_token(self, T):
+        """Forward matmul FLOPs of one model per token at sequence length T (x3 for a training step)."""
+        W = self.W
+        return 2 * (self.L * (12 * W * W + 2 * T * W) + W * self.V)
+
+    @staticmethod
+    def _ln(x, g, b):
+        E = x.shape[0]
+        y = F.layer_norm(x, x.shape[-1:])
+        return y * g.view(E, *([1] * (x.dim() - 2)), -1) + b.view(E, *([1] * (x.dim() - 2)), -1)
+
+    @staticmethod
+    def _lin(x, w, b):
+        """x [E, N, i] @ w [E, i, o] + b [E, o]."""
+        return torch.baddbmm(b[:, None, :], x, w)
+
+    def forward(self, tokens, start=0, cache=None, positions=None):
+        """tokens [E, B, T] -> logits [E, B, T, V] (or only at `positions` [T'] along T).
+        With `cache` (a list filled on the first call), attention also reads the cached keys
+        and values of earlier positions: `start` is the position of tokens[..., 0]."""
+        E, B, T = tokens.shape
+        H, W = self.H, self.W
+        dh = W // H
+        ar = torch.arange(E)[:, None, None]
+        x = self.p("tok")[ar, tokens] + self.p("pos")[:, start:start + T][:, None]
+        for i in range(self.L):
+            h = self._ln(x, self.p(f"{i}.ln1_g"), self.p(f"{i}.ln1_b")).reshape(E, B * T, W)
+            qkv = self._lin(h, self.p(f"{i}.qkv"), self.p(f"{i}.qkv_b")).view(E * B, T, 3, H, dh)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)          # [E*B, H, T, dh]
+            if cache is not None:
+                if len(cache) > i:
+                    k = torch.cat([cache[i][0], k], 2)
+                    v = torch.cat([cache[i][1], v], 2)
+                    cache[i] = (k, v)
+                else:
+                    cache.append((k, v))
+            causal = T > 1
+            if causal and k.shape[2] != T:
+                raise ValueError("multi-token steps with a non-empty cache are not supported")
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            a = a.permute(0, 2, 1, 3).reshape(E, B * T, W)
+            x = x + self._lin(a, self.p(f"{i}.o"), self.p(f"{i}.o_b")).view(E, B, T, W)
+            h = self._ln(x, self.p(f"{i}.ln2_g"), self.p(f"{i}.ln2_b")).reshape(E, B * T, W)
+            h = F.gelu(self._lin(h, self.p(f"{i}.fc"), self.p(f"{i}.fc_b")))
+            x = x + self._lin(h, self.p(f"{i}.proj"), self.p(f"{i}.proj_b")).view(E, B, T, W)
+        if positions is not None:
+            x = x[:, :, positions]
+        x = self._ln(x, self.p("lnf_g"), self.p("lnf_b"))
+        Tn = x.shape[2]
+        return torch.bmm(x.reshape(E, B * Tn, W), self.p("out")).view(E, B, Tn, self.V)
+
+    def loss(self, tokens, n_target):
+        """Per-model mean cross-entropy on the last `n_target` tokens of each sequence (the label
+        y; prompt and context masked). tokens [E, B, T] -> [E]."""
+        T = tokens.shape[-1]
+        pos = torch.arange(T - 1 - n_target, T - 1)
+        logits = self(tokens[..., :-1], positions=pos)               # predicts tokens[..., T-n:]
+        tgt = tokens[..., T - n_target:]
+        ce = F.cross_entropy(logits.reshape(-1, self.V), tgt.reshape(-1), reduction="none")
+        return ce.view(self.E, -1).mean(1)
+
+    @torch.no_grad()
+    def generate(self, prompts, n_new, chunk=512, allowed=None):
+        """Greedy continuation of n_new tokens. prompts [E, N, T] (or [N, T], shared by all
+        models) -> [E, N, n_new]. `allowed` restricts the argmax to a range of token ids."""
+        if prompts.dim() == 2:
+            prompts = prompts[None].expand(self.E, -1, -1)
+        outs = []
+        for s in range(0, prompts.shape[1], chunk):
+            p = prompts[:, s:s + chunk]
+            cache, out = [], []
+            logits = self(p, cache=cache)[:, :, -1]
+            pos = p.shape[-1]
+            for j in range(n_new):
+                if allowed is not None:
+                    logits = logits[..., allowed[0]:allowed[1]]
+                nxt = logits.argmax(-1) + (allowed[0] if allowed is not None else 0)
+                out.append(nxt)
+                if j + 1 < n_new:
+                    logits = self(nxt[..., None], start=pos, cache=cache)[:, :, -1]
+                    pos += 1
+            outs.append(torch.stack(out, -1))
+        return torch.cat(outs, 1)
+
+
+def make_optimizer(model, lr):
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def lr_at(step, lr, warmup):
+    """Linear warm-up, then constant (no decay: transience must not be an artefact of a schedule)."""
+    return lr * min(1.0, (step + 1) / max(warmup, 1))
+
+
+def train_step(model, opt, tokens, n_target, lr):
+    for g in opt.param_groups:
+        g["lr"] = lr
+    losses = model.loss(tokens, n_target)
+    opt.zero_grad(set_to_none=True)
+    losses.sum().backward()          # independent models: the sum keeps their gradients apart
+    opt.step()
+    return losses.detach()
