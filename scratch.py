@@ -102,10 +102,11 @@ class Ensemble(torch.nn.Module):
             qkv = self._lin(h, self.p(f"{i}.qkv"), self.p(f"{i}.qkv_b")).view(E * B, T, 3, H, dh)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)          # [E*B, H, T, dh]
             if cache is not None:
-                if len(cache) > i:
-                    k = torch.cat([cache[i][0], k], 2)
-                    v = torch.cat([cache[i][1], v], 2)
-                    cache[i] = (k, v)
+                if len(cache) > i:                   # a preallocated buffer [kb, vb, filled length]
+                    kb, vb, n = cache[i]
+                    kb[:, :, n:n + T], vb[:, :, n:n + T] = k, v
+                    cache[i][2] = n + T
+                    k, v = kb[:, :, :n + T], vb[:, :, :n + T]
                 else:
                     cache.append((k, v))
             causal = T > 1
@@ -134,25 +135,33 @@ class Ensemble(torch.nn.Module):
         return ce.view(self.E, -1).mean(1)
 
     @torch.no_grad()
-    def generate(self, prompts, n_new, chunk=512, allowed=None):
+    def generate(self, prompts, n_new, chunk=None, allowed=None):
         """Greedy continuation of n_new tokens. prompts [E, N, T] (or [N, T], shared by all
-        models) -> [E, N, n_new]. `allowed` restricts the argmax to a range of token ids."""
+        models) -> [E, N, n_new]. `allowed` = (lo, hi): the argmax is taken over token ids lo..hi-1
+        only (the answer of an alignment prompt is letters). Keys/values of the prompt are cached
+        in preallocated buffers, so each new token costs one position."""
         if prompts.dim() == 2:
             prompts = prompts[None].expand(self.E, -1, -1)
+        chunk = chunk or max(16, 4096 // self.E)
         outs = []
         for s in range(0, prompts.shape[1], chunk):
-            p = prompts[:, s:s + chunk]
-            cache, out = [], []
+            p = prompts[:, s:s + chunk].contiguous()
+            cache = []
             logits = self(p, cache=cache)[:, :, -1]
-            pos = p.shape[-1]
+            T = p.shape[-1]
+            buf = []
+            for k, v in cache:                      # room for the new tokens
+                kb = k.new_empty(k.shape[0], k.shape[1], T + n_new, k.shape[3])
+                vb = torch.empty_like(kb)
+                kb[:, :, :T], vb[:, :, :T] = k, v
+                buf.append([kb, vb, T])
+            out = []
             for j in range(n_new):
-                if allowed is not None:
-                    logits = logits[..., allowed[0]:allowed[1]]
-                nxt = logits.argmax(-1) + (allowed[0] if allowed is not None else 0)
+                lg = logits if allowed is None else logits[..., allowed[0]:allowed[1]]
+                nxt = lg.argmax(-1) + (0 if allowed is None else allowed[0])
                 out.append(nxt)
                 if j + 1 < n_new:
-                    logits = self(nxt[..., None], start=pos, cache=cache)[:, :, -1]
-                    pos += 1
+                    logits = self(nxt[..., None], start=T + j, cache=buf)[:, :, -1]
             outs.append(torch.stack(out, -1))
         return torch.cat(outs, 1)
 
