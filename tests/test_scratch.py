@@ -89,3 +89,15 @@ def test_loss_is_on_the_label_only(data):
     manual = torch.nn.functional.cross_entropy(logits[0, :, -data.n_target:].reshape(-1, scratch.VOCAB),
                                                tgt[0].reshape(-1))
     assert model.loss(b, data.n_target)[0].item() == pytest.approx(manual.item(), rel=1e-5)
+
+
+def test_build_scratch_hf_model():
+    """models.build_scratch: an HF decoder of the requested size with the byte tokenizer, seeded."""
+    import models
+    a, tok = models.build_scratch(layers=1, width=32, heads=2, seed=3)
+    b, _ = models.build_scratch(layers=1, width=32, heads=2, seed=3)
+    assert a.config.num_hidden_layers == 1 and a.config.hidden_size == 32 and len(tok) == a.config.vocab_size
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(p.requires_grad for p in a.parameters())
+    with pytest.raises(models.UserError):
+        models.build_scratch(layers=1, width=30, heads=4)
