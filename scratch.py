@@ -73,9 +73,19 @@ class Ensemble(torch.nn.Module):
         return sum(v[0].numel() for v in self.params.values())
 
     def flops_per_token(self, T):
-        """Forward matmul FLOPs of one model per token at sequence length T (x3 for a training step)."""
+        """Forward matmul FLOPs of one model per token at sequence length T, all positions computed
+        (x3 for a training step; with the last-block shortcut of `loss` fewer are executed)."""
         W = self.W
         return 2 * (self.L * (12 * W * W + 2 * T * W) + W * self.V)
+
+    def train_flops(self, T, n_target):
+        """Matmul FLOPs of one training step per sequence (forward + backward = 3x forward) as `loss`
+        executes them: all blocks but the last over T-1 positions, the last block's queries, MLP
+        and the output layer only at the n_target label positions."""
+        W, T1 = self.W, T - 1
+        full = (self.L - 1) * T1 * (12 * W * W + 2 * T1 * W)
+        last = T1 * 2 * W * W + n_target * (10 * W * W + 2 * T1 * W) + n_target * W * self.V
+        return 3 * 2 * (full + last)
 
     @staticmethod
     def _ln(x, g, b):
@@ -98,6 +108,9 @@ class Ensemble(torch.nn.Module):
         ar = torch.arange(E)[:, None, None]
         x = self.p("tok")[ar, tokens] + self.p("pos")[:, start:start + T][:, None]
         for i in range(self.L):
+            if positions is not None and i == self.L - 1 and cache is None:
+                x = self._last_block(x, positions)      # only the outputs at `positions` are needed
+                break
             h = self._ln(x, self.p(f"{i}.ln1_g"), self.p(f"{i}.ln1_b")).reshape(E, B * T, W)
             qkv = self._lin(h, self.p(f"{i}.qkv"), self.p(f"{i}.qkv_b")).view(E * B, T, 3, H, dh)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)          # [E*B, H, T, dh]
@@ -118,11 +131,30 @@ class Ensemble(torch.nn.Module):
             h = self._ln(x, self.p(f"{i}.ln2_g"), self.p(f"{i}.ln2_b")).reshape(E, B * T, W)
             h = F.gelu(self._lin(h, self.p(f"{i}.fc"), self.p(f"{i}.fc_b")))
             x = x + self._lin(h, self.p(f"{i}.proj"), self.p(f"{i}.proj_b")).view(E, B, T, W)
-        if positions is not None:
+        if positions is not None and x.shape[2] != len(positions):
             x = x[:, :, positions]
         x = self._ln(x, self.p("lnf_g"), self.p("lnf_b"))
         Tn = x.shape[2]
         return torch.bmm(x.reshape(E, B * Tn, W), self.p("out")).view(E, B, Tn, self.V)
+
+    def _last_block(self, x, positions):
+        """The last block evaluated only at `positions` (keys/values still over all tokens): in
+        training only the label positions feed the loss, which saves most of the last block."""
+        E, B, T, W = x.shape
+        H, dh, i, Tq = self.H, W // self.H, self.L - 1, len(positions)
+        h = self._ln(x, self.p(f"{i}.ln1_g"), self.p(f"{i}.ln1_b")).reshape(E, B * T, W)
+        w, b = self.p(f"{i}.qkv"), self.p(f"{i}.qkv_b")
+        kv = self._lin(h, w[:, :, W:], b[:, W:]).view(E * B, T, 2, H, dh)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        hq = h.view(E, B, T, W)[:, :, positions].reshape(E, B * Tq, W)
+        q = self._lin(hq, w[:, :, :W], b[:, :W]).view(E * B, Tq, H, dh).transpose(1, 2)
+        mask = torch.arange(T)[None, :] <= positions[:, None]          # causal, for the chosen queries
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        a = a.permute(0, 2, 1, 3).reshape(E, B * Tq, W)
+        x = x[:, :, positions] + self._lin(a, self.p(f"{i}.o"), self.p(f"{i}.o_b")).view(E, B, Tq, W)
+        h = self._ln(x, self.p(f"{i}.ln2_g"), self.p(f"{i}.ln2_b")).reshape(E, B * Tq, W)
+        h = F.gelu(self._lin(h, self.p(f"{i}.fc"), self.p(f"{i}.fc_b")))
+        return x + self._lin(h, self.p(f"{i}.proj"), self.p(f"{i}.proj_b")).view(E, B, Tq, W)
 
     def loss(self, tokens, n_target):
         """Per-model mean cross-entropy on the last `n_target` tokens of each sequence (the label

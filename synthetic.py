@@ -126,7 +126,7 @@ class AlignmentData:
         self.pool_onehot = torch.zeros(self.P, 25)
         self.pool_onehot[torch.arange(self.P)[:, None], torch.from_numpy(self.pool_x)] = 1.0
         self.ex_len = self.m + 1 + self.m * self.l + 1
-        self.seq_len = (k + 1) * self.ex_len                 # incl. the final EOL-free query + y
+        self.seq_len = (k + 1) * self.ex_len - 1             # k examples + the query and its y (no EOL)
         self.n_target = self.m * self.l
 
     # -- conversions ----------------------------------------------------------------

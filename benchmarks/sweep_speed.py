@@ -88,7 +88,7 @@ def main():
             t_ens += _time(run_ens)
             t_loop += _time(run_loop)
         n = a.steps * a.rounds
-        flops_step = 3 * ens.flops_per_token(T) * T * B            # one model, one step
+        flops_step = ens.train_flops(T, data.n_target) * B             # one model, one step (executed FLOPs)
         for mode, t in (("ensemble", t_ens), ("per-run loop", t_loop)):
             sps = n / t
             gf = flops_step * E * n / t / 1e9

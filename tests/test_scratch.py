@@ -101,3 +101,13 @@ def test_build_scratch_hf_model():
     assert all(p.requires_grad for p in a.parameters())
     with pytest.raises(models.UserError):
         models.build_scratch(layers=1, width=30, heads=4)
+
+
+def test_last_block_shortcut_matches_full_forward(data):
+    model = scratch.Ensemble([7, 8], layers=2, width=32, heads=2, max_len=data.seq_len)
+    b = torch.stack([batches(data, 3, 1, n=6)[0], batches(data, 4, 1, n=6)[0]])
+    pos = torch.arange(data.seq_len - 1 - data.n_target, data.seq_len - 1)
+    with torch.no_grad():
+        full = model(b[..., :-1])[:, :, pos]
+        short = model(b[..., :-1], positions=pos)
+    assert torch.allclose(full, short, atol=1e-5)
