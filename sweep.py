@@ -1,7 +1,7 @@
 """Synthetic track: small decoders trained FROM SCRATCH on the alignment task, over a grid of
 training distributions, as batched ensembles (scratch.py), with the minimal model beside them.
 
-    python sweep.py --out results/synthetic                        # the default sweep (~30 min, 2 cores)
+    python sweep.py --out results/synthetic --jobs 2               # the default sweep (~25-30 min, 2 idle cores)
     python sweep.py --out /tmp/smoke --budget smoke                 # < 60 s
     python sweep.py --out runs/long --budget long --jobs 2          # emergence / transience study
 
@@ -48,7 +48,7 @@ BUDGETS = {   # what --budget sets (explicit flags win)
                   width=32, heads=2, n_train=3000, n_test=60, n_eval_mid=30, n_rule_sets=8, mm_steps=100,
                   mm_n_test=300),
     "default": dict(alphas="0.1,0.3,0.5,0.7", rhos="0,0.5,1", seeds=3, regime_seeds=5, steps=1200,
-                    eval_every=300, layers=2, width=64, heads=2, n_train=20000, n_test=600, n_eval_mid=200,
+                    eval_every=400, layers=2, width=64, heads=2, n_train=20000, n_test=600, n_eval_mid=200,
                     n_rule_sets=200, mm_steps=1500, mm_n_test=2000),
     "long": dict(alphas="0.1,0.3,0.5,0.7", rhos="0,0.5,1", seeds=3, regime_seeds=5, steps=8000,
                  eval_every=500, layers=2, width=64, heads=2, n_train=50000, n_test=600, n_eval_mid=300,
