@@ -267,7 +267,7 @@ def train_group(job):
     start, loss_acc, n_acc = 0, torch.zeros(E), 0
     if os.path.isfile(ckpt_path):
         ck = torch.load(ckpt_path, weights_only=False)
-        if ck["ids"] == ids:
+        if ck["ids"] == ids and "opt" in ck:          # a final checkpoint (weights only) is not resumable
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
             for r, st in zip(rngs, ck["rng"]):

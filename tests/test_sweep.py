@@ -200,3 +200,28 @@ def test_smoke_sweep_writes_outputs_and_resumes(run_script, tmp_path):
     # flags that change the runs' configuration are refused, not mixed in
     p3 = run_script("sweep.py", "--out", "s", "--budget", "smoke", "--steps", "50")
     assert p3.returncode == 2 and "another configuration" in p3.stderr
+
+
+def test_interrupted_group_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """Killed after its first checkpoint, a re-run continues from it and writes the same bytes."""
+    flags = ["--budget", "smoke", "--steps", "30", "--eval-every", "10", "--regimes", "random,contrastive",
+             "--alphas", "0.3", "--rhos", "0.5", "--n-test", "20", "--no-plot", "--mm-steps", "5"]
+    sweep.main(["--out", str(tmp_path / "a"), *flags])
+    real, calls = scratch.train_step, []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 25:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(scratch, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.main(["--out", str(tmp_path / "b"), *flags])
+    assert not (tmp_path / "b" / "sweep.jsonl").exists()
+    assert len(list((tmp_path / "b" / "ckpt").glob("*.pt"))) == 1
+    monkeypatch.setattr(scratch, "train_step", real)
+    calls.clear()
+    monkeypatch.setattr(scratch, "train_step", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    sweep.main(["--out", str(tmp_path / "b"), *flags])
+    assert len(calls) == 10                                   # steps 21-30 only
+    assert (tmp_path / "a" / "sweep.jsonl").read_bytes() == (tmp_path / "b" / "sweep.jsonl").read_bytes()
