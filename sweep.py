@@ -154,7 +154,7 @@ def check_args(args):
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
         raise UserError(f"unknown regime(s) {', '.join(bad)} (choose from {', '.join(REGIMES)})")
-    args.regime_list = regimes
+    args.regime_list = regimes if args.regime_seeds > 0 else []
     if args.zero_list[0] > min(args.rs_alpha, 0.3) + 1e-9 and regimes:
         raise UserError(f"--zero-frac {args.zero_list[0]} exceeds the regimes' alpha")
     limits = {"seeds": (1, 100), "regime_seeds": (0, 100), "layers": (1, 24), "width": (8, 1024), "heads": (1, 64),
