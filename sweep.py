@@ -569,7 +569,7 @@ def plot(args, rows, runs, regime_cells, mm):
                     for ia, a in enumerate(A):
                         for ir, r in enumerate(Rh):
                             c = cell("contrastive", a, args.beta, r, R, z, F)["cell"]
-                            v = [x[key] for x in fin if x["cell"] == c]
+                            v = [x[key] for x in fin if x["cell"] == c and x["seed"] < args.seeds]  # same n per cell
                             if v:
                                 M[ia, ir] = np.mean(v)
                     heat(axes[0, j], M, A, Rh, f"transformer: {title}", "%")
