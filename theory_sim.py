@@ -21,7 +21,7 @@ ones: there the "closest" example is not near enough for copying to beat f_theta
 
 Training regimes (mixtures of context types, drawn independently per training instance):
 random, similar, one_near, random+similar and contrastive (random + one_near), the mixtures with
-a --mix share of random contexts. w, b, c, theta are trained jointly with Adam (cosine learning-rate
+an --alpha share of random contexts (the same alpha as sample_contexts.py / sweep.py). w, b, c, theta are trained jointly with Adam (cosine learning-rate
 decay) on the squared loss, with fresh contexts every step. We also sweep the share of random vs
 one_near contexts (the contrastive mixture) and record the learned threshold -b/w, the similarity
 at which a context example's logit equals the query's own logit 0.
@@ -50,18 +50,27 @@ import time
 import numpy as np
 import torch
 
-from common import UserError, atomic_path, print_config, progress, run_main, set_seed
+from common import UserError, atomic_path, print_config, run_main, set_seed
 from common import write_json_atomic, write_text_atomic
+from minimal_model import (EXTRA_TESTS, KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle,  # noqa: F401
+                           baselines, evaluate, forward, init_params, make_test_set, mixture_probs,
+                           regime_probs, sample_contexts, similarity_reference, sphere, threshold, train)
 
-TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
-TEST_CONTEXTS = ["random", "similar", "one_near"]     # the SPEC contract names
-EXTRA_TESTS = ["one_mid"]                             # extra probe, reported separately
 SHORT = {"random": "R", "similar": "S", "one_near": "N", "one_mid": "M"}   # figure labels
-KINDS = ["random", "similar", "one_near"]             # context types a training mixture draws from
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors (a bad number such as `--dim 1e8`) are ONE `error:` line, exit 2."""
+
+    def error(self, message):
+        raise UserError(message)
+
+
+LIMITS = {"dim": 4096, "k": 4096, "hidden": 4096, "steps": 10_000_000, "n_train": 1_000_000, "n_test": 1_000_000}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = Parser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seeds f*, the training stream and the test set")
@@ -74,8 +83,9 @@ def parse_args(argv=None):
                    help="near examples lie at an angle uniform in [0, near-deg] degrees from x")
     p.add_argument("--mid-deg-lo", type=float, default=30.0, help="one_mid test: lowest angle (degrees)")
     p.add_argument("--mid-deg-hi", type=float, default=60.0, help="one_mid test: highest angle (degrees)")
-    p.add_argument("--mix", type=float, default=0.5,
-                   help="share of random contexts in the random+similar and contrastive regimes")
+    p.add_argument("--alpha", "--mix", dest="alpha", type=float, default=0.5,
+                   help="share of random contexts (alpha) in the random+similar and contrastive regimes "
+                        "(--mix is an old alias)")
     p.add_argument("--sweep", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
                    help="comma-separated shares of random (vs one_near) contexts to sweep; 'none' to skip")
     p.add_argument("--steps", type=int, default=2000, help="gradient steps per model")
@@ -90,9 +100,12 @@ def parse_args(argv=None):
 def check_args(args):
     if args.dim < 2:
         raise UserError(f"--dim must be >= 2, got {args.dim}")
-    for name in ("k", "hidden", "steps", "n_train", "n_test"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name, hi in LIMITS.items():
+        if not 1 <= getattr(args, name) <= hi:
+            raise UserError(f"--{name.replace('_', '-')} must be in [1, {hi}], got {getattr(args, name)}")
+    if args.n_train * args.k * args.dim > 50_000_000 or args.n_test * args.k * args.dim > 50_000_000:
+        raise UserError(f"--n-train/--n-test x --k x --dim is too large for memory "
+                        f"({args.n_train} / {args.n_test} x {args.k} x {args.dim}; limit 5e7 floats)")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise UserError(f"--lr must be a positive number, got {args.lr}")
     if not (args.f_scale > 0 and math.isfinite(args.f_scale)):
@@ -101,9 +114,12 @@ def check_args(args):
         raise UserError(f"--near-deg must be in (0, 90], got {args.near_deg}")
     if not 0 <= args.mid_deg_lo <= args.mid_deg_hi <= 180:
         raise UserError(f"need 0 <= --mid-deg-lo <= --mid-deg-hi <= 180, got {args.mid_deg_lo}, {args.mid_deg_hi}")
-    if not 0 <= args.mix <= 1:
-        raise UserError(f"--mix must be in [0, 1], got {args.mix}")
+    if not 0 <= args.alpha <= 1:
+        raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
     args.sweep_fracs = parse_sweep(args.sweep)
+    for name in ("near_deg", "mid_deg_lo", "mid_deg_hi", "alpha"):
+        if not math.isfinite(getattr(args, name)):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out exists and is not a folder: {args.out}")
 
@@ -120,175 +136,6 @@ def parse_sweep(text):
     return fracs
 
 
-# ----------------------------------------------------------------------------- the task
-def sphere(shape, dim, gen):
-    """Uniform points on the unit sphere in R^dim, shape (*shape, dim)."""
-    z = torch.randn(*shape, dim, generator=gen)
-    return z / z.norm(dim=-1, keepdim=True)
-
-
-def at_angle(x, deg_lo, deg_hi, gen):
-    """For each x (..., d): a unit vector at an angle uniform in [deg_lo, deg_hi] degrees from x,
-    in a uniformly random direction."""
-    phi = torch.deg2rad(deg_lo + (deg_hi - deg_lo) * torch.rand(x.shape[:-1], generator=gen))
-    u = torch.randn(x.shape, generator=gen)
-    u = u - (u * x).sum(-1, keepdim=True) * x                    # tangent direction at x
-    u = u / u.norm(dim=-1, keepdim=True)
-    return torch.cos(phi)[..., None] * x + torch.sin(phi)[..., None] * u
-
-
-class Target:
-    """y = f*(x): a fixed random two-layer tanh network, standardised on a large sphere sample."""
-
-    def __init__(self, dim, hidden, scale, gen):
-        self.W = scale * torch.randn(hidden, dim, generator=gen)
-        self.a = torch.randn(hidden, generator=gen) / math.sqrt(hidden)
-        y = self.raw(sphere((100_000,), dim, gen))
-        self.mu, self.sd = y.mean(), y.std()
-
-    def raw(self, x):
-        return torch.tanh(x @ self.W.T) @ self.a
-
-    def __call__(self, x):
-        return (self.raw(x) - self.mu) / self.sd
-
-
-def sample_contexts(x, kind, k, near_deg, gen, mid=(30.0, 60.0)):
-    """Context inputs (..., k, d) of one type for queries x (..., d). A per-instance `kind` tensor
-    of indices into KINDS mixes types (for the training mixtures); a string gives one type for all.
-    The near example of one_near / one_mid sits in slot 0: the model is permutation invariant."""
-    shape, d = x.shape[:-1], x.shape[-1]
-    rand = sphere((*shape, k), d, gen)
-    if kind == "random":
-        return rand
-    xk = x[..., None, :].expand(*shape, k, d)
-    if kind == "one_mid":
-        return torch.cat([at_angle(x, *mid, gen)[..., None, :], rand[..., 1:, :]], dim=-2)
-    near = at_angle(xk, 0.0, near_deg, gen)
-    if kind == "similar":
-        return near
-    if kind == "one_near":
-        return torch.cat([near[..., :1, :], rand[..., 1:, :]], dim=-2)
-    # mixture: kind is a (...) tensor of KINDS indices
-    slot0 = torch.zeros(k, dtype=torch.bool)
-    slot0[0] = True
-    use_near = (kind[..., None] == KINDS.index("similar")) | ((kind[..., None] == KINDS.index("one_near")) & slot0)
-    return torch.where(use_near[..., None], near, rand)
-
-
-# ----------------------------------------------------------------------------- the model
-def init_params(n_models, dim):
-    """Parameters of n_models independent minimal models, all starting at uniform attention."""
-    z = lambda *s: torch.zeros(*s, requires_grad=True)
-    return {"w": z(n_models), "b": z(n_models), "c": z(n_models), "theta": z(n_models, dim), "theta0": z(n_models)}
-
-
-def forward(params, x, xs, ys):
-    """y_hat and attention (context tokens..., EOC, self) for models m on queries n.
-    x (M, n, d), xs (M, n, k, d), ys (M, n, k) -> y_hat (M, n), att (M, n, k + 2)."""
-    w, b, c = (params[key][:, None] for key in "wbc")               # (M, 1)
-    sims = torch.einsum("mnkd,mnd->mnk", xs, x)                     # <x_i, x>
-    sim_eoc = (xs.mean(dim=2) * x).sum(-1)                          # <x_bar, x>
-    logits = torch.cat([w[..., None] * sims + b[..., None],          # a_i
-                        (w * sim_eoc + c)[..., None],                # a_E
-                        torch.zeros_like(sim_eoc)[..., None]], -1)   # the query's own logit 0
-    f_theta = torch.einsum("mnd,md->mn", x, params["theta"]) + params["theta0"][:, None]
-    values = torch.cat([ys, ys.mean(-1, keepdim=True), f_theta[..., None]], -1)
-    att = torch.softmax(logits, dim=-1)
-    return (att * values).sum(-1), att
-
-
-# ----------------------------------------------------------------------------- training
-def regime_probs(regime, mix):
-    """Probabilities over KINDS (random, similar, one_near) of a training regime."""
-    table = {"random": [1, 0, 0], "similar": [0, 1, 0], "one_near": [0, 0, 1],
-             "random+similar": [mix, 1 - mix, 0], "contrastive": [mix, 0, 1 - mix]}
-    if regime.startswith("sweep:"):                               # sweep:<share of random>
-        p = float(regime.split(":", 1)[1])
-        return [p, 0, 1 - p]
-    return table[regime]
-
-
-def train(models, target, args, gen):
-    """Train one minimal model per entry of `models` (name -> probabilities over KINDS)."""
-    names = list(models)
-    probs = torch.tensor([models[n] for n in names], dtype=torch.float32)  # (M, 3)
-    M = len(names)
-    params = init_params(M, args.dim)
-    opt = torch.optim.Adam(params.values(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / args.steps)))
-    bar = progress(range(args.steps), desc=f"training {M} models", unit="step")
-    for step in bar:
-        x = sphere((M, args.n_train), args.dim, gen)
-        kind = torch.multinomial(probs, args.n_train, replacement=True, generator=gen)  # (M, n)
-        xs = sample_contexts(x, kind, args.k, args.near_deg, gen)
-        y_hat, _ = forward(params, x, xs, target(xs))
-        loss_per_model = (y_hat - target(x)).pow(2).mean(dim=1)
-        opt.zero_grad(set_to_none=True)
-        loss_per_model.sum().backward()       # models are independent: the sum keeps their gradients apart
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == args.steps - 1:
-            bar.set_postfix(mean_loss=f"{loss_per_model.mean().item():.4f}")
-    if not all(torch.isfinite(v).all() for v in params.values()):
-        raise UserError(f"training diverged (non-finite parameters); lower --lr (now {args.lr})")
-    return {n: {key: v[i].detach().clone() for key, v in params.items()} for i, n in enumerate(names)}
-
-
-# ----------------------------------------------------------------------------- evaluation
-def make_test_set(target, args, gen):
-    """A fixed test set per test context: the same queries x for every context type."""
-    x = sphere((args.n_test,), args.dim, gen)
-    tests = {}
-    for kind in TEST_CONTEXTS + EXTRA_TESTS:
-        xs = sample_contexts(x, kind, args.k, args.near_deg, gen, mid=(args.mid_deg_lo, args.mid_deg_hi))
-        tests[kind] = {"x": x, "y": target(x), "xs": xs, "ys": target(xs)}
-    return tests
-
-
-@torch.no_grad()
-def evaluate(p, test):
-    """Test MSE and mean attention mass (context / eoc / self) of one trained model on one test set."""
-    params = {key: v[None] for key, v in p.items()}
-    y_hat, att = forward(params, test["x"][None], test["xs"][None], test["ys"][None])
-    att = att[0].mean(0)
-    return {"mse": (y_hat[0] - test["y"]).pow(2).mean().item(),
-            "attention": {"context": att[:-2].sum().item(), "eoc": att[-2].item(), "self": att[-1].item()}}
-
-
-@torch.no_grad()
-def baselines(tests, target, args, gen):
-    """Reference MSEs per test context: the best linear f_theta (IWL alone, least squares on a
-    large fresh sample), copying the label of the most similar example, averaging all labels,
-    and predicting 0 (= Var y = 1)."""
-    xf = sphere((50_000,), args.dim, gen)
-    X = torch.cat([xf, torch.ones(len(xf), 1)], 1)
-    coef = torch.linalg.lstsq(X.double(), target(xf).double()[:, None]).solution.float()[:, 0]
-    out = {}
-    for kind, t in tests.items():
-        iwl = t["x"] @ coef[:-1] + coef[-1]
-        nearest = t["ys"].gather(-1, (t["xs"] @ t["x"][:, :, None]).squeeze(-1).argmax(-1, keepdim=True))[:, 0]
-        mse = lambda pred: (pred - t["y"]).pow(2).mean().item()
-        out[kind] = {"iwl_best_linear": mse(iwl), "copy_nearest": mse(nearest),
-                     "average_context": mse(t["ys"].mean(-1)), "zero": mse(torch.zeros_like(t["y"]))}
-    return out
-
-
-def similarity_reference(tests, args):
-    """Where a threshold -b/w should sit: the lowest similarity of a near example, and quantiles of
-    the similarity of the closest of k random examples (on the random test set)."""
-    t = tests["random"]
-    closest = (t["xs"] @ t["x"][:, :, None]).squeeze(-1).max(-1).values
-    return {"near_min": math.cos(math.radians(args.near_deg)),
-            "random_closest_q50": closest.quantile(0.5).item(), "random_closest_q99": closest.quantile(0.99).item()}
-
-
-def threshold(p):
-    """Similarity at which a context token's logit w*s + b equals the query's own logit 0."""
-    w, b = p["w"].item(), p["b"].item()
-    return -b / w if abs(w) > 1e-6 else None
-
-
 def simulate(args):
     """Train every regime (and the sweep), evaluate, and return the results dict."""
     set_seed(args.seed)
@@ -296,8 +143,8 @@ def simulate(args):
     target = Target(args.dim, args.hidden, args.f_scale, g_target)
     tests = make_test_set(target, args, g_test)
 
-    models = {r: regime_probs(r, args.mix) for r in TRAIN_REGIMES}
-    models.update({f"sweep:{f:g}": regime_probs(f"sweep:{f:g}", args.mix) for f in args.sweep_fracs})
+    models = {r: regime_probs(r, args.alpha) for r in TRAIN_REGIMES}
+    models.update({f"sweep:{f:g}": regime_probs(f"sweep:{f:g}", args.alpha) for f in args.sweep_fracs})
     t0 = time.time()
     trained = train(models, target, args, g_train)
     train_s = time.time() - t0
@@ -376,7 +223,7 @@ def render_md(res):
                      f"{s['f_theta_mse']:.3f} | " + " | ".join(f"{s['mse'][c]:.3f}" for c in cols) + " |")
     cfg = res["config"]
     L += ["", f"Config: d={cfg['dim']}, k={cfg['k']}, f* = {cfg['hidden']} tanh units × scale {cfg['f_scale']}, "
-          f"near ≤ {cfg['near_deg']}°, one_mid {cfg['mid_deg_lo']}–{cfg['mid_deg_hi']}°, mix={cfg['mix']}, "
+          f"near ≤ {cfg['near_deg']}°, one_mid {cfg['mid_deg_lo']}–{cfg['mid_deg_hi']}°, alpha={cfg['alpha']}, "
           f"steps={cfg['steps']}, batch={cfg['n_train']}, lr={cfg['lr']}, n_test={cfg['n_test']}, seed={cfg['seed']}.", ""]
     return "\n".join(L)
 

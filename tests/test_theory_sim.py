@@ -68,9 +68,9 @@ def test_context_sampling_geometry():
 
 
 def test_regime_probs():
-    assert ts.regime_probs("contrastive", 0.3) == [0.3, 0, 0.7]
-    assert ts.regime_probs("random+similar", 0.3) == [0.3, 0.7, 0]
-    assert ts.regime_probs("sweep:0.2", 0.5) == [0.2, 0, 0.8]
+    assert ts.regime_probs("contrastive", 0.3) == [0.3, 0, 0.7, 0]
+    assert ts.regime_probs("random+similar", 0.3) == [0.3, 0.7, 0, 0]
+    assert ts.regime_probs("sweep:0.2", 0.5) == [0.2, 0, 0.8, 0]
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +145,24 @@ def test_deterministic_given_seed():
 
 
 @pytest.mark.parametrize("bad, msg", [
-    (["--k", "0"], "--k must be >= 1"),
+    (["--k", "0"], "--k must be in [1, 4096]"),
     (["--dim", "1"], "--dim must be >= 2"),
-    (["--steps", "0"], "--steps must be >= 1"),
-    (["--n-train", "0"], "--n-train must be >= 1"),
+    (["--dim", "1e8"], "argument --dim: invalid int value"),
+    (["--dim", "100000000"], "--dim must be in [1, 4096]"),
+    (["--steps", "0"], "--steps must be in [1,"),
+    (["--n-train", "0"], "--n-train must be in [1,"),
+    (["--n-test", "-5"], "--n-test must be in [1,"),
+    (["--n-train", "1000000", "--dim", "4096"], "too large for memory"),
+    (["--f-scale", "nan"], "--f-scale must be a positive number"),
+    (["--near-deg", "nan"], "--near-deg must be in (0, 90]"),
+    (["--alpha", "nan"], "--alpha must be in [0, 1]"),
     (["--lr", "-1"], "--lr must be a positive number"),
     (["--lr", "nan"], "--lr must be a positive number"),
     (["--sweep", "0,2"], "--sweep values must be in [0, 1]"),
     (["--sweep", "a,b"], "--sweep must be comma-separated"),
     (["--near-deg", "0"], "--near-deg must be in (0, 90]"),
-    (["--mix", "1.5"], "--mix must be in [0, 1]"),
+    (["--alpha", "1.5"], "--alpha must be in [0, 1]"),
+    (["--mix", "1.5"], "--alpha must be in [0, 1]"),          # the old name is an alias
 ])
 def test_bad_args_raise_user_error(tmp_path, bad, msg):
     with pytest.raises(ts.UserError, match=msg.replace("[", r"\[").replace("(", r"\(").replace("]", r"\]")):
@@ -169,11 +177,13 @@ def test_out_is_a_file(tmp_path):
 
 
 def test_bad_args_cli_one_line_error(run_script, tmp_path):
-    p = run_script("theory_sim.py", "--out", "tmp", "--k", "0")
-    assert p.returncode == 2
-    lines = p.stderr.strip().splitlines()
-    assert lines == ["error: --k must be >= 1, got 0"], p.stderr
-    assert not (tmp_path / "tmp").exists()
+    for bad, msg in ((["--k", "0"], "error: --k must be in [1, 4096], got 0"),
+                     (["--dim", "1e8"], "error: argument --dim: invalid int value: '1e8'")):
+        p = run_script("theory_sim.py", "--out", "tmp", *bad)
+        assert p.returncode == 2
+        lines = p.stderr.strip().splitlines()
+        assert lines == [msg], p.stderr
+        assert not (tmp_path / "tmp").exists()
 
 
 def test_help(run_script):
