@@ -60,7 +60,7 @@ class TaskConfig:
 # which TaskConfig fields each task takes, and under which constructor name
 TASK_OPTIONS = {
     "alignment": {"task_seed": "seed", "align_m": "m", "align_len": "length", "n_train": "n_train",
-                  "n_test": "n_test"},
+                  "n_test": "n_test", "max_pool": "max_pool"},
     "mt": {"data": "data", "src": "src", "tgt": "tgt", "max_pool": "max_pool", "metric": "metric"},
     "semparse": {"data": "data", "lang": "lang", "max_pool": "max_pool"},
     "sql": {"data": "data", "max_pool": "max_pool", "sql_schema": "sql_schema"},
@@ -88,9 +88,9 @@ class ContextConfig:
 
 @dataclass
 class TrainConfig:
-    model: str = opt("smollm2-135m", "tiny | smollm2-135m | gemma3-270m | a local HF folder or .gguf file")
-    full: bool = opt(False, "train all weights instead of a LoRA adapter (for small models trained from "
-                     "scratch, e.g. --model tiny)")
+    model: str = opt("smollm2-135m", "tiny | scratch[:LAYERSxWIDTHxHEADS] (a new random decoder, trained "
+                     "with --full) | smollm2-135m | gemma3-270m | a local HF folder or .gguf file")
+    full: bool = opt(False, "train all weights instead of a LoRA adapter (implied by --model scratch)")
     epochs: int = opt(2, "passes over the pool; contexts are re-drawn for every epoch", lo=1, hi=100_000)
     max_steps: Optional[int] = opt(None, "optimizer steps (overrides --epochs)", lo=1, hi=10_000_000)
     batch_size: int = opt(2, "sequences per device and micro-batch", lo=1, hi=4096)

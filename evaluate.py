@@ -63,6 +63,8 @@ def main(argv=None):
     check_output_path(args.out, is_dir=True)
     adapter_dir, run_cfg = ev.resolve_adapter(args.adapter) if args.adapter else (None, None)
     taken = ev.apply_run_config(args, run_cfg, ev.explicit_dests(parser, argv))
+    if run_cfg and run_cfg.get("full"):  # a --full run saved a whole model, not an adapter
+        args.model, adapter_dir = adapter_dir, None
     if args.model is None:
         raise UserError("--model is required (or give --adapter with a run folder whose config.json names it)")
     context_types = [t.strip() for t in args.context_types.split(",") if t.strip()]

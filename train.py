@@ -55,6 +55,8 @@ def get_args(argv=None):
                    "the cores the load average leaves idle, at least 1)")
     g.add_argument("--stop-after", type=config.number(int, 1), default=None, help=argparse.SUPPRESS)  # tests
     args = p.parse_args(argv)
+    if args.model.startswith("scratch"):
+        args.full = True  # a randomly initialised decoder: every weight is trained
     if args.lr is None:
         args.lr = 1e-3 if args.full else 2e-4
     if args.out is None:

@@ -161,6 +161,21 @@ def test_full_training_of_a_small_model_learns(tmp_path):
     assert os.path.isfile(os.path.join(out, "final", "model.safetensors"))
     model, tok = models.load(os.path.join(out, "final"), device="cpu")  # a plain HF folder
     assert model.config.model_type == "llama" and tok.pad_token_id is not None
+    import evaluate  # evaluate.py --adapter RUN loads the whole model of a --full run
+    evaluate.main(["--adapter", out, "--limit", "3", "--threads", "1", "--out", str(tmp_path / "ev"),
+                   "--context-types", "zero,random"])
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["adapter"] is None and summary["model"].endswith("final")
+
+
+def test_scratch_model_trains_all_weights(tmp_path):
+    out = str(tmp_path / "s")
+    train.main(["--model", "scratch:1x32x2", "--threads", "1", "--n-train", "20", "--regime", "random",
+                "--max-steps", "3", "--eval-limit", "0", "--out", out])
+    cfg = json.loads(open(os.path.join(out, "config.json")).read())
+    assert cfg["full"] is True and cfg["lora_modules"] == [] and cfg["trainable_params"] > 10_000
+    with pytest.raises(UserError, match="scratch:LAYERSxWIDTHxHEADS"):
+        models.load("scratch:big")
 
 
 def test_overwrite_only_replaces_a_run(tmp_path, tiny_run):
