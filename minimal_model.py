@@ -1,4 +1,4 @@
-"""The minimal model of paper §3 (SPEC.md "The minimal model") as a library: the task (inputs on
+"""The minimal model of paper §3 (METHOD.md "The minimal model") as a library: the task (inputs on
 the unit sphere, a fixed random tanh network f*), context sampling, the three-scalar attention
 read-out with a linear in-weights estimator, batched training of many independent models, and
 evaluation. `theory_sim.py` is the script on top; `sweep.py` trains it over the same (alpha, rho)
@@ -16,7 +16,7 @@ import torch
 from common import UserError, progress
 
 TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
-TEST_CONTEXTS = ["random", "similar", "one_near"]     # the SPEC contract names
+TEST_CONTEXTS = ["random", "similar", "one_near"]     # the output contract names
 EXTRA_TESTS = ["one_mid"]                             # extra probe, reported separately
 KINDS = ["random", "similar", "one_near", "one_para"]  # context types a training mixture draws from
 

@@ -539,7 +539,7 @@ def build_parser():
                    help="auto (default): rules for mt/semparse, perturb for alignment/sql")
     p.add_argument("--model", default="smollm2-135m", help="llm back-end: tiny, smollm2-135m, gemma3-270m or a local HF folder")
     p.add_argument("--n", type=int, default=5, help="paraphrases per input, at most (default: 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=common.SEED, default=0)
     p.add_argument("--limit", type=int, default=None, help="only the first N inputs")
     p.add_argument("--batch-size", type=int, default=16, help="llm generation batch size")
     p.add_argument("--max-new-tokens", type=int, default=None,

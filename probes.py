@@ -42,7 +42,7 @@ import numpy as np
 import contexts
 import evaluation as evaluate
 import tasks
-from common import (UserError, atomic_path, check_output_path, config_hash, is_complete, meta_path, output_digest,
+from common import (SEED, THREADS, UserError, atomic_path, check_output_path, config_hash, is_complete, meta_path, output_digest,
                     print_config, read_json, read_jsonl, read_meta, run_main, set_seed, write_jsonl_atomic)
 
 PROBES = ("iwl", "icl", "copy")
@@ -201,7 +201,7 @@ def build_parser():
     p.add_argument("--split", default=None, help="test split (default: the task's first)")
     p.add_argument("--limit", type=int, default=100, help="probe set: the first N test inputs (default 100)")
     p.add_argument("--k", type=int, default=4, help="context size (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the contexts and derangements")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the contexts and derangements")
     p.add_argument("--paraphrases", default=None, help="paraphrase JSONL for the one-similar context "
                    "(default: the task's perturbation, evaluation seed stream)")
     p.add_argument("--sim", default="chrf", choices=sorted(SIMS), help="sim_y of the IWL and ICL probes")
@@ -211,7 +211,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--plot", default=None, help="output PNG (three panels)")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads (default: torch's choice)")
     return p
 
 

@@ -9,7 +9,7 @@ An instance is an input x [m] (symbol ids 0..24, distinct) and its chunks c [m, 
 one chunk per INPUT position); the label is y = c[pi] flattened. A paraphrase permutes the input
 positions and each chunk moves with its symbol, so it stays a valid example of the same rules.
 
-Training stream (SPEC "Training regimes" + "Synthetic-track extensions"), per sequence:
+Training stream (METHOD.md "Training regimes" + "Synthetic track"), per sequence:
   rules   with probability F (`fresh_rules`) a fresh rule set b ~ U{1..B}: the target AND every
           context example get chunks sampled under b (inputs still come from the pool);
   kind    zero | random | similar | one_near by the regime's probabilities (see `regime_probs`);
@@ -342,7 +342,7 @@ def score_predictions(data, sets, preds):
             out[f"{name}_drifted"] = 100.0 * (ok & d).sum(-1) / d.sum(-1)          # NaN: no drifted chunk
             out[f"{name}_kept"] = 100.0 * (ok & ~d).sum(-1) / (~d).sum(-1)
     chunks = lambda p: p.reshape(*p.shape[:-1], m, l)[..., data.pi_inv, :]    # by input position
-    # IWL: share of chunks of ŷ(random) identical to ŷ(∅) (SPEC sim_y -> chunk agreement)
+    # IWL: share of chunks of ŷ(random) identical to ŷ(∅) (sim_y -> chunk agreement)
     out["iwl"] = 100.0 * (chunks(preds["random"]) == chunks(preds["zero"])).all(-1).mean(-1)
     # ICL: Σ_i w_i sim(ŷ, y_i), w_i ∝ nsim(x, x_i) = shared symbols / m; sim = share of the target's
     # symbols whose predicted chunk equals the chunk example i gives that symbol

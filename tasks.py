@@ -114,7 +114,7 @@ class AlignmentTask(Task):
     For seeds whose first shuffle was not the identity nothing changes (same PFAs, ids, x, y);
     for the others (e.g. seed 0 at m = 3) only the order of the chunks in y changes.
 
-    Synthetic-track knobs (SPEC "Synthetic-track extensions"), constructor kwargs:
+    Synthetic-track knobs (METHOD.md "Synthetic track"), constructor kwargs:
       fresh_rules   share F of training sequences drawn under a fresh rule set (0 = the paper)
       n_rule_sets   B, the number of alternative PFA tables those come from (seeds disjoint
                     from the task seed); `rule_set(b)` gives table b

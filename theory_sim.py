@@ -1,4 +1,4 @@
-"""Simulate the minimal model of paper §3 (SPEC.md "The minimal model").
+"""Simulate the minimal model of paper §3 (METHOD.md "The minimal model").
 
 Task. Inputs x are uniform on the unit sphere in R^d, labels y = f*(x) with f* a fixed random
 two-layer tanh network (standardised to mean 0, variance 1 over the sphere). A context holds k
@@ -37,7 +37,7 @@ closest of k=4 random examples has similarity ~0.26 (99th percentile 0.65), a ne
 Some effects depend on the training budget (--steps): One-Near's copying from random contexts and
 Random+Similar's under-use of a single near example shrink with longer training (see the notes).
 
-Outputs in --out: results.json (SPEC contract: mse / params / attention, plus extra keys),
+Outputs in --out: results.json (output contract: mse / params / attention, plus extra keys),
 results.md (tables), theory_sim.png (MSE heat map + attention mass), theory_sim_sweep.png.
 
     python theory_sim.py --out runs/theory_sim
@@ -50,6 +50,7 @@ import time
 import numpy as np
 import torch
 
+import common
 from common import UserError, atomic_path, print_config, run_main, set_seed
 from common import write_json_atomic, write_text_atomic
 from minimal_model import (EXTRA_TESTS, KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle,  # noqa: F401
@@ -73,7 +74,7 @@ def parse_args(argv=None):
     p = Parser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seeds f*, the training stream and the test set")
+    p.add_argument("--seed", type=common.SEED, default=0, help="seeds f*, the training stream and the test set")
     p.add_argument("--dim", type=int, default=16, help="input dimension d (x on the unit sphere in R^d)")
     p.add_argument("--k", type=int, default=4, help="context examples per query")
     p.add_argument("--hidden", type=int, default=32, help="tanh units of the target network f*")
@@ -155,7 +156,7 @@ def simulate(args):
         "mse": {r: {t: evals[r][t]["mse"] for t in TEST_CONTEXTS} for r in TRAIN_REGIMES},
         "params": {r: {key: trained[r][key].item() for key in "wbc"} for r in TRAIN_REGIMES},
         "attention": {r: {t: evals[r][t]["attention"] for t in TEST_CONTEXTS} for r in TRAIN_REGIMES},
-        # ---- extra keys (not part of the SPEC contract)
+        # ---- extra keys (not part of the output contract)
         "extra_tests": {"mse": {r: {t: evals[r][t]["mse"] for t in EXTRA_TESTS} for r in TRAIN_REGIMES},
                         "attention": {r: {t: evals[r][t]["attention"] for t in EXTRA_TESTS} for r in TRAIN_REGIMES}},
         "derived": {r: {"threshold": threshold(trained[r]),            # -b/w
@@ -182,7 +183,7 @@ def fmt(v, nd=3):
 def render_md(res):
     cols = TEST_CONTEXTS + EXTRA_TESTS
     L = ["# Minimal model (paper §3): test MSE by training regime × test context", "",
-         "Rows: training regime; columns: test context (`mean` = mean of the three SPEC test contexts; "
+         "Rows: training regime; columns: test context (`mean` = mean of the three test contexts of the paper; "
          "`one_mid` = one example at a medium angle + k−1 random, an extra probe). Lower is better; "
          "**bold** = best in column.", "",
          "| train \\ test | " + " | ".join(cols) + " | mean |", "|---" * (len(cols) + 2) + "|"]
@@ -311,6 +312,7 @@ def main(argv=None):
     args = parse_args(argv)
     check_args(args)
     print_config({k: v for k, v in vars(args).items() if k != "sweep_fracs"}, "theory_sim")
+    common.check_output_path(args.out, is_dir=True)
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)   # tiny tensors: one thread is fastest and never oversubscribes shared cores
     t0 = time.time()
