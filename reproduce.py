@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+import config
 from common import (SEED_MAX, THREADS, UserError, check_output_path, finite_float, int_range, is_done,
                     output_digest, print_config, read_json, read_jsonl, run_main, write_done, write_json_atomic,
                     write_text_atomic)
@@ -44,13 +45,8 @@ REGIMES = [("zero", []), ("random", []), ("similar", []), ("contrastive", []), (
 
 
 def task_flags(args):
-    out = ["--task", args.task]
-    for flag in ("data", "src", "tgt", "lang", "task_seed", "n_train", "n_test", "max_pool", "metric",
-                 "align_m", "align_len"):
-        v = getattr(args, flag)
-        if v is not None:
-            out += [f"--{flag.replace('_', '-')}", str(v)]
-    return out
+    """The task flags every stage gets, derived from config.TaskConfig (non-default values only)."""
+    return config.to_argv(config.from_args(config.TaskConfig, args))
 
 
 def stage_key(cmd):
@@ -172,15 +168,13 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    p = build_parser()
-    args = p.parse_args(argv)
+def check_args(args):
+    """Every flag checked before the first stage starts; returns (budget, regimes)."""
     b = dict(BUDGETS[args.budget])
     for k in ("epochs", "max_steps", "save_every", "eval_limit", "probe_limit"):
         if getattr(args, k) is not None:
             b[k] = getattr(args, k)
     args.model = args.model or b["model"]
-    # everything is checked before the first stage starts
     regimes = regime_list(args.zero_frac)
     if args.regimes is not None:
         asked = [r.strip() for r in args.regimes.split(",") if r.strip()]
@@ -195,26 +189,23 @@ def main(argv=None):
         raise UserError(f"--test-paraphrases file not found: {args.test_paraphrases}")
     if args.data is None or not args.data.startswith("hub:"):
         task_from_args(args)  # bad --data / task flags fail here, not inside a stage
-    print_config({**vars(args), **{f"budget.{k}": v for k, v in b.items()}}, "reproduce")
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    tf, timings = task_flags(args), {}
-    tpath = os.path.join(out, "timings.json")
-    if os.path.exists(tpath):
-        timings = read_json(tpath, "timings")
-        if not isinstance(timings, dict):
-            timings = {}
+    return b, regimes
 
-    # 1. paraphrases: training pool (for rho) and test inputs (another seed: not the training ones)
+
+def paraphrase_stages(args, out, tf, timings):
+    """Training-pool paraphrases (for rho) and test-input ones (another seed: not the training ones)."""
     p_train = os.path.join(out, "paraphrases.train.jsonl")
-    stage("paraphrase-train", p_train, ["paraphrase.py", *tf, "--split", "train", "--backend", "perturb",
+    stage("paraphrase-train", p_train, ["paraphrase.py", *tf, "--split", "train", "--backend", "auto",
                                         "--n", "3", "--seed", str(args.seed), "--out", p_train], timings)
     p_test = args.test_paraphrases or os.path.join(out, "paraphrases.test.jsonl")
     if not args.test_paraphrases:
-        stage("paraphrase-test", p_test, ["paraphrase.py", *tf, "--split", "test", "--backend", "perturb",
+        stage("paraphrase-test", p_test, ["paraphrase.py", *tf, "--split", "test", "--backend", "auto",
                                           "--n", "1", "--seed", str(args.seed + 1000), "--out", p_test], timings)
+    return p_train, p_test
 
-    # 2-3. contexts and training, per regime
+
+def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
+    """Contexts and training, per regime -> [(label, run folder)]."""
     runs = []
     for label, extra in regimes:
         regime = label.split("+zero")[0]
@@ -223,25 +214,22 @@ def main(argv=None):
                                          "--paraphrases", p_train, "--epochs", str(b["epochs"]),
                                          "--seed", str(args.seed), "--out", ctx], timings, inputs=[p_train])
         run = os.path.join(out, "runs", label)
-        cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--paraphrases", p_train, "--model", args.model,
-               "--epochs", str(b["epochs"]), "--save-every", str(b["save_every"]), "--batch-size",
-               str(b["batch_size"]), "--seed", str(args.seed), "--eval-limit", "0", "--out", run]
-        if b["max_steps"]:
-            cmd += ["--max-steps", str(b["max_steps"])]
-        if args.lr:
-            cmd += ["--lr", str(args.lr)]
+        cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--paraphrases", p_train,
+               "--model", args.model, "--epochs", str(b["epochs"]), "--save-every", str(b["save_every"]),
+               "--batch-size", str(b["batch_size"]), "--seed", str(args.seed), "--eval-limit", "0", "--out", run]
+        cmd += ["--max-steps", str(b["max_steps"])] if b["max_steps"] else []
+        cmd += ["--lr", str(args.lr)] if args.lr else []
         cmd += ["--threads", str(args.threads)]
         if os.path.isfile(os.path.join(run, "config.json")):
             cmd.append("--resume")  # an unfinished run continues from its last checkpoint
         stage(f"train-{label}", run, cmd, timings, inputs=[ctx, p_train])
         runs.append((label, run))
         write_json_atomic(tpath, timings)
+    return runs
 
-    if args.only_train:
-        print("--only-train: stopping after training")
-        return
 
-    # 4. evaluation of the base model and every run on the very same instances
+def eval_stages(args, b, runs, out, tf, p_test, timings, tpath):
+    """The base model and every run, evaluated on the very same instances -> [(label, eval folder)]."""
     lim = ["--limit", str(b["eval_limit"])] if b["eval_limit"] else []
     evals = [("base", os.path.join(out, "eval", "base"))]
     stage("eval-base", evals[0][1],
@@ -255,22 +243,37 @@ def main(argv=None):
               inputs=[run, p_test])
         evals.append((label, d))
         write_json_atomic(tpath, timings)
+    return evals
 
-    # 5. probes over checkpoints
-    probes = os.path.join(out, "probes.jsonl")
-    cmd = ["probes.py"]
-    for _, run in runs:
-        cmd += ["--run", run]
-    stage("probes", [probes, os.path.join(out, "probes.png")], cmd + ["--limit", str(b["probe_limit"]), "--paraphrases", p_test,
-                                   "--threads", str(args.threads or 1),
-                                   "--out", probes, "--plot", os.path.join(out, "probes.png")], timings,
-          inputs=[p_test, *[r for _, r in runs]])
 
-    # 6. Figure 3 and results.md
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    b, regimes = check_args(args)
+    print_config({**vars(args), **{f"budget.{k}": v for k, v in b.items()}}, "reproduce")
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    tf, tpath = task_flags(args), os.path.join(out, "timings.json")
+    timings = read_json(tpath, "timings") if os.path.exists(tpath) else {}
+    timings = timings if isinstance(timings, dict) else {}
+
+    p_train, p_test = paraphrase_stages(args, out, tf, timings)
+    runs = train_stages(args, b, regimes, out, tf, p_train, timings, tpath)
+    if args.only_train:
+        print("--only-train: stopping after training")
+        return
+    evals = eval_stages(args, b, runs, out, tf, p_test, timings, tpath)
+
+    probes, png = os.path.join(out, "probes.jsonl"), os.path.join(out, "probes.png")
+    cmd = ["probes.py", *[a for _, run in runs for a in ("--run", run)], "--limit", str(b["probe_limit"]),
+           "--paraphrases", p_test, "--threads", str(args.threads or 1), "--out", probes, "--plot", png]
+    stage("probes", [probes, png], cmd, timings, inputs=[p_test, *[r for _, r in runs]])
+
     fig, table = os.path.join(out, "figure3.png"), os.path.join(out, "figure3.md")
-    stage("compare", [fig, table], ["figure3.py", *[d for _, d in evals], "--labels",
-                           *[l for l, _ in evals], "--out", fig, "--table", table,
-                           "--title", f"{args.task} / {args.model}"], timings, inputs=[d for _, d in evals])
+    labels = [l for l, _ in evals]
+    ref = ["--ref", "contrastive"] if "contrastive" in labels else []
+    stage("compare", [fig, table], ["figure3.py", *[d for _, d in evals], "--labels", *labels, *ref, "--out", fig,
+                                    "--table", table, "--title", f"{args.task} / {args.model}"],
+          timings, inputs=[d for _, d in evals])
     write_json_atomic(tpath, timings)
     write_text_atomic(os.path.join(out, "results.md"), results_markdown(args, evals, probes, table, timings))
     print(f"wrote {os.path.join(out, 'results.md')}")

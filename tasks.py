@@ -831,7 +831,8 @@ class SQLTask(Task):
                 q += f" (hint: {it['evidence'].strip()})"
             out.append({"id": f"{split}-{i}", "x": q, "y": " ".join(it["SQL"].split()),
                         "meta": {"db_id": it["db_id"], "question": it["question"].strip(),
-                                 "evidence": it.get("evidence") or ""}})
+                                 "evidence": it.get("evidence") or "",
+                                 "sql": " ".join(it["SQL"].split())}})  # for --sql-schema used
         return out
 
     def db_path(self, db_id):

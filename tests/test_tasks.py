@@ -392,3 +392,12 @@ def test_hub_errors(fake_datasets):
         tasks.load_task("mt", data="hub:nope")
     with pytest.raises(UserError, match="hub:paper covers"):
         tasks.load_task("mt", data="hub:paper", src="en", tgt="fr")
+
+
+def test_sql_schema_used_keeps_only_the_gold_tables(bird_dir):
+    full = tasks.load_task("sql", data=bird_dir)
+    used = tasks.load_task("sql", data=bird_dir, sql_schema="used")
+    ex = next(e for e in used.pool if "orders" in e["y"])
+    p_full, p_used = full.prompt([], ex["x"], ex["meta"]), used.prompt([], ex["x"], ex["meta"])
+    assert "CREATE TABLE customer" in p_full and "CREATE TABLE orders" in p_full
+    assert "CREATE TABLE orders" in p_used and "CREATE TABLE customer" not in p_used
