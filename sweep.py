@@ -109,6 +109,9 @@ def parse_args(argv=None):
     t.add_argument("--transience-cells", default="regimes",
                    help="cells drawn in transience.png: 'regimes' or comma-separated cell names")
     t.add_argument("--no-plot", action="store_true")
+    t.add_argument("--show", type=int, default=0,
+                   help="on a FINISHED sweep (same --out and flags): write examples.md with N raw training "
+                        "sequences and N drift / random-context predictions of seed 0 of each regime, train nothing")
     args = p.parse_args(argv)
     for key, val in BUDGETS[args.budget].items():
         if getattr(args, key) is None:
@@ -161,7 +164,8 @@ def check_args(args):
               "steps": (1, 10_000_000), "batch": (1, 4096), "warmup": (0, 10_000_000), "eval_every": (1, 10_000_000),
               "jobs": (1, 64), "group_size": (0, 1000), "align_m": (2, 25), "align_len": (1, 16), "k": (2, 64),
               "n_train": (10, 2_000_000), "n_test": (10, 100_000), "n_eval_mid": (1, 100_000),
-              "n_rule_sets": (1, 100_000), "drift": (1, 25), "mm_steps": (1, 1_000_000), "mm_n_test": (10, 1_000_000)}
+              "n_rule_sets": (1, 100_000), "drift": (1, 25), "mm_steps": (1, 1_000_000), "mm_n_test": (10, 1_000_000),
+              "show": (0, 1000)}
     for name, (lo, hi) in limits.items():
         v = getattr(args, name)
         if not lo <= v <= hi:
@@ -356,6 +360,8 @@ def main(argv=None):
     print_config({k: v for k, v in vars(args).items() if not k.endswith("_list")}, "sweep")
     print(f"{len(runs)} runs ({sum(r['grid'] for r in runs.values())} in the grid), config {cfg_hash}", flush=True)
     torch.set_num_threads(1)
+    if args.show:
+        return show_examples(args, runs, regime_cells, cfg, cfg_hash)
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     os.makedirs(os.path.join(args.out, "ckpt"), exist_ok=True)
     t0 = time.time()
@@ -411,6 +417,61 @@ def main(argv=None):
     figs = [] if args.no_plot else plot(args, rows, runs, regime_cells, mm)
     print(f"wrote {args.out}/sweep.jsonl ({len(rows)} rows), results.md" + "".join(f", {f}" for f in figs)
           + f" in {time.time() - t0:.0f}s")
+
+
+def show_examples(args, runs, regime_cells, cfg, cfg_hash):
+    """--show N: raw training sequences and predictions of seed 0 of each regime -> examples.md."""
+    if not regime_cells:
+        raise UserError("--show needs the regimes (--regimes is 'none' or --regime-seeds 0)")
+    pending = [rid for rid in runs if not (os.path.isdir(args.out) and run_done(args.out, rid, cfg_hash))]
+    if pending or not is_complete(os.path.join(args.out, "sweep.jsonl")):
+        raise UserError(f"--show needs a finished sweep in {args.out} with the same flags ({len(pending)} of "
+                        f"{len(runs)} runs not finished); run it without --show first")
+    where = {}                                  # run id -> (checkpoint, index in its ensemble)
+    for name in sorted(os.listdir(os.path.join(args.out, "ckpt"))):
+        path = os.path.join(args.out, "ckpt", name)
+        ck = torch.load(path, weights_only=False)
+        if ck.get("final") and name == f"group-{config_hash([cfg, ck['ids']])}.pt":
+            for e, rid in enumerate(ck["ids"]):
+                where[rid] = (path, e)
+    setup_data(args)
+    data, full = DATA["data"], DATA["full"]
+    n = args.show
+    shown = {s: synthetic.take(full[s], n) for s in synthetic.SHOW_SETS}
+    regimes = {}
+    for reg, c in regime_cells.items():
+        rid = f"{c}-s0"
+        if rid not in where:
+            raise UserError(f"no final checkpoint of {rid} in {args.out}/ckpt")
+        path, e = where[rid]
+        sd = torch.load(path, weights_only=False)["model"]
+        model = scratch.Ensemble([1000], args.layers, args.width, args.heads, max_len=data.seq_len)
+        model.load_state_dict({key: v[e:e + 1] for key, v in sd.items()})
+        model.eval()
+        preds = {s: model.generate(torch.from_numpy(v["prompt"]), data.n_target,
+                                   allowed=(scratch.LET0, scratch.LET0 + 26))[0].numpy() - scratch.LET0
+                 for s, v in shown.items()}
+        r = runs[rid]
+        kw = dict(rho=r["rho"] or 0.0, repeat=r["repeat"], fresh=r["fresh_rules"])
+        rows, info = synthetic.stream_examples(data, np.random.default_rng(data_seed(rid)), n, args.batch,
+                                               run_probs(r), **kw)
+        lrows, linfo = synthetic.stream_examples(data, np.random.default_rng(data_seed(rid)),
+                                                 min(100, args.steps) * args.batch, args.batch, run_probs(r), **kw)
+        regimes[reg] = {"run": rid, "train": (rows, info), "preds": preds,
+                        "stored": read_json(run_paths(args.out, rid)[1], "per-input scores"),
+                        "leaks": synthetic.leak_stats(data, lrows, linfo)}
+    el = synthetic.eval_leak_stats(data, full)
+    header = [f"Sweep `{args.out}` (config {cfg_hash}): {args.layers} layers × width {args.width}, {args.steps} "
+              f"steps; seed 0 of each regime, its final checkpoint; the first {n} sequences of its seeded training "
+              f"stream (step 1 onwards) and the first {n} drift-test / test inputs of the evaluation sets "
+              f"(--eval-seed {args.eval_seed}). Greedy decoding over letters, as in the sweep's evaluation.", "",
+              "Leak check over all evaluation inputs: " + "; ".join(
+                  f"{k}: {v['inputs']} inputs, paraphrase input = target input in {v['same_x']}, paraphrase label "
+                  f"string = target label string in {v['same_y']}" for k, v in el.items()) + ".", ""]
+    md = synthetic.examples_markdown(data, full, n, regimes, header=header)
+    path = os.path.join(args.out, "examples.md")
+    write_text_atomic(path, md)
+    print(f"wrote {path} ({n} examples per section, regimes {', '.join(regime_cells)})")
 
 
 def minimal_grid(args):

@@ -7,13 +7,13 @@
     accelerate launch --num_processes 4 train.py ...           # several GPUs, same script
 
 The context of every (epoch, target) comes from --contexts FILE (sample_contexts.py) or is
-sampled here with the regime flags, exactly for the epochs the run uses; either way the rows
-pass the same validation (contexts.py) and are written to RUN/contexts.jsonl. A checkpoint
+sampled here with the regime flags, exactly for the epochs the run uses (written to
+RUN/contexts.jsonl); either way the rows pass the same validation (contexts.py). A checkpoint
 (weights + optimizer, scheduler, RNG states and the step reached) is written every
 --save-every steps; --resume ends with the same weights as an uninterrupted run. At the end
 the run prints a short before/after evaluation (--eval-limit test inputs per context type).
 
-Run folder: config.json, contexts.jsonl (+ .meta.json), train_log.jsonl ({step, loss, lr,
+Run folder: config.json, contexts.jsonl (+ .meta.json; sampled runs only), train_log.jsonl ({step, loss, lr,
 tokens_per_s}), checkpoint-<step>/ and final/ (a peft adapter, or with --full a whole model).
 """
 import argparse
@@ -109,9 +109,8 @@ def main(argv=None):
         if args.resume else (0, [], None)
     if show:
         write_json_atomic(os.path.join(args.out, "config.json"), run_config)
-        if not args.contexts or os.path.abspath(args.contexts) != os.path.abspath(ctx_path):
-            contexts.write_rows(ctx_path, rows, task, cc if not args.contexts else None, tc.seed,
-                                source=args.contexts or "sampled")
+        if not args.contexts:  # a --contexts file is recorded by path and sha256 in config.json, not copied
+            contexts.write_rows(ctx_path, rows, task, cc, tc.seed, source="sampled")
         print(f"model {tc.model}: {n_train / 1e6:.2f}M trainable parameters ("
               f"{'all weights' if tc.full else 'LoRA on ' + ', '.join(lora_modules)}); device {acc.device}, "
               f"precision {precision}", flush=True)

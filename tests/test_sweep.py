@@ -225,3 +225,43 @@ def test_interrupted_group_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     sweep.main(["--out", str(tmp_path / "b"), *flags])
     assert len(calls) == 10                                   # steps 21-30 only
     assert (tmp_path / "a" / "sweep.jsonl").read_bytes() == (tmp_path / "b" / "sweep.jsonl").read_bytes()
+
+
+def test_show_examples_on_a_finished_sweep(tmp_path):
+    """--show N on a finished smoke sweep: examples.md with the three sections for the five regimes,
+    the first sequences of each run's own training stream, predictions that reproduce the stored
+    per-input scores, and nothing retrained or rewritten."""
+    out = tmp_path / "s"
+    flags = ["--out", str(out), "--budget", "smoke", "--no-plot"]
+    with pytest.raises(UserError, match="needs a finished sweep"):
+        sweep.main([*flags, "--show", "3"])
+    assert not out.exists()
+    sweep.main(flags)
+    before = {p: p.read_bytes() for p in [out / "sweep.jsonl", out / "results.md", *(out / "ckpt").glob("*.pt"),
+                                          *(out / "runs").glob("*")]}
+    sweep.main([*flags, "--show", "3"])
+    assert {p: p.read_bytes() for p in before} == before                  # nothing retrained or rewritten
+    md = (out / "examples.md").read_text()
+    for sec in ("## (a) Training sequences", "## (b) Drift test", "## (c) Random-context test predictions",
+                "## Summary over the shown inputs"):
+        assert md.count(sec) == 1, sec
+    for reg in sweep.REGIMES:
+        assert md.count(f"### {reg} — `") == 1, reg
+    assert md.count("#3 context=") == 5 and "#4 context=" not in md
+    assert md.count("### drift input ") == 3 and md.count("### test input ") == 3
+    assert md.count("near=paraphrase@") + md.count("near=pool@") + md.count("near=copy@") >= 1
+    # the first sequence shown per regime is the first row of that run's seeded training stream
+    args = sweep.parse_args(flags)
+    sweep.check_args(args)
+    runs, cells = sweep.make_runs(args)
+    data = sweep.DATA["data"]
+    for reg, c in cells.items():
+        r = runs[f"{c}-s0"]
+        row = data.train_batch(np.random.default_rng(sweep.data_seed(f"{c}-s0")), args.batch, sweep.run_probs(r),
+                               rho=r["rho"] or 0.0, repeat=r["repeat"], fresh=r["fresh_rules"])[0]
+        ctx, (x, y) = decode(data, row)
+        assert f"Q  {x}:  → target {' '.join(y[i:i + 2] for i in range(0, len(y), 2))}" in md, reg
+    # the recomputed predictions score exactly as the sweep stored them (every checked input matches)
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.count("|") == 8][1:]
+    matches = [line.split("|")[-2].strip() for line in rows if not line.startswith("|---")]
+    assert len(matches) == 5 and all(a == b for a, b in (m_.split("/") for m_ in matches)), matches

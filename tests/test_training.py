@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import common
 import models
 import train
 import training
@@ -137,7 +138,9 @@ def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path
     ctx = os.path.join(tiny_run, "contexts.jsonl")
     out = str(tmp_path / "again")
     train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--out", out, "--eval-limit", "0"])
-    assert read_jsonl(os.path.join(out, "contexts.jsonl")) == read_jsonl(ctx)
+    cfg = json.loads(open(os.path.join(out, "config.json")).read())
+    assert not os.path.exists(os.path.join(out, "contexts.jsonl"))  # recorded, not copied
+    assert cfg["contexts"] == ctx and cfg["contexts_sha256"] == common.file_sha256(ctx)
     # same --contexts path, other content: --resume notices (hash, not path)
     copy = tmp_path / "ctx.jsonl"
     copy.write_text(open(ctx).read())
