@@ -4,6 +4,7 @@ training distributions, as batched ensembles (scratch.py), with the minimal mode
     python sweep.py --out results/synthetic --jobs 2               # the default sweep (~25-30 min, 2 idle cores)
     python sweep.py --out /tmp/smoke --budget smoke                 # < 60 s
     python sweep.py --out runs/long --budget long --jobs 2          # emergence / transience study
+    python sweep.py --out results/synthetic --jobs 2 --show 20      # a finished sweep: examples.md, no training
 
 Cells. (a) the contrastive grid: alpha (--alphas) x rho (--rhos) x --fresh-rules x --repeat x
 --zero-frac, beta fixed (--beta), --seeds seeds each; (b) the five regimes (zero, random, similar,
@@ -24,6 +25,8 @@ runs/<run>.jsonl + runs/<run>.inputs.json (per-input final scores, for paired di
 ckpt/<group>.pt (latest checkpoint of each ensemble: interrupted groups resume from it),
 minimal_model.json, phase_<F,R,zeta>.png (phase diagram + minimal model side by side),
 transience.png (probe curves over steps), results.md. Resumable: finished runs are skipped.
+--show N (same flags as the finished sweep) writes only examples.md: N raw training sequences of seed 0
+of each regime (its own seeded stream) and N drift / random-context predictions with per-chunk verdicts.
 """
 import argparse
 import hashlib
