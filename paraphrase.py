@@ -2,7 +2,7 @@
 
 Back-ends (METHOD.md); --backend auto (default) = rules for mt/semparse, perturb otherwise:
   rules    meaning-preserving rewrites from hand-written data (prompts/paraphrase_rules.json),
-           offline and fast (~20 ms an input): for mt (Multi30k captions) progressive <-> simple
+           offline and fast: for mt (Multi30k captions) progressive <-> simple
            present, participle <-> relative clause, "in a red shirt" -> "wearing a red shirt",
            fronting of a final locative phrase, and phrase synonyms; for semparse (MTOP) phrase
            synonyms and command rewrites that never touch a slot value and never reorder, so

@@ -1,10 +1,10 @@
 """Synthetic track: small decoders trained FROM SCRATCH on the alignment task, over a grid of
 training distributions, as batched ensembles (scratch.py), with the minimal model beside them.
 
-    python sweep.py --out results/synthetic --jobs 2               # the default sweep (~25-30 min, 2 idle cores)
+    python sweep.py --out results/synthetic/default --jobs 2               # the default sweep (timings: BENCHMARKS.md)
     python sweep.py --out /tmp/smoke --budget smoke                 # < 60 s
     python sweep.py --out runs/long --budget long --jobs 2          # emergence / transience study
-    python sweep.py --out results/synthetic --jobs 2 --show 20      # a finished sweep: examples.md, no training
+    python sweep.py --out results/synthetic/default --jobs 2 --show 20      # a finished sweep: examples.md, no training
 
 Cells. (a) the contrastive grid: alpha (--alphas) x rho (--rhos) x --fresh-rules x --repeat x
 --zero-frac, beta fixed (--beta), --seeds seeds each; (b) the five regimes (zero, random, similar,
