@@ -43,9 +43,9 @@ whatever the back-end or --n was, so a re-run is free and an interrupted run con
 sidecar names another task or data set (fingerprint) is refused. Delete the file (or use
 another --out) to regenerate.
 
-  python paraphrase.py --task mt --data ../shared/data/multi30k --max-pool 1000 --split train --out mt.train.jsonl
-  python paraphrase.py --task mt --data ../shared/data/multi30k --max-pool 1000 --split test --test-split test --test-limit 200 --out t.jsonl
-  python paraphrase.py --task semparse --data ../shared/data/mtop --backend llm --temperature 0.8 --samples 4 --out p.jsonl
+  python paraphrase.py --task mt --data $DATA/multi30k --max-pool 1000 --split train --out mt.train.jsonl
+  python paraphrase.py --task mt --data $DATA/multi30k --max-pool 1000 --split test --test-split test --test-limit 200 --out t.jsonl
+  python paraphrase.py --task semparse --data $DATA/mtop --backend llm --temperature 0.8 --samples 4 --out p.jsonl
   python paraphrase.py --task alignment --out para.jsonl
 """
 import argparse

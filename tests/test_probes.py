@@ -128,8 +128,11 @@ def test_run_checkpoints(tmp_path):
 
 @pytest.mark.slow
 def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
+    import shutil
+    run = tmp_path / "run"  # a copy: this test corrupts a checkpoint of it
+    shutil.copytree(tiny_run, run)
     out, png = tmp_path / "probes.jsonl", tmp_path / "probes.png"
-    proc = run_script("probes.py", "--run", tiny_run, "--limit", "4", "--out", out, "--plot", png, "--threads", "1",
+    proc = run_script("probes.py", "--run", run, "--limit", "4", "--out", out, "--plot", png, "--threads", "1",
                       "--max-new-tokens", "8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -144,7 +147,7 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
 
     # a corrupted checkpoint: one error line, NO --out, a partial progress file that says so
     last = probes.run_checkpoints(str(run))[-1]
-    assert last[0] == 4
+    assert last[0] == 8
     ada = pathlib.Path(last[2]) / "adapter_model.safetensors"
     good = ada.read_bytes()
     ada.write_bytes(good[: len(good) // 3])
@@ -155,7 +158,7 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
     assert not out2.exists() and not (tmp_path / "p2.jsonl.meta.json").exists()
     part = tmp_path / "p2.jsonl.partial.jsonl"
     assert json.loads((tmp_path / "p2.jsonl.partial.jsonl.meta.json").read_text())["kind"] == "probes-partial"
-    assert sorted({json.loads(l)["step"] for l in part.read_text().splitlines()}) == [0, 2]
+    assert sorted({json.loads(l)["step"] for l in part.read_text().splitlines()}) == [0, 4]
     # repaired: the re-run reuses the finished checkpoints and gives the same result as a fresh run
     ada.write_bytes(good)
     proc = run_script("probes.py", "--run", run, "--limit", "4", "--out", out2, "--threads", "1",

@@ -1,5 +1,8 @@
+import hashlib
 import json
+import os
 import random
+import time
 
 import pytest
 
@@ -96,15 +99,6 @@ def test_mt_formats_and_errors(tmp_path, mt_dir):
         tasks.load_task("nope")
     with pytest.raises(UserError, match="data folder not found"):
         tasks.load_task("mt", data=str(tmp_path / "missing"))
-
-
-def test_mt_metric_is_chrf(mt_dir):
-    t = tasks.load_task("mt", data=mt_dir)
-    ex = t.pool[0]
-    assert t.score(ex["y"], ex) == pytest.approx(100.0)
-    assert 0 < t.score(ex["y"][:10], ex) < 100
-    cm = t.corpus_metrics([ex["y"]], [ex])
-    assert cm["chrf"] == pytest.approx(100.0) and "nc:6" in cm["chrf_signature"]
 
 
 def test_text_perturbations_keep_slot_values(mtop_dir):
@@ -401,3 +395,64 @@ def test_sql_schema_used_keeps_only_the_gold_tables(bird_dir):
     p_full, p_used = full.prompt([], ex["x"], ex["meta"]), used.prompt([], ex["x"], ex["meta"])
     assert "CREATE TABLE customer" in p_full and "CREATE TABLE orders" in p_full
     assert "CREATE TABLE orders" in p_used and "CREATE TABLE customer" not in p_used
+
+
+# ----------------------------------------------------------------------------- metrics (percent; every task scores 0-100)
+def test_alignment_metric():
+    task = tasks.load_task("alignment", n_train=20, n_test=10)
+    ex = task.tests["test"][0]
+    assert task.score(ex["y"], ex) == 100.0 and task.exact(ex["y"], ex) == 1.0
+    assert task.score("", ex) == 0.0
+    # break exactly one chunk: a letter no PFA emits
+    L, y = task.length, ex["y"]
+    bad = y[:L - 1] + "9" + y[L:]
+    assert task.score(bad, ex) == pytest.approx(100.0 * (task.m - 1) / task.m)
+    assert task.corpus_metrics([y, bad], [ex, ex])["exact"] == pytest.approx(50.0)
+
+
+def test_mt_chrf_and_bleu(mt_dir):
+    task = tasks.load_task("mt", data=mt_dir)
+    ex = task.tests["test"][0]
+    assert task.metric_name == "chrf"
+    assert task.score(ex["y"], ex) == pytest.approx(100.0)
+    part = task.score(ex["y"].split()[0], ex)
+    assert 0.0 < part < 100.0 and task.score("zzz qqq", ex) < part
+    bleu_task = tasks.load_task("mt", data=mt_dir, metric="bleu")
+    assert bleu_task.score(ex["y"], ex) == pytest.approx(100.0)
+    cm = task.corpus_metrics([ex["y"]], [ex])
+    assert cm["chrf"] == pytest.approx(100.0) and "nc:6" in cm["chrf_signature"] and "bleu_signature" in cm
+
+
+def test_semparse_exact_match_ignores_spaces(mtop_dir):
+    task = tasks.load_task("semparse", data=mtop_dir, lang="en")
+    ex = task.tests["test"][0]
+    assert task.score(ex["y"], ex) == 100.0
+    assert task.score(ex["y"].replace(" ", ""), ex) == 100.0
+    assert task.score(ex["y"].replace("CONTACT", "CONTACT_X"), ex) == 0.0
+
+
+def _db_hash(bird_dir):
+    with open(os.path.join(bird_dir, "databases", "shop", "shop.sqlite"), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_sql_execution_accuracy(bird_dir):
+    task = tasks.load_task("sql", data=bird_dir, sql_timeout=0.5)
+    ex = task.tests["dev"][1]  # SELECT name FROM customer WHERE city = 'Paris'
+    assert task.score(ex["y"], ex) == 100.0
+    # same rows, other order and other spelling
+    assert task.score("select c.name from customer c where c.city='Paris' order by c.id desc", ex) == 100.0
+    assert task.score("SELECT name FROM customer WHERE city = 'Rome'", ex) == 0.0
+    assert task.score("SELECT nonsense FROM", ex) == 0.0
+    # a DELETE fails on the read-only connection and leaves the database untouched
+    before = _db_hash(bird_dir)
+    assert task.score("DELETE FROM customer", ex) == 0.0
+    assert task.score("DROP TABLE customer", ex) == 0.0
+    assert _db_hash(bird_dir) == before
+    assert task.score(ex["y"], ex) == 100.0
+    # a slow query times out quickly and scores 0
+    slow = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) "
+            "SELECT name FROM customer WHERE city = 'Paris' AND (SELECT COUNT(*) FROM c) > 0")
+    t0 = time.monotonic()
+    assert task.score(slow, ex) == 0.0
+    assert time.monotonic() - t0 < 5.0
