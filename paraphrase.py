@@ -611,9 +611,13 @@ def main(argv=None):
         meta.update(rule_candidates=args.rule_candidates)
     rows = []
     if os.path.exists(args.out):
-        if os.path.exists(args.out + ".meta.json"):
-            common.check_meta(args.out, "paraphrases", task=task.name, task_fp=task.fingerprint())
-        rows = common.read_jsonl(args.out, "paraphrase", required=("id", "x", "paraphrases"))
+        if common.read_meta(args.out) is not None and not common.is_complete(args.out):
+            print(f"note: {args.out} changed since it was written (an interrupted or edited file): "
+                  f"not used as a cache; starting over", flush=True)
+        else:
+            if os.path.exists(args.out + ".meta.json"):
+                common.check_meta(args.out, "paraphrases", task=task.name, task_fp=task.fingerprint())
+            rows = common.read_jsonl(args.out, "paraphrase", required=("id", "x", "paraphrases"))
     done = {(r["id"], r["x"]) for r in rows}
     todo = [e for e in inputs if (e["id"], e["x"]) not in done]
     print(f"{len(inputs)} inputs ({args.split}): {len(inputs) - len(todo)} cached in {args.out}, "

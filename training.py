@@ -209,30 +209,36 @@ def set_rng_state(state):
 
 def save_checkpoint(acc, path, model, tok, full, optimizer, scheduler, step, log_rows):
     """Adapter (with --full: the whole model + tokenizer), plus trainer state unless optimizer is None,
-    into a temp folder renamed into place. All processes take part: each saves its own RNG state."""
+    into a temp folder renamed into place. All processes take part: each saves its own RNG state.
+    Interrupted (Ctrl-C, SIGTERM, an error), the temp folder is removed and `path` is left as it was."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-    acc.wait_for_everyone()
-    if optimizer is not None:
-        torch.save(rng_state(), os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
-    if acc.is_main_process:
-        if full:
-            acc.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-        else:
-            acc.unwrap_model(model).save_pretrained(tmp, save_embedding_layers=False)
-            models.write_base_signature(tmp, acc.unwrap_model(model))
+    try:
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+        acc.wait_for_everyone()
         if optimizer is not None:
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                        "world": acc.num_processes}, os.path.join(tmp, "trainer_state.pt"))
-        write_json_atomic(os.path.join(tmp, "trainer_state.json"),
-                          {"step": step, "loss": log_rows[-1]["loss"] if log_rows else None})
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+            torch.save(rng_state(), os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
+        if acc.is_main_process:
+            if full:
+                acc.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+                tok.save_pretrained(tmp)
+            else:
+                acc.unwrap_model(model).save_pretrained(tmp, save_embedding_layers=False)
+                models.write_base_signature(tmp, acc.unwrap_model(model))
+            if optimizer is not None:
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                            "world": acc.num_processes}, os.path.join(tmp, "trainer_state.pt"))
+            write_json_atomic(os.path.join(tmp, "trainer_state.json"),
+                              {"step": step, "loss": log_rows[-1]["loss"] if log_rows else None})
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+    except BaseException:
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     acc.wait_for_everyone()
 
 
