@@ -5,7 +5,7 @@ stderr, no traceback, and nothing new or changed on disk (the shared input folde
 case's own folder are snapshotted before and after; a case may allow named resumable files).
 Cases run IN-PROCESS (import the script, call its main through common.run_main, capture
 stdout/stderr) except those that need a signal or might run away without a fix (those run as
-subprocesses under a 2 GB address-space limit and a timeout).
+subprocesses under a 6 GB address-space limit and a timeout).
 
 Case ids name the issue item: item<N>-<script>-<what>. `figure3` is the Figure-3 comparison
 (`figure3.py` when it exists, else `evaluate.py compare`, same flags).
@@ -111,12 +111,12 @@ def run_inprocess(script, argv, timeout=90):
 
 
 def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # torch + a model reserve GBs of address space
     os.setsid()
 
 
 def run_subprocess(script, argv, cwd, timeout=60, sigterm_after=None, wait_for=None):
-    """(exit code, stdout, stderr) of `python script argv` under a 2 GB address-space limit. With
+    """(exit code, stdout, stderr) of `python script argv` under a 6 GB address-space limit. With
     sigterm_after: once a stdout line matches the regex `wait_for` (the script is at work, its
     handlers installed), wait sigterm_after seconds more and send SIGTERM."""
     import threading
