@@ -516,6 +516,23 @@ def verdict(d):
     return "contrastive higher" if lo > 0 else ("baseline higher" if hi < 0 else "not resolved")
 
 
+def paired_scores(per_input, cell_a, cell_b, key_a, key_b, seeds):
+    """Per-input scores of two (cell, metric) pairs matched by (seed, test input), with the input and
+    seed of every pair (the clusters of the bootstrap): (a, b, input ids, seeds)."""
+    a, b, inputs, seed_of = [], [], [], []
+    for s in range(seeds):
+        pa, pb = per_input.get(f"{cell_a}-s{s}"), per_input.get(f"{cell_b}-s{s}")
+        if not pa or not pb:
+            continue
+        for j, (x, y) in enumerate(zip(pa[key_a], pb[key_b])):
+            if x is not None and y is not None:
+                a.append(x)
+                b.append(y)
+                inputs.append(j)
+                seed_of.append(s)
+    return a, b, inputs, seed_of
+
+
 def render_md(args, rows, per_input, runs, regime_cells, mm, cfg):
     fin = final_rows(rows)
     L = ["# Synthetic track: from-scratch transformers on alignment", "",
@@ -552,16 +569,7 @@ def render_md(args, rows, per_input, runs, regime_cells, mm, cfg):
             for k_a, k_b in (("drift_copy_drifted", "drift_random_drifted"),
                              ("drift_paraphrase_drifted", "drift_random_drifted"),
                              ("drift_paraphrase_kept", "drift_random_kept")):
-                a, b, cl = [], [], []
-                for s_ in range(args.regime_seeds):
-                    pi_ = per_input.get(f"{c}-s{s_}")
-                    if not pi_:
-                        continue
-                    for j, (x, y) in enumerate(zip(pi_[k_a], pi_[k_b])):
-                        if x is not None and y is not None:
-                            a.append(x)
-                            b.append(y)
-                            cl.append(j)
+                a, b, cl, _ = paired_scores(per_input, c, c, k_a, k_b, args.regime_seeds)
                 cells_.append(stats.fmt(stats.paired_diff(a, b, cl)) if a else "—")
             L.append(f"| {reg} | " + " | ".join(cells_) + " |")
         if "contrastive" in regime_cells:
@@ -576,17 +584,7 @@ def render_md(args, rows, per_input, runs, regime_cells, mm, cfg):
                     continue
                 for k in ("acc_random", "acc_random+nearest", "acc_random+paraphrase", "acc_similar",
                           "drift_paraphrase_drifted", "drift_copy_drifted", "icl"):
-                    a, b, cl_in, cl_seed = [], [], [], []
-                    for s in range(args.regime_seeds):
-                        pa, pb = per_input.get(f"{con}-s{s}"), per_input.get(f"{c}-s{s}")
-                        if not pa or not pb:
-                            continue
-                        for j, (x, y) in enumerate(zip(pa[k], pb[k])):
-                            if x is not None and y is not None:
-                                a.append(x)
-                                b.append(y)
-                                cl_in.append(j)
-                                cl_seed.append(s)
+                    a, b, cl_in, cl_seed = paired_scores(per_input, con, c, k, k, args.regime_seeds)
                     if not a:
                         continue
                     d = stats.paired_diff(a, b, cl_in)
