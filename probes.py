@@ -18,7 +18,8 @@ sim_y is sentence chrF (sacreBLEU); scores are percent. The contexts are the eva
 of evaluate.py (`build_eval_contexts`: random and random+paraphrase), so they never depend on the
 model. Scoring is a pure function of predictions (`probe_scores(task, instances, predict_fn)`).
 
-Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint"}
+Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint"}; iwl rows
+also carry "zero_fail", the % of zero-context answers that are empty or copy the input back
 with its sidecar --out.meta.json ({"kind": "probes", "config": hash, "rows", "sha256"}); --plot PNG
 (three panels, score against training step, one line per run). Both are written atomically and
 ONLY when every checkpoint of every run is scored: --out never holds a partial result.
@@ -124,9 +125,11 @@ def probe_scores(task, instances, predict_fn, sim_y=chrf, copy_sim=bleu, details
     if len(preds) != len(prompts):
         raise ValueError(f"predict_fn returned {len(preds)} predictions for {len(prompts)} prompts")
     per = {p: [] for p in PROBES}
+    zero_fail = []
     for inst, pos in zip(instances, where):
         y0, yr = preds[pos["zero"]], preds[pos["random"]]
         per["iwl"].append(sim_y(yr, y0))
+        zero_fail.append(zero_prompt_failed(y0, inst["example"]["x"]))
         if "icl" in pos:
             y_s = preds[pos["icl"]]
             per["icl"].append(sum(w * sim_y(y_s, c["y"]) for w, c in zip(inst["weights"], inst["icl"])))
@@ -134,7 +137,17 @@ def probe_scores(task, instances, predict_fn, sim_y=chrf, copy_sim=bleu, details
             others = [copy_sim(y_c, c["y"]) for i, c in enumerate(inst["copy"]) if i != inst["position"]]
             per["copy"].append(max(others) if others else 0.0)
     out = {p: {"score": float(np.mean(v)) if v else None, "n": len(v)} for p, v in per.items()}
+    out["iwl"]["zero_fail"] = 100.0 * float(np.mean(zero_fail)) if zero_fail else None
     return (out, per, preds) if details else out
+
+
+def zero_prompt_failed(prediction, x):
+    """A zero-context answer that is no answer: empty, or the input copied back (up to casing and
+    punctuation). IWL compares ŷ(random) with ŷ(∅), so a model that collapses under the zero prompt
+    scores low for a reason that has nothing to do with in-weights learning: the rate is reported
+    beside the IWL score (`zero_fail`, percent)."""
+    from similarity import is_copy, normalize_for_copy
+    return not normalize_for_copy(prediction) or is_copy(prediction, x)
 
 
 # ============================================================================ runs and checkpoints
@@ -287,7 +300,8 @@ def main(argv=None):
                 base_cache[key] = scores
             for probe in PROBES:
                 rows.append({"run": run, "step": step, "probe": probe, "score": scores[probe]["score"],
-                             "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest})
+                             "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest,
+                             **({"zero_fail": scores["iwl"].get("zero_fail")} if probe == "iwl" else {})})
             print(f"  step {step:>6} ({name}): " + "  ".join(
                 f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES)
                 + (" (reused)" if reused is not None else ""), flush=True)
@@ -325,7 +339,7 @@ def load_partial(path, conf):
     done = {}
     for r in rows:
         done.setdefault((r["run"], r["step"], r["checkpoint"], r["_adapter"]), {})[r["probe"]] = \
-            {"score": r["score"], "n": r["n"]}
+            {"score": r["score"], "n": r["n"], **({"zero_fail": r.get("zero_fail")} if r["probe"] == "iwl" else {})}
     return {k: v for k, v in done.items() if set(v) == set(PROBES)}
 
 

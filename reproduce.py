@@ -120,13 +120,17 @@ def results_markdown(args, evals, probes_path, compare_md, timings):
     if os.path.exists(probes_path):
         rows = read_jsonl(probes_path, "probes")
         lines += ["## Probes (Figure 4)", "", "![probes](probes.png)", "",
-                  "| run | step | iwl | icl | copy |", "|---|---|---|---|---|"]
+                  "`zero fail` = % of zero-context answers that are empty or copy the input back: a model that "
+                  "collapses under the zero prompt gets a low IWL score for that reason.", "",
+                  "| run | step | iwl | zero fail | icl | copy |", "|---|---|---|---|---|---|"]
         table = {}
         for r in rows:
             table.setdefault((r["run"], r["step"]), {})[r["probe"]] = r["score"]
+            if r["probe"] == "iwl":
+                table[(r["run"], r["step"])]["zero_fail"] = r.get("zero_fail")
         for (run, step), v in sorted(table.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             lines.append(f"| {os.path.basename(run)} | {step} | " + " | ".join(
-                f"{v.get(p, float('nan')):.1f}" for p in ("iwl", "icl", "copy")) + " |")
+                "—" if v.get(p) is None else f"{v[p]:.1f}" for p in ("iwl", "zero_fail", "icl", "copy")) + " |")
     lines += ["", "## Wall time per stage (s)", "", "| stage | s |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in timings.items()]
     return "\n".join(lines) + "\n"

@@ -78,7 +78,7 @@ def test_probe_instances(align, instances):
 
 def test_ignoring_context_gives_iwl_100(align, instances):
     s = probes.probe_scores(align, instances, ignores_context)
-    assert s["iwl"] == {"score": 100.0, "n": len(instances)}
+    assert s["iwl"] == {"score": 100.0, "n": len(instances), "zero_fail": 0.0}
     assert s["copy"]["score"] < 10
 
 
@@ -172,3 +172,13 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
 def test_probes_cli_bad_run(run_script, tmp_path):
     proc = run_script("probes.py", "--run", tmp_path, "--out", tmp_path / "p.jsonl")
     assert proc.returncode == 2 and "config.json" in proc.stderr and not os.path.exists(tmp_path / "p.jsonl")
+
+
+def test_zero_prompt_failures_are_reported_beside_iwl(align, instances):
+    def collapses(prompts):  # answers only with a context; under the zero prompt it copies the input back
+        return [parse(p)[1] if not parse(p)[0] else ignores_context([p])[0] for p in prompts]
+    s = probes.probe_scores(align, instances, collapses)
+    assert s["iwl"]["zero_fail"] == 100.0
+    assert probes.probe_scores(align, instances, ignores_context)["iwl"]["zero_fail"] == 0.0
+    assert probes.zero_prompt_failed("", "ABC") and probes.zero_prompt_failed(" abc.", "ABC")
+    assert not probes.zero_prompt_failed("rijjpr", "ABC")
