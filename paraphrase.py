@@ -30,7 +30,7 @@ added, a repeat, too long (> 3x + 20 chars) or too short (< half of x), nsim(x, 
 >= --max-nsim (default 0.95: near-copies), or (semparse) no longer quoting every slot value.
 Whatever the back-end, a copy of x is never written (make_row drops it).
 
-Output JSONL, one row per input (tasks.load_paraphrases reads it), written with a sidecar
+Output JSONL, one row per input (contexts.load_paraphrases reads it), written with a sidecar
 <out>.meta.json {"kind": "paraphrases", "task", "task_fp", "backend", "split", "n", "seed",
 "min_nsim", "max_nsim", ... , "rows", "sha256"}:
   {"id", "x", "paraphrases": [str], "labels": [str] (alignment/sql, or whenever a label

@@ -16,7 +16,7 @@ train.py --resume from its last checkpoint), so an interrupted study resumes whe
   4. evaluate.py     the untuned base and every run under zero/random/similar/random+nearest/
                      random+paraphrase contexts
   5. probes.py       IWL / ICL / copy scores over every run's checkpoints
-  6. evaluate.py compare -> figure3.png, and results.md with all tables
+  6. figure3.py      -> figure3.png + figure3.md (paired differences vs contrastive), and results.md
 Budgets: smoke (tiny random model, seconds; used by the tests), small (sized for 2 CPU
 cores), full (the paper's 5 epochs and whole test sets; meant for a GPU).
 """

@@ -8,7 +8,7 @@ stdout/stderr) except those that need a signal or might run away without a fix (
 subprocesses under a 6 GB address-space limit and a timeout).
 
 Case ids name the issue item: item<N>-<script>-<what>. `figure3` is the Figure-3 comparison
-(`figure3.py` when it exists, else `evaluate.py compare`, same flags).
+(`figure3.py`).
 Kinds:  error   exit 2, one error line, no traceback, disk unchanged
         clean   exit 0 or the `error` contract (input the scripts may legitimately accept,
                 e.g. a test input without any BM25 token): never a traceback
@@ -68,13 +68,7 @@ class CaseTimeout(BaseException):
 
 
 def _script_main(script):
-    """(module, main callable taking argv) for a script name; figure3 falls back to evaluate compare."""
-    if script == "figure3":
-        if os.path.isfile(os.path.join(REPO, "figure3.py")):
-            mod = importlib.import_module("figure3")
-            return mod, mod.main, "figure3.py", []
-        mod = importlib.import_module("evaluate")
-        return mod, mod.main, "evaluate.py", ["compare"]
+    """(module, main callable taking argv) for a script name."""
     mod = importlib.import_module(script)
     return mod, mod.main, f"{script}.py", []
 
