@@ -241,7 +241,8 @@ def read_rows(path, task, paraphrases=None):
     return rows
 
 
-def _pool_by_id(task):
+def pool_by_id(task):
+    """{id: example} of task.pool, built once per task."""
     d = getattr(task, "_pool_by_id", None)
     if d is None:
         d = task._pool_by_id = {ex["id"]: ex for ex in task.pool}
@@ -250,7 +251,7 @@ def _pool_by_id(task):
 
 def resolve_id(cid, task, paraphrases=None):
     """One context id -> its example dict (see the id schemes above)."""
-    pool = _pool_by_id(task)
+    pool = pool_by_id(task)
     if cid in pool:
         return pool[cid]
     if cid.endswith(COPY_SUFFIX) and cid[:-len(COPY_SUFFIX)] in pool:

@@ -13,19 +13,20 @@ Contexts depend only on (task, split, seed, k, paraphrase file), never on the mo
 model is scored on the very same instances. A test input with no BM25 token (e.g. ".") has no
 neighbours: its similar / nearest examples are random pool examples (max_nsim says so: 0).
 """
+import dataclasses
 import os
 import random
 
 import numpy as np
 
+import config
 import contexts
 from common import UserError, read_json
 from stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
 
 CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase")
 BIN_NAMES = ("low", "medium", "high")
-TASK_KEYS = ("task", "data", "src", "tgt", "lang", "task_seed", "align_m", "align_len", "n_train", "n_test",
-             "max_pool", "metric", "sql_schema")
+TASK_KEYS = tuple(f.name for f in dataclasses.fields(config.TaskConfig))  # the task flags, declared once
 
 
 # ============================================================================ bins

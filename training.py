@@ -103,7 +103,7 @@ def loss_fn(model, batch, last_only):
 def encode_rows(rows, task, tok, paraphrases, max_len, desc, show):
     """Token sequences of one epoch's rows; and how many prompts were shortened."""
     seqs, dropped = [], 0
-    pool = {ex["id"]: ex for ex in task.pool}
+    pool = contexts.pool_by_id(task)
     for r in progress(rows, desc=desc, **({} if show else {"disable": True})):
         s = encode(tok, task, contexts.resolve(r, task, paraphrases), pool[r["target"]], max_len)
         dropped += s.pop("dropped") > 0
