@@ -130,6 +130,7 @@ def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tok
     return texts, sum(len(g) for g in generated)
 
 
+@torch.no_grad()  # without it the KV cache keeps every step's autograd graph alive: memory grows per token
 def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True,
              return_stats=False, temperature=None, top_p=1.0, num_samples=1, seed=0):
     """Answers for `prompts` (text before `stop`, stripped), in the prompts' order.

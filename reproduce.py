@@ -22,6 +22,7 @@ cores), full (the paper's 5 epochs and whole test sets; meant for a GPU).
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,6 +43,17 @@ BUDGETS = {  # training steps/epochs, eval and probe sizes
                  batch_size=2),
 }
 REGIMES = [("zero", []), ("random", []), ("similar", []), ("contrastive", []), ("random+similar", ["--alpha", "0.5"])]
+# ablations of Contrastive, run only when named in --regimes: no paraphrases among the One-Near
+# contexts (rho = 0), no Similar-Contexts (beta = 0)
+ABLATIONS = [("contrastive-rho0", ["--rho", "0"]), ("contrastive-beta0", ["--beta", "0"])]
+SKIPPABLE = ("base", "probes", "compare")
+
+
+def save_timings(path, timings):
+    """Merge this process's stage times into timings.json (regime subsets may run in parallel)."""
+    old = read_json(path, "timings") if os.path.exists(path) else {}
+    timings.update({k: v for k, v in (old if isinstance(old, dict) else {}).items() if k not in timings})
+    write_json_atomic(path, timings)
 
 
 def task_flags(args):
@@ -143,6 +155,37 @@ def regime_list(zero_frac):
     return regimes
 
 
+def parse_label(label):
+    """'contrastive+zero0.1@s1' -> (regime 'contrastive', training-seed offset 1). The offset
+    changes the training contexts and initialisation only; every run is evaluated on the same
+    test contexts (--seed), so runs pair by test input and seeds pool in figure3.py."""
+    name, _, sfx = label.partition("@s")
+    regime = name.split("+zero")[0]
+    regime = "contrastive" if regime in dict(ABLATIONS) else regime
+    return regime, int(sfx) if sfx else 0
+
+
+def parse_label_name(label):
+    """The label a run reports under: its regime name without the seed suffix."""
+    return label.partition("@s")[0]
+
+
+def select_regimes(spec, zero_frac):
+    """--regimes 'contrastive,random@s1,contrastive-rho0' -> [(label, extra flags)]."""
+    known = dict(regime_list(zero_frac) + ABLATIONS)
+    if spec is None:
+        return regime_list(zero_frac)
+    asked = [r.strip() for r in spec.split(",") if r.strip()]
+    bad = [r for r in asked if r.partition("@s")[0] not in known
+           or (r.partition("@s")[1] and not re.fullmatch(r"[1-9][0-9]{0,2}", r.partition("@s")[2]))]
+    if bad or not asked:
+        raise UserError(f"--regimes: unknown regime(s) {', '.join(bad) or '(none given)'}; valid: "
+                        f"{', '.join(known)}, each optionally with @s<N> (N = 1..999, another training seed)")
+    if len(set(asked)) != len(asked):
+        raise UserError("--regimes: a regime is named twice")
+    return [(r, known[r.partition("@s")[0]]) for r in asked]
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
@@ -162,8 +205,12 @@ def build_parser():
     p.add_argument("--lr", type=finite_float(0, 1, lo_open=True), default=None,
                    help="training learning rate in (0, 1] (default: train.py's 2e-4)")
     p.add_argument("--threads", type=THREADS, default=0, help="torch threads per stage (0 = auto)")
-    p.add_argument("--regimes", default=None, help="comma-separated subset of regimes to run "
-                   f"({', '.join(r for r, _ in REGIMES)}, contrastive+zero<FRAC>)")
+    p.add_argument("--regimes", default=None, help="comma-separated regimes to run (default: the five regimes "
+                   f"and contrastive+zero<FRAC>): {', '.join(r for r, _ in REGIMES + ABLATIONS)}, "
+                   "contrastive+zero<FRAC>; a suffix @s<N> trains another seed (seed + N), e.g. contrastive@s1")
+    p.add_argument("--k", type=int_range(1, 64), default=4, help="examples per context in training and evaluation")
+    p.add_argument("--skip", default="", help=f"comma-separated stages not to run here: {', '.join(SKIPPABLE)} "
+                   "(e.g. when regime subsets run in parallel processes and one of them evaluates the base)")
     p.add_argument("--only-train", action="store_true",
                    help="stop after training (e.g. to train regime subsets in parallel processes)")
     p.add_argument("--seed", type=int_range(0, SEED_MAX - 1000), default=0,
@@ -179,15 +226,11 @@ def check_args(args):
         if getattr(args, k) is not None:
             b[k] = getattr(args, k)
     args.model = args.model or b["model"]
-    regimes = regime_list(args.zero_frac)
-    if args.regimes is not None:
-        asked = [r.strip() for r in args.regimes.split(",") if r.strip()]
-        valid = [r for r, _ in regimes]
-        unknown = [r for r in asked if r not in valid]
-        if unknown or not asked:
-            raise UserError(f"--regimes: unknown regime(s) {', '.join(unknown) or '(none given)'}; "
-                            f"valid: {', '.join(valid)}")
-        regimes = [r for r in regimes if r[0] in asked]
+    regimes = select_regimes(args.regimes, args.zero_frac)
+    args.skip = [s.strip() for s in args.skip.split(",") if s.strip()]
+    bad = [s for s in args.skip if s not in SKIPPABLE]
+    if bad:
+        raise UserError(f"--skip: unknown stage(s) {', '.join(bad)}; valid: {', '.join(SKIPPABLE)}")
     check_output_path(args.out, is_dir=True, what="--out")
     if args.test_paraphrases is not None and not os.path.isfile(args.test_paraphrases):
         raise UserError(f"--test-paraphrases file not found: {args.test_paraphrases}")
@@ -212,15 +255,16 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
     """Contexts and training, per regime -> [(label, run folder)]."""
     runs = []
     for label, extra in regimes:
-        regime = label.split("+zero")[0]
+        regime, offset = parse_label(label)
+        seed, k = str(args.seed + offset), ["--k", str(args.k)] if args.k != 4 else []
         ctx = os.path.join(out, "contexts", f"{label}.jsonl")
-        stage(f"contexts-{label}", ctx, ["sample_contexts.py", *tf, "--regime", regime, *extra,
+        stage(f"contexts-{label}", ctx, ["sample_contexts.py", *tf, "--regime", regime, *extra, *k,
                                          "--paraphrases", p_train, "--epochs", str(b["epochs"]),
-                                         "--seed", str(args.seed), "--out", ctx], timings, inputs=[p_train])
+                                         "--seed", seed, "--out", ctx], timings, inputs=[p_train])
         run = os.path.join(out, "runs", label)
-        cmd = ["train.py", *tf, "--regime", regime, *extra, "--contexts", ctx, "--paraphrases", p_train,
+        cmd = ["train.py", *tf, "--regime", regime, *extra, *k, "--contexts", ctx, "--paraphrases", p_train,
                "--model", args.model, "--epochs", str(b["epochs"]), "--save-every", str(b["save_every"]),
-               "--batch-size", str(b["batch_size"]), "--seed", str(args.seed), "--eval-limit", "0", "--out", run]
+               "--batch-size", str(b["batch_size"]), "--seed", seed, "--eval-limit", "0", "--out", run]
         cmd += ["--max-steps", str(b["max_steps"])] if b["max_steps"] else []
         cmd += ["--lr", str(args.lr)] if args.lr else []
         cmd += ["--threads", str(args.threads)]
@@ -228,17 +272,21 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
             cmd.append("--resume")  # an unfinished run continues from its last checkpoint
         stage(f"train-{label}", run, cmd, timings, inputs=[ctx, p_train])
         runs.append((label, run))
-        write_json_atomic(tpath, timings)
+        save_timings(tpath, timings)
     return runs
 
 
 def eval_stages(args, b, runs, out, tf, p_test, timings, tpath):
     """The base model and every run, evaluated on the very same instances -> [(label, eval folder)]."""
     lim = ["--limit", str(b["eval_limit"])] if b["eval_limit"] else []
+    lim += ["--k", str(args.k)] if args.k != 4 else []
     evals = [("base", os.path.join(out, "eval", "base"))]
-    stage("eval-base", evals[0][1],
-          ["evaluate.py", *tf, "--model", args.model, "--paraphrases", p_test, "--seed", str(args.seed), *lim,
-           "--out", evals[0][1]], timings, inputs=[p_test])
+    if "base" not in args.skip:
+        stage("eval-base", evals[0][1],
+              ["evaluate.py", *tf, "--model", args.model, "--paraphrases", p_test, "--seed", str(args.seed), *lim,
+               "--threads", str(args.threads), "--out", evals[0][1]], timings, inputs=[p_test])
+    if not os.path.isfile(os.path.join(evals[0][1], "summary.json")):
+        evals = []  # skipped here and not (yet) evaluated by another process
     for label, run in runs:
         d = os.path.join(out, "eval", label)
         stage(f"eval-{label}", d,
@@ -246,7 +294,7 @@ def eval_stages(args, b, runs, out, tf, p_test, timings, tpath):
                "--seed", str(args.seed), *lim, "--threads", str(args.threads), "--out", d], timings,
               inputs=[run, p_test])
         evals.append((label, d))
-        write_json_atomic(tpath, timings)
+        save_timings(tpath, timings)
     return evals
 
 
@@ -268,19 +316,23 @@ def main(argv=None):
     evals = eval_stages(args, b, runs, out, tf, p_test, timings, tpath)
 
     probes, png = os.path.join(out, "probes.jsonl"), os.path.join(out, "probes.png")
-    cmd = ["probes.py", *[a for _, run in runs for a in ("--run", run)], "--limit", str(b["probe_limit"]),
-           "--paraphrases", p_test, "--threads", str(args.threads or 1), "--out", probes, "--plot", png]
-    stage("probes", [probes, png], cmd, timings, inputs=[p_test, *[r for _, r in runs]])
+    if "probes" not in args.skip:
+        cmd = ["probes.py", *[a for _, run in runs for a in ("--run", run)], "--limit", str(b["probe_limit"]),
+               "--paraphrases", p_test, "--threads", str(args.threads or 1), "--out", probes, "--plot", png]
+        cmd += ["--k", str(args.k)] if args.k != 4 else []
+        stage("probes", [probes, png], cmd, timings, inputs=[p_test, *[r for _, r in runs]])
 
     fig, table = os.path.join(out, "figure3.png"), os.path.join(out, "figure3.md")
-    labels = [l for l, _ in evals]
+    labels = [parse_label_name(l) for l, _ in evals]  # seeds of one regime share a label: figure3 pools them
     ref = ["--ref", "contrastive"] if "contrastive" in labels else []
-    stage("compare", [fig, table], ["figure3.py", *[d for _, d in evals], "--labels", *labels, *ref, "--out", fig,
-                                    "--table", table, "--title", f"{args.task} / {args.model}"],
-          timings, inputs=[d for _, d in evals])
-    write_json_atomic(tpath, timings)
-    write_text_atomic(os.path.join(out, "results.md"), results_markdown(args, evals, probes, table, timings))
-    print(f"wrote {os.path.join(out, 'results.md')}")
+    if "compare" not in args.skip and evals:
+        stage("compare", [fig, table], ["figure3.py", *[d for _, d in evals], "--labels", *labels, *ref,
+                                        "--out", fig, "--table", table, "--title", f"{args.task} / {args.model}"],
+              timings, inputs=[d for _, d in evals])
+    save_timings(tpath, timings)
+    if evals:
+        write_text_atomic(os.path.join(out, "results.md"), results_markdown(args, evals, probes, table, timings))
+        print(f"wrote {os.path.join(out, 'results.md')}")
 
 
 if __name__ == "__main__":

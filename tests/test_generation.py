@@ -163,3 +163,22 @@ def test_sampling_argument_errors(tiny):
         generation.generate(model, tok, ["a"], 3, temperature=1.0, top_p=0.0, progress=False)
     with pytest.raises(ValueError):
         generation.generate(model, tok, ["a", "b"], 3, temperature=1.0, seed=["only-one"], progress=False)
+
+
+def test_generate_runs_without_autograd(tiny):
+    """The KV cache must not carry autograd graphs (they kept every step's activations alive:
+    memory grew with each generated token)."""
+    model, tok = tiny
+    seen = []
+    orig = model.forward
+
+    def spy(*a, **kw):
+        seen.append(torch.is_grad_enabled())
+        return orig(*a, **kw)
+    model.forward = spy
+    try:
+        assert any(p.requires_grad for p in model.parameters())
+        generation.generate(model, tok, ["ab: cd\nef:", "x:"], 5, stop=None, progress=False)
+    finally:
+        del model.forward
+    assert seen and not any(seen)

@@ -42,6 +42,33 @@ def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
     assert "[run ] contexts-" not in third.stdout and "[run ] eval-" not in third.stdout
 
 
+def test_reproduce_seeds_ablations_k_and_skip(run_script, tmp_path):
+    """@s<N> trains another seed on the same evaluation contexts; ablations change the contexts;
+    --k reaches every stage; --skip base,probes leaves those stages to another process."""
+    out = tmp_path / "study"
+    run_script("reproduce.py", "--budget", "smoke", "--k", "2", "--skip", "base,probes", "--regimes",
+               "contrastive,contrastive@s1,contrastive-rho0,contrastive-beta0", "--threads", "1", "--out", out,
+               check=True)
+    assert not (out / "eval/base").exists() and not (out / "probes.jsonl").exists()
+    rows = {lab: [json.loads(l) for l in (out / f"contexts/{lab}.jsonl").read_text().splitlines()]
+            for lab in ("contrastive", "contrastive@s1", "contrastive-rho0", "contrastive-beta0")}
+    assert all(len(r["context"]) <= 2 for rs in rows.values() for r in rs if r["kind"] != "zero")
+    assert rows["contrastive"] != rows["contrastive@s1"]  # another training seed
+    kinds = {lab: {r["kind"] for r in rs} for lab, rs in rows.items()}
+    assert "similar" not in kinds["contrastive-beta0"] and "similar" in kinds["contrastive"]
+    assert not any(r["paraphrase"] for r in rows["contrastive-rho0"])
+    assert any(r["paraphrase"] for r in rows["contrastive"])
+    cfg = json.loads((out / "runs/contrastive@s1/config.json").read_text())
+    assert json.dumps(cfg).count('"seed": 1') >= 1
+    # every run is evaluated on the very same contexts (pairing by test input across seeds)
+    preds = {lab: [(json.loads(l)["id"], json.loads(l)["context_type"], json.loads(l)["context"])
+                   for l in (out / f"eval/{lab}/predictions.jsonl").read_text().splitlines()]
+             for lab in ("contrastive", "contrastive@s1")}
+    assert preds["contrastive"] == preds["contrastive@s1"]
+    md = (out / "figure3.md").read_text()
+    assert "contrastive@s1" not in md  # seeds of one regime are pooled under one label
+
+
 def _stage_cmd(path, code=0):
     return ["-c", f"import sys; open({str(path)!r}, 'a').write('x\\n'); sys.exit({code})"]
 
@@ -74,6 +101,10 @@ def test_stage_skips_only_complete_outputs(tmp_path, capsys):
 @pytest.mark.parametrize("argv,msg", [
     (["--regimes", "bogus"], "unknown regime(s) bogus; valid: zero, random, similar, contrastive, random+similar"),
     (["--regimes", ","], "unknown regime(s) (none given)"),
+    (["--regimes", "contrastive@s0"], "unknown regime(s) contrastive@s0"),
+    (["--regimes", "random,random"], "a regime is named twice"),
+    (["--skip", "train"], "--skip: unknown stage(s) train"),
+    (["--k", "0"], "argument --k"),
     (["--zero-frac", "nan"], "argument --zero-frac"),
     (["--lr", "inf"], "argument --lr"),
     (["--max-steps", "1e12"], "argument --max-steps"),
