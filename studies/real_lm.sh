@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The real-LM study (SmolLM2-135M + LoRA) on the 2-core CPU: two workers, one thread each,
+# each running reproduce.py on one regime at a time (train, then evaluate), so every finished
+# model has its evaluation as soon as possible. Resumable: re-running this script skips every
+# complete stage (reproduce.py's .done manifests) and resumes an interrupted training run from
+# its last checkpoint.
+#
+#   studies/real_lm.sh mt DATA_DIR OUT_DIR          # Multi30k En->De (DATA_DIR: train.en/train.de/test.*)
+#   studies/real_lm.sh semparse DATA_DIR OUT_DIR    # MTOP (DATA_DIR: dev.json/test.json)
+#
+# Sizes (README "Cost model"): k = 2, 1,000 pool targets seen once (500 steps at batch 2),
+# 200 test inputs x 5 context types, lr 1e-3, checkpoints every 250 steps.
+set -euo pipefail
+task=${1:?task (mt or semparse)}; data=${2:?data folder}; out=${3:?output folder}
+cd "$(dirname "$0")/.."
+pool=$([ "$task" = semparse ] && echo 859 || echo 1000)
+common=(--task "$task" --data "$data" --max-pool "$pool" --model smollm2-135m --budget small --k 2
+        --epochs 1 --lr 1e-3 --save-every 250 --eval-limit 200 --probe-limit 30 --threads 1 --out "$out")
+A="contrastive similar random+similar contrastive-rho0 zero"
+B="random contrastive@s1 random@s1 similar@s1 contrastive-beta0 contrastive+zero0.1"
+# worker A starts (its first stages make the paraphrase files both workers read); worker B
+# waits until those are complete
+worker() {
+    for r in $1; do
+        python reproduce.py "${common[@]}" --regimes "$r" --skip "$2" || exit 1
+    done
+}
+mkdir -p "$out"
+worker "$A" probes > "$out/worker_a.log" 2>&1 &
+pa=$!
+until [ -f "$out/paraphrases.train.jsonl.done" ] && [ -f "$out/paraphrases.test.jsonl.done" ]; do
+    kill -0 $pa 2>/dev/null || { echo "worker A stopped early: see $out/worker_a.log"; exit 1; }
+    sleep 5
+done
+worker "$B" base,probes > "$out/worker_b.log" 2>&1 &
+pb=$!
+wait $pa $pb
+# finally: probes over every run and the full comparison table (all stages above are skipped)
+python reproduce.py "${common[@]}" --regimes "contrastive,random,similar,random+similar,zero,contrastive@s1,random@s1,similar@s1,contrastive-rho0,contrastive-beta0,contrastive+zero0.1" \
+    > "$out/final.log" 2>&1
