@@ -86,14 +86,22 @@ class ContextConfig:
     paraphrases: Optional[str] = opt(None, "paraphrase JSONL (paraphrase.py) for --rho")
 
 
+# A from-scratch decoder needs more, larger steps than LoRA on a pretrained model (TrainConfig)
+SCRATCH_DEFAULTS = {"epochs": 20, "batch_size": 8}
+PRETRAINED_DEFAULTS = {"epochs": 2, "batch_size": 2}
+
+
 @dataclass
 class TrainConfig:
-    model: str = opt("smollm2-135m", "tiny | scratch[:LAYERSxWIDTHxHEADS] (a new random decoder, trained "
-                     "with --full) | smollm2-135m | gemma3-270m | a local HF folder or .gguf file")
+    model: str = opt("scratch", "scratch[:LAYERSxWIDTHxHEADS] (a new random decoder, trained with --full; the "
+                     "default, so that the headline run visibly learns on a laptop CPU) | smollm2-135m | "
+                     "gemma3-270m | tiny | a local HF folder or .gguf file")
     full: bool = opt(False, "train all weights instead of a LoRA adapter (implied by --model scratch)")
-    epochs: int = opt(2, "passes over the pool; contexts are re-drawn for every epoch", lo=1, hi=100_000)
+    epochs: Optional[int] = opt(None, "passes over the pool; contexts are re-drawn for every epoch (default: 2; "
+                                f"{SCRATCH_DEFAULTS['epochs']} for --model scratch)", lo=1, hi=100_000)
     max_steps: Optional[int] = opt(None, "optimizer steps (overrides --epochs)", lo=1, hi=10_000_000)
-    batch_size: int = opt(2, "sequences per device and micro-batch", lo=1, hi=4096)
+    batch_size: Optional[int] = opt(None, "sequences per device and micro-batch (default: 2; "
+                                    f"{SCRATCH_DEFAULTS['batch_size']} for --model scratch)", lo=1, hi=4096)
     grad_accum: int = opt(1, "micro-batches per optimizer step", lo=1, hi=4096)
     lr: Optional[float] = opt(None, "peak learning rate (default: 2e-4, the paper's, for LoRA on a pretrained "
                               "model; 1e-3 for --full)", lo=0, lo_open=True, hi=10)

@@ -333,3 +333,34 @@ def kind_table(rows):
         lines.append(f"{kind:<10} {len(rs):>7} {len(rs) / len(rows):>6.3f} {mean:>9} {mmax:>9} "
                      f"{sum(bool(r.get('paraphrase')) for r in rs):>10} {sum(bool(r.get('copy')) for r in rs):>6}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ paraphrase rows
+def make_row(task, ex, paras, labels, backend):
+    """One paraphrase-file row (paraphrase.py's format). Whatever the back-end, a paraphrase that
+    is a copy of x (equal up to casing, punctuation, spacing, contractions: similarity.is_copy)
+    is never written."""
+    from similarity import is_copy
+    keep = [(p, y) for p, y in zip(paras, labels) if not is_copy(ex["x"], p)]
+    paras, labels = [p for p, _ in keep], [y for _, y in keep]
+    row = {"id": ex["id"], "x": ex["x"], "paraphrases": list(paras)}
+    if task.name in ("alignment", "sql") or any(y != ex["y"] for y in labels):
+        row["labels"] = list(labels)
+    row["backend"] = backend
+    return row
+
+
+def perturb_row(task, ex, n, seed):
+    """The row of the perturb back-end for one example (deterministic given seed and id)."""
+    pairs = task.perturb(ex, random.Random(f"{seed}-{ex['id']}"), n)
+    return make_row(task, ex, [p for p, _ in pairs], [y for _, y in pairs], "perturb")
+
+
+def write_perturb_paraphrases(path, task, n=3, seed=0):
+    """Paraphrases of the whole pool made on the fly with the task's exact, label-preserving
+    perturbation (the perturb back-end of paraphrase.py, same rows and sidecar): train.py uses
+    this for the alignment task when Contrastive's rho > 0 and no --paraphrases file is given."""
+    rows = [perturb_row(task, ex, n, seed) for ex in task.pool]
+    write_jsonl_atomic(path, rows, meta={"kind": "paraphrases", "task": task.name, "task_fp": task.fingerprint(),
+                                         "backend": "perturb", "split": "pool", "n": n, "seed": seed})
+    return path

@@ -59,6 +59,7 @@ from collections import Counter
 
 import common
 import tasks
+from contexts import make_row, perturb_row
 from common import UserError
 
 LLM_TASKS = ("mt", "semparse")  # tasks whose label survives a free-form rewording of x
@@ -413,25 +414,6 @@ class RuleBackend:
 
 
 # ===================================================================================== back-ends
-def perturb_row(task, ex, n, seed):
-    """The row of the perturb back-end for one example (deterministic given seed and id)."""
-    pairs = task.perturb(ex, random.Random(f"{seed}-{ex['id']}"), n)
-    return make_row(task, ex, [p for p, _ in pairs], [y for _, y in pairs], "perturb")
-
-
-def make_row(task, ex, paras, labels, backend):
-    """One output row. Whatever the back-end, a paraphrase that is a copy of x (equal up to
-    casing, punctuation, spacing, contractions: similarity.is_copy) is never written."""
-    from similarity import is_copy
-    keep = [(p, y) for p, y in zip(paras, labels) if not is_copy(ex["x"], p)]
-    paras, labels = [p for p, _ in keep], [y for _, y in keep]
-    row = {"id": ex["id"], "x": ex["x"], "paraphrases": list(paras)}
-    if task.name in ("alignment", "sql") or any(y != ex["y"] for y in labels):
-        row["labels"] = list(labels)
-    row["backend"] = backend
-    return row
-
-
 def render_prompt(tok, template, n, language, sentence, prefill=""):
     """The paraphrase prompt, through the tokenizer's chat template when it has one."""
     turns = []

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import common
+import contexts
 import paraphrase
 import tasks
 from similarity import PoolIndex, is_copy, normalize_for_copy
@@ -21,7 +22,7 @@ def test_text_perturbations_are_copies_and_never_written(mt_dir, mtop_dir):
         for ex in t.pool[:10]:
             pairs = t.perturb(ex, random.Random(0), 3)
             assert pairs and all(is_copy(ex["x"], p) for p, _ in pairs)
-            row = paraphrase.perturb_row(t, ex, 3, seed=0)
+            row = contexts.perturb_row(t, ex, 3, seed=0)
             assert "labels" not in row and row["paraphrases"] == []
 
 

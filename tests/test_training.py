@@ -135,9 +135,12 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
 
 
 def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path):
-    ctx = os.path.join(tiny_run, "contexts.jsonl")
+    ctx, paras = os.path.join(tiny_run, "contexts.jsonl"), os.path.join(tiny_run, "paraphrases.jsonl")
     out = str(tmp_path / "again")
-    train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--out", out, "--eval-limit", "0"])
+    with pytest.raises(UserError, match="is a paraphrase: pass the paraphrase file"):  # made on the fly by tiny_run
+        train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--out", out, "--eval-limit", "0"])
+    train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--paraphrases", paras, "--out", out,
+                "--eval-limit", "0", "--overwrite"])
     cfg = json.loads(open(os.path.join(out, "config.json")).read())
     assert not os.path.exists(os.path.join(out, "contexts.jsonl"))  # recorded, not copied
     assert cfg["contexts"] == ctx and cfg["contexts_sha256"] == common.file_sha256(ctx)
@@ -145,14 +148,14 @@ def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path
     copy = tmp_path / "ctx.jsonl"
     copy.write_text(open(ctx).read())
     run = str(tmp_path / "r")
-    train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--out", run, "--stop-after", "2",
-                "--save-every", "2", "--eval-limit", "0"])
+    train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--paraphrases", paras, "--out", run,
+                "--stop-after", "2", "--save-every", "2", "--eval-limit", "0"])
     rows = read_jsonl(copy)
     rows[0]["context"] = rows[1]["context"][:0] + rows[0]["context"][::-1]
     copy.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(UserError, match="contexts_sha256"):
-        train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--out", run, "--resume",
-                    "--save-every", "2", "--eval-limit", "0"])
+        train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--paraphrases", paras, "--out", run,
+                    "--resume", "--save-every", "2", "--eval-limit", "0"])
 
 
 def test_full_training_of_a_small_model_learns(tmp_path):
@@ -209,3 +212,37 @@ def test_bad_contexts_files(tmp_path):
     with pytest.raises(UserError, match="not in the alignment pool"):
         train.main([*TINY_RUN_ARGS, "--contexts", str(other), "--out", str(tmp_path / "z")])
     assert not (tmp_path / "y").exists() and not (tmp_path / "z" / "config.json").exists()
+
+
+def test_headline_defaults_resolve_per_model():
+    """No --model: a from-scratch decoder with its own step/batch defaults (the headline must visibly
+    learn on a CPU); a pretrained model keeps the paper's LoRA defaults; explicit flags always win."""
+    a = train.get_args(["--regime", "contrastive", "--alpha", "0.3"])
+    assert (a.model, a.full, a.epochs, a.batch_size, a.lr) == ("scratch", True, 20, 8, 1e-3)
+    b = train.get_args(["--model", "smollm2-135m"])
+    assert (b.full, b.epochs, b.batch_size, b.lr) == (False, 2, 2, 2e-4)
+    c = train.get_args(["--epochs", "3", "--batch-size", "4", "--lr", "5e-4"])
+    assert (c.model, c.epochs, c.batch_size, c.lr) == ("scratch", 3, 4, 5e-4)
+
+
+def test_alignment_paraphrases_made_on_the_fly(tmp_path):
+    """Contrastive with rho > 0 and no --paraphrases on alignment: the pool's paraphrases are made
+    with the task's exact perturbation and used (not silently ignored); with rho = 0 none are made."""
+    out = tmp_path / "r"
+    args = ["--model", "scratch:1x32x2", "--threads", "1", "--n-train", "40", "--regime", "contrastive",
+            "--alpha", "0.2", "--beta", "0.1", "--rho", "0.9", "--max-steps", "2", "--eval-limit", "0"]
+    train.main([*args, "--out", str(out)])
+    paras = read_jsonl(str(out / "paraphrases.jsonl"))
+    assert len(paras) == 40 and all(r["paraphrases"] and len(r["labels"]) == len(r["paraphrases"]) for r in paras)
+    assert all(p != r["x"] for r in paras for p in r["paraphrases"])
+    ctx = read_jsonl(str(out / "contexts.jsonl"))
+    assert sum(r["paraphrase"] for r in ctx) >= 10  # about 0.7 x 0.9 x 40 of the targets
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["paraphrases"] == str(out / "paraphrases.jsonl")
+    again = tmp_path / "again"  # deterministic: the same command writes the same files
+    train.main([*args, "--out", str(again)])
+    assert (again / "paraphrases.jsonl").read_bytes() == (out / "paraphrases.jsonl").read_bytes()
+    assert (again / "contexts.jsonl").read_bytes() == (out / "contexts.jsonl").read_bytes()
+    none = tmp_path / "rho0"
+    train.main([*args, "--rho", "0", "--out", str(none)])  # (the last --rho wins)
+    assert not (none / "paraphrases.jsonl").exists()
