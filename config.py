@@ -47,6 +47,9 @@ class TaskConfig:
     tgt: str = opt("de", "mt: target language code")
     metric: str = opt("chrf", "mt: sentence metric", choices=("chrf", "bleu"))
     lang: str = opt("en", "semparse: language of the utterances")
+    test_size: Optional[int] = opt(None, "semparse: keep the first N test items for testing and add the rest "
+                                   "to the training pool after dev (MTOP ships no train split here: dev alone "
+                                   "is 859 examples)", lo=1)
     max_pool: Optional[int] = opt(None, "use only the first N pool examples", lo=1)
     sql_schema: str = opt("full", "sql: schema in the prompt: every table, or only the tables named in the "
                           "gold SQL (an oracle stand-in for the paper's schema filter)", choices=("full", "used"))
@@ -62,7 +65,7 @@ TASK_OPTIONS = {
     "alignment": {"task_seed": "seed", "align_m": "m", "align_len": "length", "n_train": "n_train",
                   "n_test": "n_test", "max_pool": "max_pool"},
     "mt": {"data": "data", "src": "src", "tgt": "tgt", "max_pool": "max_pool", "metric": "metric"},
-    "semparse": {"data": "data", "lang": "lang", "max_pool": "max_pool"},
+    "semparse": {"data": "data", "lang": "lang", "max_pool": "max_pool", "test_size": "test_size"},
     "sql": {"data": "data", "max_pool": "max_pool", "sql_schema": "sql_schema"},
 }
 

@@ -402,6 +402,34 @@ def write_base_signature(adapter_dir, model):
     write_json_atomic(os.path.join(adapter_dir, BASE_SIGNATURE_FILE), base_signature(base))
 
 
+def export_adapter(src, dst, dtype="float16"):
+    """A compact copy of a trained LoRA adapter for publishing (e.g. under results/): the weights
+    cast to `dtype` (fp16 halves the size; loading casts them back to the base model's dtype),
+    with adapter_config.json and the base-model signature. `src` is an adapter folder or a run
+    folder (its final/). Written to a temporary folder, then renamed: `dst` is never partial."""
+    from safetensors.torch import load_file, save_file
+    src = resolve_adapter_dir(src)
+    weights = os.path.join(src, "adapter_model.safetensors")
+    if not os.path.isfile(weights):
+        raise UserError(f"no adapter_model.safetensors in {src}")
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(os.path.normpath(dst))}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        cast = getattr(torch, dtype)
+        save_file({k: v.to(cast).contiguous() for k, v in load_file(weights).items()},
+                  os.path.join(tmp, "adapter_model.safetensors"), metadata={"format": "pt", "dtype": dtype})
+        for f in ("adapter_config.json", BASE_SIGNATURE_FILE):
+            if os.path.isfile(os.path.join(src, f)):
+                shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
+        shutil.rmtree(dst, ignore_errors=True)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
 def check_base_signature(adapter_dir, model, name):
     """UserError when the adapter records a base signature that `model` does not match."""
     path = os.path.join(adapter_dir, BASE_SIGNATURE_FILE)

@@ -12,7 +12,8 @@ train.py --resume from its last checkpoint), so an interrupted study resumes whe
                      test-input paraphrases with a DIFFERENT seed for `random+paraphrase`
   2. sample_contexts.py   contexts.jsonl for every regime
   3. train.py        one LoRA run per regime (zero, random, similar, contrastive, random+similar,
-                     and contrastive with --zero-frac, our extension)
+                     and contrastive with --zero-frac, our extension); each final adapter is also
+                     copied in fp16 to adapters/<regime>/ (small enough to publish)
   4. evaluate.py     the untuned base and every run under zero/random/similar/random+nearest/
                      random+paraphrase contexts
   5. probes.py       IWL / ICL / copy scores over every run's checkpoints
@@ -276,6 +277,16 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
     return runs
 
 
+def export_adapters(runs, out):
+    """<out>/adapters/<label>/: each finished LoRA run's final adapter in fp16 (a few MB, small
+    enough to commit beside the results; evaluate.py --adapter takes the folder)."""
+    import models
+    for label, run in runs:
+        final = os.path.join(run, "final")
+        if os.path.isfile(os.path.join(final, "adapter_model.safetensors")):
+            models.export_adapter(final, os.path.join(out, "adapters", label))
+
+
 def eval_stages(args, b, runs, out, tf, p_test, timings, tpath):
     """The base model and every run, evaluated on the very same instances -> [(label, eval folder)]."""
     lim = ["--limit", str(b["eval_limit"])] if b["eval_limit"] else []
@@ -310,6 +321,7 @@ def main(argv=None):
 
     p_train, p_test = paraphrase_stages(args, out, tf, timings)
     runs = train_stages(args, b, regimes, out, tf, p_train, timings, tpath)
+    export_adapters(runs, out)
     if args.only_train:
         print("--only-train: stopping after training")
         return

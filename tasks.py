@@ -582,8 +582,10 @@ class SemParseTask(Task):
     """MTOP in the XSemPLR layout: [{"id", "question": {lang: text}, "mr": {"slot_intent": {lang: lf}}}]."""
     name, metric_name = "semparse", "exact_match"
 
-    def __init__(self, data=None, lang="en", max_pool=None):
+    def __init__(self, data=None, lang="en", max_pool=None, test_size=None):
         _check_max_pool(max_pool)
+        if test_size is not None and (not isinstance(test_size, int) or isinstance(test_size, bool) or test_size < 1):
+            raise UserError(f"--test-size must be an integer >= 1, got {test_size!r}")
         if not data or not os.path.isdir(data):
             raise UserError(f"task semparse needs --data DIR with dev.json/test.json (got {data})")
         files = {s: os.path.join(data, f"{s}.json") for s in ("train", "dev", "test")}
@@ -591,11 +593,17 @@ class SemParseTask(Task):
         splits = {s: self._load(p, lang) for s, p in files.items() if os.path.isfile(p)}
         if pool_split not in splits:
             raise UserError(f"no train.json or dev.json in {data}")
-        pool = splits.pop(pool_split)[:max_pool or None]
+        pool = splits.pop(pool_split)
         if pool_split == "train" and "test" in splits:
             splits.pop("dev", None)
         if not splits:
             raise UserError(f"no test split in {data} (need test.json)")
+        if test_size is not None:  # the test items after the first N join the pool (after dev/train)
+            if "test" not in splits or len(splits["test"]) <= test_size:
+                raise UserError(f"--test-size {test_size}: the test split has only "
+                                f"{len(splits.get('test', []))} items (nothing would be left for the pool)")
+            pool, splits["test"] = pool + splits["test"][test_size:], splits["test"][:test_size]
+        pool = pool[:max_pool or None]
         # ids name examples in every file the scripts write (contexts, paraphrases, predictions):
         # a duplicate id is an error here, so every script refuses the same data the same way
         seen = {}

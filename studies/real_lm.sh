@@ -13,8 +13,9 @@
 set -euo pipefail
 task=${1:?task (mt or semparse)}; data=${2:?data folder}; out=${3:?output folder}
 cd "$(dirname "$0")/.."
-pool=$([ "$task" = semparse ] && echo 859 || echo 1000)
-common=(--task "$task" --data "$data" --max-pool "$pool" --model smollm2-135m --budget small --k 2
+# MTOP here has dev (859) + test (1,237) only: test items after the first 400 join the pool
+taskargs=(--max-pool 1000); [ "$task" = semparse ] && taskargs+=(--test-size 400)
+common=(--task "$task" --data "$data" "${taskargs[@]}" --model smollm2-135m --budget small --k 2
         --epochs 1 --lr 1e-3 --save-every 250 --eval-limit 200 --probe-limit 30 --threads 1 --out "$out")
 A="contrastive similar random+similar contrastive-rho0 zero"
 B="random contrastive@s1 random@s1 similar@s1 contrastive-beta0 contrastive+zero0.1"

@@ -50,4 +50,4 @@ def test_task_options_reject_flags_of_other_tasks():
     with pytest.raises(UserError, match="--n-train does not apply to task mt"):
         config.task_options(config.TaskConfig(task="mt", n_train=5))
     assert config.task_config_dict(config.TaskConfig(task="semparse", data="x")) == {
-        "task": "semparse", "data": "x", "lang": "en", "max_pool": None}
+        "task": "semparse", "data": "x", "lang": "en", "max_pool": None, "test_size": None}

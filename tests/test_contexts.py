@@ -126,6 +126,7 @@ def test_determinism_and_cli(run_script, tmp_path):
     (["--regime", "weird"], "--regime: invalid choice"),
     (["--task", "nope"], "--task: invalid choice"),
     (["--lang", "de"], "--lang does not apply to task alignment"),
+    (["--test-size", "3"], "--test-size does not apply to task alignment"),
     (["--regime", "random", "--min-avg-sim", "0.3"], "applies to --regime similar only"),
     (["--paraphrases", "/nonexistent.jsonl"], "paraphrase file not found"),
     (["--task", "mt", "--data", "/nonexistent"], "data folder not found"),

@@ -148,3 +148,27 @@ def test_adapter_base_signature_compares_more_than_names(tmp_path):
     tok.save_pretrained(small)
     with pytest.raises(UserError, match="cannot be loaded on model"):
         models.load_with_adapter(str(small), str(ada), device="cpu")
+
+
+def test_export_adapter_fp16_loads_and_matches(tiny_run, tmp_path):
+    """The published adapter (fp16, about half the size) loads like the run's own and gives the
+    same predictions up to fp16 rounding."""
+    from safetensors.torch import load_file
+    dst = str(tmp_path / "adapters" / "contrastive")
+    os.makedirs(os.path.dirname(dst))
+    models.export_adapter(tiny_run, dst)
+    src = os.path.join(tiny_run, "final", "adapter_model.safetensors")
+    out = os.path.join(dst, "adapter_model.safetensors")
+    assert {v.dtype for v in load_file(out).values()} == {torch.float16}
+    assert os.path.getsize(out) < 0.6 * os.path.getsize(src)
+    assert sorted(os.listdir(dst)) == ["adapter_config.json", "adapter_model.safetensors", "cc_base.json"]
+    ids = torch.tensor([[5, 17, 30, 42, 8, 9]])
+    logits = []
+    for folder in (tiny_run, dst):
+        model, _ = models.load_with_adapter(None if folder == tiny_run else "tiny", folder, device="cpu")
+        with torch.no_grad():
+            logits.append(model(input_ids=ids).logits)
+    assert torch.allclose(logits[0], logits[1], atol=1e-3)
+    assert not any(n.startswith(".") for n in os.listdir(os.path.dirname(dst)))  # no temporary folder left
+    with pytest.raises(UserError, match="no LoRA adapter"):
+        models.export_adapter(str(tmp_path), str(tmp_path / "x"))

@@ -431,6 +431,21 @@ def test_semparse_exact_match_ignores_spaces(mtop_dir):
     assert task.score(ex["y"].replace("CONTACT", "CONTACT_X"), ex) == 0.0
 
 
+def test_semparse_test_size_moves_the_rest_of_test_into_the_pool(mtop_dir):
+    """MTOP here has dev (pool) and test only: --test-size N keeps test[:N] for testing and appends
+    test[N:] to the pool (before --max-pool), never the same item in both."""
+    full = tasks.load_task("semparse", data=mtop_dir)
+    t = tasks.load_task("semparse", data=mtop_dir, test_size=3)
+    assert [e["id"] for e in t.tests["test"]] == [e["id"] for e in full.tests["test"][:3]]
+    assert [e["id"] for e in t.pool] == [e["id"] for e in full.pool + full.tests["test"][3:]]
+    assert not {e["id"] for e in t.pool} & {e["id"] for e in t.tests["test"]}
+    assert t.fingerprint() != full.fingerprint()
+    capped = tasks.load_task("semparse", data=mtop_dir, test_size=3, max_pool=32)
+    assert [e["id"] for e in capped.pool] == [e["id"] for e in t.pool[:32]]
+    with pytest.raises(UserError, match="the test split has only 8 items"):
+        tasks.load_task("semparse", data=mtop_dir, test_size=8)
+
+
 def _db_hash(bird_dir):
     with open(os.path.join(bird_dir, "databases", "shop", "shop.sqlite"), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
