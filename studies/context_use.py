@@ -1,0 +1,72 @@
+"""How often a model's answer copies a label from its context, per context type.
+
+    python studies/context_use.py EVAL_DIR... --labels base random contrastive \\
+        --task mt --data DIR --max-pool 1000 --paraphrases PARA.jsonl --out context_use.md
+
+For every prediction of evaluate.py (EVAL/predictions.jsonl) the script finds the context
+example whose label is closest to the prediction (sentence chrF) and counts a *copy* when that
+chrF is >= --threshold (default 90). Under `random` contexts a copy is a misuse of an irrelevant
+example; under `random+paraphrase` the paraphrase carries the test input's own reference, so a
+copy of it is the intended use of a relevant example. The table also gives the share of
+predictions that reproduce the reference itself (chrF >= threshold) for comparison.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import contexts  # noqa: E402
+from common import UserError, print_config, read_jsonl, run_main, write_text_atomic  # noqa: E402
+from tasks import add_task_args, task_from_args  # noqa: E402
+
+TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_task_args(p)
+    p.add_argument("evals", nargs="+", help="evaluate.py output folders")
+    p.add_argument("--labels", nargs="+", required=True)
+    p.add_argument("--paraphrases", default=None, help="the paraphrase file the evaluation used")
+    p.add_argument("--threshold", type=float, default=90.0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    if len(args.labels) != len(args.evals):
+        raise UserError(f"{len(args.evals)} folders but {len(args.labels)} labels")
+    print_config(args, "context_use")
+    import sacrebleu
+    task = task_from_args(args)
+    by_id = {e["id"]: e for e in task.pool + [e for t in task.tests.values() for e in t]}
+    if args.paraphrases:
+        for exs in contexts.load_paraphrases(args.paraphrases, task).values():
+            by_id.update({e["id"]: e for e in exs})
+    acc = {}
+    for label, d in zip(args.labels, args.evals):
+        for r in read_jsonl(os.path.join(d, "predictions.jsonl"), "predictions"):
+            if r["context_type"] not in TYPES:
+                continue
+            missing = [c for c in r["context"] if c not in by_id]
+            if missing:
+                raise UserError(f"{d}: context id {missing[0]} not found (wrong --paraphrases or task flags?)")
+            best = max(sacrebleu.sentence_chrf(r["prediction"], [by_id[c]["y"]]).score for c in r["context"])
+            a = acc.setdefault((label, r["context_type"]), [0, 0, 0])
+            a[0] += 1
+            a[1] += best >= args.threshold
+            a[2] += r["score"] >= args.threshold
+    labels = list(dict.fromkeys(args.labels))
+    lines = [f"% of predictions that copy a context label (chrF >= {args.threshold:g} to some context example's "
+             "label) / that reproduce the reference (chrF >= the same threshold); n instances per cell", "",
+             "| model | " + " | ".join(TYPES) + " |", "|---" * (len(TYPES) + 1) + "|"]
+    for label in labels:
+        cells = []
+        for t in TYPES:
+            n, c, ref = acc.get((label, t), [0, 0, 0])
+            cells.append(f"{100 * c / n:.1f} / {100 * ref / n:.1f} ({n})" if n else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    run_main(main)
