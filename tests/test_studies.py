@@ -1,0 +1,38 @@
+"""studies/: the study driver's shell syntax and the context-use analysis."""
+import json
+import os
+import subprocess
+
+import tasks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_real_lm_driver_parses():
+    subprocess.run(["bash", "-n", os.path.join(REPO, "studies", "real_lm.sh")], check=True)
+
+
+def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_dir):
+    """A prediction equal to a context example's label is a copy; one equal to the reference is
+    counted separately; zero-context rows are ignored."""
+    task = tasks.load_task("mt", data=mt_dir)
+    pool, test = task.pool, task.tests["test"]
+    rows = []
+    for i, ex in enumerate(test[:4]):
+        ctx = [pool[2 * i]["id"], pool[2 * i + 1]["id"]]
+        pred = pool[2 * i]["y"] if i < 3 else "etwas ganz anderes"  # 3 of 4 copy a context label
+        rows.append({"id": ex["id"], "context_type": "random", "context": ctx, "max_nsim": 0.1,
+                     "prediction": pred, "reference": ex["y"], "score": 10.0})
+    rows.append({"id": test[0]["id"], "context_type": "zero", "context": [], "max_nsim": 0.0,
+                 "prediction": test[0]["y"], "reference": test[0]["y"], "score": 100.0})
+    d = tmp_path / "eval"
+    d.mkdir()
+    (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cu.md"
+    run_script("studies/context_use.py", d, "--labels", "m", "--task", "mt", "--data", mt_dir, "--out", out,
+               check=True)
+    line = next(l for l in out.read_text().splitlines() if l.startswith("| m |"))
+    assert line.split("|")[2].strip() == "75.0 / 0.0 (4)"
+    bad = run_script("studies/context_use.py", d, d, "--labels", "m", "--task", "mt", "--data", mt_dir,
+                     "--out", tmp_path / "x.md")
+    assert bad.returncode == 2 and "2 folders but 1 labels" in bad.stderr and not (tmp_path / "x.md").exists()
