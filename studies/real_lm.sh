@@ -39,3 +39,11 @@ wait $pa $pb
 # finally: probes over every run and the full comparison table (all stages above are skipped)
 python reproduce.py "${common[@]}" --regimes "contrastive,random,similar,random+similar,zero,contrastive@s1,random@s1,similar@s1,contrastive-rho0,contrastive-beta0,contrastive+zero0.1" \
     > "$out/final.log" 2>&1
+# and how often each model copies a label from its context (studies/context_use.py)
+evals=(); labels=()
+for d in "$out"/eval/*/; do
+    [ -f "$d/summary.json" ] || continue
+    l=$(basename "$d"); evals+=("$d"); labels+=("${l%@s*}")
+done
+python studies/context_use.py "${evals[@]}" --labels "${labels[@]}" --task "$task" --data "$data" "${taskargs[@]}" \
+    --paraphrases "$out/paraphrases.test.jsonl" --out "$out/context_use.md" >> "$out/final.log" 2>&1
