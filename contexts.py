@@ -362,5 +362,5 @@ def write_perturb_paraphrases(path, task, n=3, seed=0):
     this for the alignment task when Contrastive's rho > 0 and no --paraphrases file is given."""
     rows = [perturb_row(task, ex, n, seed) for ex in task.pool]
     write_jsonl_atomic(path, rows, meta={"kind": "paraphrases", "task": task.name, "task_fp": task.fingerprint(),
-                                         "backend": "perturb", "split": "pool", "n": n, "seed": seed})
+                                         "backend": "perturb", "split": "train", "n": n, "seed": seed})
     return path
