@@ -18,7 +18,7 @@ sim_y is sentence chrF (sacreBLEU); scores are percent. The contexts are the eva
 of evaluate.py (`build_eval_contexts`: random and random+paraphrase), so they never depend on the
 model. Scoring is a pure function of predictions (`probe_scores(task, instances, predict_fn)`).
 
-Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint"}; iwl rows
+Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint", "adapter_sha256"}; iwl rows
 also carry "zero_fail", the % of zero-context answers that are empty or copy the input back
 with its sidecar --out.meta.json ({"kind": "probes", "config": hash, "rows", "sha256"}); --plot PNG
 (three panels, score against training step, one line per run). Both are written atomically and
@@ -28,7 +28,9 @@ after each checkpoint; a re-run with the same configuration reuses the rows of c
 adapter is unchanged (sha256 of the adapter folder) and removes the partial file at the end. A
 checkpoint that cannot be loaded (corrupted) stops the run with one error line: --out is not
 written (an older complete --out stays as it was, with its own sidecar), and the partial file
-keeps the finished checkpoints for the next run.
+keeps the finished checkpoints for the next run. Scores are also reused from an existing complete
+--out of the same configuration, whatever runs it listed: probe a few finished runs early, then
+the full list with the same --out scores only what is new.
 """
 import argparse
 import glob
@@ -256,12 +258,14 @@ def main(argv=None):
 
     partial = partial_path(args.out)
     check_output_path(partial, what="progress file")
+    # the run list is not part of the configuration: scores are reused per (run, checkpoint,
+    # adapter digest), so probing a few finished runs early saves that work for the full list
     conf = config_hash({k: v for k, v in vars(args).items() if k not in ("out", "plot", "threads", "device",
-                                                                           "batch_size")}
+                                                                           "batch_size", "run")}
                        | {"paraphrases_sha": output_digest(args.paraphrases) if args.paraphrases else None})
-    done = load_partial(partial, conf)
+    done = {**load_partial(args.out, conf, kind="probes"), **load_partial(partial, conf)}
     if done:
-        print(f"resuming: {len(done)} checkpoint(s) already scored in {partial}", flush=True)
+        print(f"resuming: {len(done)} checkpoint(s) already scored in {args.out} or its progress file", flush=True)
 
     rows, labels, base_cache = [], {}, {}
     for run in args.run:
@@ -307,7 +311,7 @@ def main(argv=None):
                 + (" (reused)" if reused is not None else ""), flush=True)
             # progress only: --out itself is written once everything is scored
             write_jsonl_atomic(partial, rows, meta={"kind": "probes-partial", "config": conf})
-    final = [{k: v for k, v in r.items() if k != "_adapter"} for r in rows]
+    final = [{("adapter_sha256" if k == "_adapter" else k): v for k, v in r.items()} for r in rows]
     if args.plot:
         plot_probes(final, args.plot, labels)
     write_jsonl_atomic(args.out, final, meta={"kind": "probes", "config": conf, "complete": True})
@@ -321,24 +325,26 @@ def partial_path(out):
     return os.fspath(out) + ".partial.jsonl"
 
 
-def load_partial(path, conf):
-    """{(run, step, checkpoint, adapter digest): scores} from a progress file of the SAME
-    configuration whose content is intact; anything else is ignored (and later overwritten)."""
+def load_partial(path, conf, kind="probes-partial"):
+    """{(run, step, checkpoint, adapter digest): scores} from a progress file (or a finished --out,
+    kind "probes") of the SAME configuration whose content is intact; anything else is ignored
+    (and later overwritten)."""
     if not os.path.isfile(path):
         return {}
+    digest = "_adapter" if kind == "probes-partial" else "adapter_sha256"
     try:
         meta = read_meta(path)
-        if not meta or meta.get("kind") != "probes-partial" or meta.get("config") != conf or not is_complete(path):
-            print(f"note: ignoring {path} (another configuration, or incomplete)", flush=True)
+        if not meta or meta.get("kind") != kind or meta.get("config") != conf or not is_complete(path):
+            print(f"note: not reusing {path} (another configuration, or incomplete)", flush=True)
             return {}
         rows = read_jsonl(path, "probe progress", required=("run", "step", "probe", "score", "n", "checkpoint",
-                                                              "_adapter"))
+                                                              digest))
     except UserError as e:
-        print(f"note: ignoring {path} ({e})", flush=True)
+        print(f"note: not reusing {path} ({e})", flush=True)
         return {}
     done = {}
     for r in rows:
-        done.setdefault((r["run"], r["step"], r["checkpoint"], r["_adapter"]), {})[r["probe"]] = \
+        done.setdefault((r["run"], r["step"], r["checkpoint"], r[digest]), {})[r["probe"]] = \
             {"score": r["score"], "n": r["n"], **({"zero_fail": r.get("zero_fail")} if r["probe"] == "iwl" else {})}
     return {k: v for k, v in done.items() if set(v) == set(PROBES)}
 

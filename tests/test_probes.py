@@ -167,6 +167,17 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
     assert proc.stdout.count("(reused)") == 2
     assert out2.read_bytes() == out.read_bytes() and not part.exists()
 
+    # a longer run list with the same --out reuses the scores of the runs already probed there
+    run2 = tmp_path / "run2"
+    shutil.copytree(run, run2)
+    proc = run_script("probes.py", "--run", run, "--run", run2, "--limit", "4", "--out", out, "--threads", "1",
+                      "--max-new-tokens", "8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("(reused)") == 3  # all of run's checkpoints; run2's are new
+    both = [json.loads(line) for line in out.read_text().splitlines()]
+    assert both[:9] == rows and len(both) == 18
+    assert [r["score"] for r in both[9:]] == [r["score"] for r in rows]  # same adapters, same scores
+
 
 @pytest.mark.slow
 def test_probes_cli_bad_run(run_script, tmp_path):
