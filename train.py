@@ -87,13 +87,17 @@ def main(argv=None):
     show = acc.is_main_process
     if show:
         print_config(args, "train")
-        prepare_run_dir(args.out, args.overwrite, resume=args.resume)
     set_seed(tc.seed)
 
     # --- data: task, contexts, token sequences, the plan of optimizer steps ------------------
     task = task_from_args(args)
     if show:
         print(task.describe(), flush=True)
+    paraphrases = contexts.load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
+    if args.contexts:  # a bad contexts file is refused before the run folder exists
+        epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
+    if show:
+        prepare_run_dir(args.out, args.overwrite, resume=args.resume)
     if not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
             and task.name == "alignment":  # exact, label-preserving paraphrases made on the fly
         args.paraphrases = os.path.join(args.out, "paraphrases.jsonl")
@@ -103,8 +107,9 @@ def main(argv=None):
                   f"{args.paraphrases}", flush=True)
         acc.wait_for_everyone()
         cc = config.from_args(config.ContextConfig, args)
-    paraphrases = contexts.load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
-    epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
+        paraphrases = contexts.load_paraphrases(cc.paraphrases, task)
+    if not args.contexts:
+        epoch_rows = training.context_source(None, task, cc, tc.seed, paraphrases, show)
     with acc.main_process_first():  # a first use converts a packaged GGUF once, not once per GPU
         model, tok = models.load(tc.model, device=acc.device, dtype=torch.bfloat16 if precision == "bf16"
                                  else torch.float32)

@@ -139,8 +139,9 @@ def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path
     out = str(tmp_path / "again")
     with pytest.raises(UserError, match="is a paraphrase: pass the paraphrase file"):  # made on the fly by tiny_run
         train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--out", out, "--eval-limit", "0"])
+    assert not os.path.exists(out)  # refused before the run folder is made
     train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--paraphrases", paras, "--out", out,
-                "--eval-limit", "0", "--overwrite"])
+                "--eval-limit", "0"])
     cfg = json.loads(open(os.path.join(out, "config.json")).read())
     assert not os.path.exists(os.path.join(out, "contexts.jsonl"))  # recorded, not copied
     assert cfg["contexts"] == ctx and cfg["contexts_sha256"] == common.file_sha256(ctx)
