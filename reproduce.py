@@ -8,8 +8,9 @@ when its `<output>.done` manifest (common.write_done: the stage's command and th
 its output files/folders) matches: a stage interrupted by Ctrl-C, SIGTERM or a crash, or
 whose output was changed, is run again on a re-run (paraphrase.py continues from its cache,
 train.py --resume from its last checkpoint), so an interrupted study resumes where it stopped:
-  1. paraphrase.py   training-pool paraphrases (perturb back-end) for Contrastive's rho, and
-                     test-input paraphrases with a DIFFERENT seed for `random+paraphrase`
+  1. paraphrase.py   training-pool paraphrases (--backend auto: rules for mt/semparse, the task's
+                     perturbation otherwise) for Contrastive's rho, and test-input paraphrases
+                     with a DIFFERENT seed for `random+paraphrase`
   2. sample_contexts.py   contexts.jsonl for every regime
   3. train.py        one LoRA run per regime (zero, random, similar, contrastive, random+similar,
                      and contrastive with --zero-frac, our extension); each final adapter is also
