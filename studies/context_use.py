@@ -8,7 +8,10 @@ example whose label is closest to the prediction (sentence chrF) and counts a *c
 chrF is >= --threshold (default 90). Under `random` contexts a copy is a misuse of an irrelevant
 example; under `random+paraphrase` the paraphrase carries the test input's own reference, so a
 copy of it is the intended use of a relevant example. The table also gives the share of
-predictions that reproduce the reference itself (chrF >= threshold) for comparison.
+predictions that reproduce the reference itself (chrF >= threshold) for comparison, and a second
+table, over every context type including zero, of answers that are no answer: empty, or the test
+input copied back (similarity.is_copy: equal up to casing/punctuation) -- the format collapse that
+makes a zero-prompt score (and the IWL probe) low for reasons unrelated to what the weights know.
 """
 import argparse
 import os
@@ -18,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import contexts  # noqa: E402
 from common import UserError, print_config, read_jsonl, run_main, write_text_atomic  # noqa: E402
+from similarity import is_copy, normalize_for_copy  # noqa: E402
 from tasks import add_task_args, task_from_args  # noqa: E402
 
 TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
@@ -41,9 +45,14 @@ def main(argv=None):
     if args.paraphrases:
         for exs in contexts.load_paraphrases(args.paraphrases, task).values():
             by_id.update({e["id"]: e for e in exs})
-    acc = {}
+    acc, fail = {}, {}
     for label, d in zip(args.labels, args.evals):
         for r in read_jsonl(os.path.join(d, "predictions.jsonl"), "predictions"):
+            if r["id"] not in by_id:
+                raise UserError(f"{d}: test input {r['id']} not found (wrong task flags?)")
+            f = fail.setdefault((label, r["context_type"]), [0, 0])
+            f[0] += 1
+            f[1] += not normalize_for_copy(r["prediction"]) or is_copy(r["prediction"], by_id[r["id"]]["x"])
             if r["context_type"] not in TYPES:
                 continue
             missing = [c for c in r["context"] if c not in by_id]
@@ -63,6 +72,16 @@ def main(argv=None):
         for t in TYPES:
             n, c, ref = acc.get((label, t), [0, 0, 0])
             cells.append(f"{100 * c / n:.1f} / {100 * ref / n:.1f} ({n})" if n else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    types = ["zero", *TYPES]
+    lines += ["", "% of predictions that are no answer: empty, or the test input copied back (equal up to "
+              "casing and punctuation); n instances per cell", "",
+              "| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
+    for label in labels:
+        cells = []
+        for t in types:
+            n, c = fail.get((label, t), [0, 0])
+            cells.append(f"{100 * c / n:.1f} ({n})" if n else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))

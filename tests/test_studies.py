@@ -25,6 +25,8 @@ def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_di
                      "prediction": pred, "reference": ex["y"], "score": 10.0})
     rows.append({"id": test[0]["id"], "context_type": "zero", "context": [], "max_nsim": 0.0,
                  "prediction": test[0]["y"], "reference": test[0]["y"], "score": 100.0})
+    rows.append({"id": test[1]["id"], "context_type": "zero", "context": [], "max_nsim": 0.0,  # source copied back
+                 "prediction": test[1]["x"].upper() + "!", "reference": test[1]["y"], "score": 5.0})
     d = tmp_path / "eval"
     d.mkdir()
     (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -33,6 +35,8 @@ def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_di
                check=True)
     line = next(l for l in out.read_text().splitlines() if l.startswith("| m |"))
     assert line.split("|")[2].strip() == "75.0 / 0.0 (4)"
+    fail = [l for l in out.read_text().splitlines() if l.startswith("| m |")][1]
+    assert [c.strip() for c in fail.split("|")[2:4]] == ["50.0 (2)", "0.0 (4)"]  # zero: 1 of 2 copies x back
     bad = run_script("studies/context_use.py", d, d, "--labels", "m", "--task", "mt", "--data", mt_dir,
                      "--out", tmp_path / "x.md")
     assert bad.returncode == 2 and "2 folders but 1 labels" in bad.stderr and not (tmp_path / "x.md").exists()
