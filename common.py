@@ -47,8 +47,27 @@ def _one_line(msg):
     return " ".join(str(msg).split()) or "failed"
 
 
+_TERMINATED = []  # the signal numbers received while run_main runs
+
+
 def _raise_terminated(signum, frame):
+    _TERMINATED.append(signum)
     raise Terminated(f"terminated by signal {signum}")
+
+
+def check_terminated():
+    """Raise Terminated if a SIGTERM arrived, even one whose exception Python swallowed: a signal
+    handler that fires inside a __del__ or a weakref callback has its exception printed as
+    "Exception ignored" and the program goes on. Called before every atomic rename and after
+    main(), so a swallowed SIGTERM still publishes nothing and exits 143."""
+    if _TERMINATED:
+        raise Terminated(f"terminated by signal {_TERMINATED[0]}")
+
+
+def _quiet_unraisable(unraisable, default=sys.__unraisablehook__):
+    if isinstance(unraisable.exc_value, Terminated):
+        return  # re-raised by check_terminated at the next atomic write or when main returns
+    default(unraisable)
 
 
 def run_main(main, argv=None):
@@ -59,10 +78,13 @@ def run_main(main, argv=None):
     an OSError of the environment (disk full, permission denied, read-only file system) -> one
     line, exit 2."""
     old = None
+    _TERMINATED.clear()
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _raise_terminated)
+    old_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
     try:
         main() if argv is None else main(argv)
+        check_terminated()
     except UserError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         sys.exit(2)
@@ -80,6 +102,7 @@ def run_main(main, argv=None):
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
     finally:
+        sys.unraisablehook = old_hook
         if old is not None:
             signal.signal(signal.SIGTERM, old)
 
@@ -232,6 +255,7 @@ def atomic_path(path, is_dir=False):
             os.close(fd)
             os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
+        check_terminated()  # a SIGTERM swallowed while the content was made: publish nothing
         if is_dir and os.path.isdir(ap):
             old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
             os.rmdir(old)

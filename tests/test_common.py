@@ -190,3 +190,28 @@ def test_run_main_one_line(capsys):
         common.run_main(bad)
     assert e.value.code == 2
     assert capsys.readouterr().err == "error: first second\n"
+
+
+def test_sigterm_swallowed_in_del_still_terminates_and_publishes_nothing(tmp_path, capsys):
+    """A SIGTERM whose exception fires inside a __del__ is printed as "Exception ignored" by
+    Python and the program goes on; run_main must still exit 143 without writing the output."""
+    class Dying:
+        def __del__(self):
+            common._raise_terminated(signal.SIGTERM, None)  # what the handler does mid-__del__
+
+    def main():
+        with common.atomic_path(tmp_path / "out.txt") as tmp:
+            with open(tmp, "w") as f:
+                f.write("content")
+            d = Dying()
+            del d  # the Terminated raised here is swallowed by the interpreter
+            with open(tmp, "a") as f:
+                f.write(" more")  # ... and the work goes on
+
+    with pytest.raises(SystemExit) as e:
+        common.run_main(main)
+    assert e.value.code == 143
+    assert os.listdir(tmp_path) == []  # neither the output nor a temporary file
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1
+    common.run_main(lambda: None)  # the next run starts clean
