@@ -148,8 +148,8 @@ def zero_prompt_failed(prediction, x):
     punctuation). IWL compares ŷ(random) with ŷ(∅), so a model that collapses under the zero prompt
     scores low for a reason that has nothing to do with in-weights learning: the rate is reported
     beside the IWL score (`zero_fail`, percent)."""
-    from similarity import is_copy, normalize_for_copy
-    return not normalize_for_copy(prediction) or is_copy(prediction, x)
+    from similarity import is_no_answer
+    return is_no_answer(prediction, x)
 
 
 # ============================================================================ runs and checkpoints

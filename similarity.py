@@ -278,3 +278,8 @@ def normalize_for_copy(text):
 def is_copy(a, b):
     """True when b is a (casing / punctuation / spacing / contraction / 'please') edit of a."""
     return normalize_for_copy(a) == normalize_for_copy(b)
+
+
+def is_no_answer(prediction, x):
+    """An answer that is no answer: empty, or the input x copied back (up to casing/punctuation)."""
+    return not normalize_for_copy(prediction) or is_copy(prediction, x)

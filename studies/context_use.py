@@ -10,7 +10,7 @@ example; under `random+paraphrase` the paraphrase carries the test input's own r
 copy of it is the intended use of a relevant example. The table also gives the share of
 predictions that reproduce the reference itself (chrF >= threshold) for comparison, and a second
 table, over every context type including zero, of answers that are no answer: empty, or the test
-input copied back (similarity.is_copy: equal up to casing/punctuation) -- the format collapse that
+input copied back (similarity.is_no_answer, as the IWL probe's zero_fail) -- the format collapse that
 makes a zero-prompt score (and the IWL probe) low for reasons unrelated to what the weights know.
 """
 import argparse
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import contexts  # noqa: E402
 from common import UserError, print_config, read_jsonl, run_main, write_text_atomic  # noqa: E402
-from similarity import is_copy, normalize_for_copy  # noqa: E402
+from similarity import is_no_answer  # noqa: E402
 from tasks import add_task_args, task_from_args  # noqa: E402
 
 TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
@@ -52,7 +52,7 @@ def main(argv=None):
                 raise UserError(f"{d}: test input {r['id']} not found (wrong task flags?)")
             f = fail.setdefault((label, r["context_type"]), [0, 0])
             f[0] += 1
-            f[1] += not normalize_for_copy(r["prediction"]) or is_copy(r["prediction"], by_id[r["id"]]["x"])
+            f[1] += is_no_answer(r["prediction"], by_id[r["id"]]["x"])
             if r["context_type"] not in TYPES:
                 continue
             missing = [c for c in r["context"] if c not in by_id]
