@@ -16,6 +16,10 @@ overall and within each context type, with 95% bootstrap CIs. Scores are percent
 metric (chrF for MT by default, --metric bleu, or COMET-22 with --comet), named in the output.
 
 Outputs (atomic): OUT/predictions.jsonl, OUT/summary.json, OUT/summary.md.
+Resumable: progress is saved every 8 batches in OUT/predictions.partial.jsonl (+ .meta.json), for
+the same model, adapter (sha256), prompts and generation settings; re-running the same command
+after a crash or Ctrl-C generates only what is missing, with the very same batches, so the
+predictions are identical to an uninterrupted run. The file is removed when OUT is complete.
 """
 import argparse
 import os
@@ -24,8 +28,9 @@ import time
 
 import evaluation as ev
 import tasks
-from common import (UserError, check_output_path, print_config, run_main, set_seed, write_json_atomic,
-                    write_jsonl_atomic, write_text_atomic)
+from common import (UserError, check_output_path, config_hash, is_complete, meta_path, output_digest,
+                    print_config, read_jsonl, read_meta, run_main, set_seed, write_json_atomic, write_jsonl_atomic,
+                    write_text_atomic)
 from config import SEED, number
 
 
@@ -100,10 +105,21 @@ def main(argv=None):
     counts = {t: sum(it["context_type"] == t for it in instances) for t in context_types}
     print(f"{len(instances)} instances ({', '.join(f'{t}={n}' for t, n in counts.items())}); "
           f"max_new_tokens={max_new}", flush=True)
+    partial = os.path.join(args.out, "predictions.partial.jsonl")
+    check_output_path(partial, what="progress file")
+    conf = config_hash({"model": args.model, "adapter": output_digest(adapter_dir) if adapter_dir else None,
+                        "max_new": max_new, "batch_size": args.batch_size,
+                        "prompts": config_hash(ev.instance_prompts(task, instances), 64)}, 64)
+    done = load_progress(partial, conf, len(instances))
+
+    def save_progress(preds, new_tokens):
+        write_jsonl_atomic(partial, [{"i": i, "prediction": p} for i, p in sorted(preds.items())],
+                           meta={"kind": "predictions-partial", "config": conf})
     t0 = time.time()
-    rows, stats = ev.predict(model, tok, task, instances, max_new, args.batch_size)
+    rows, stats = ev.predict(model, tok, task, instances, max_new, args.batch_size, done=done, on_chunk=save_progress)
     gen_s = time.time() - t0
-    print(f"generated {stats['new_tokens']} tokens in {gen_s:.1f}s", flush=True)
+    print(f"generated {stats['new_tokens']} tokens in {gen_s:.1f}s"
+          + (f" ({stats['reused']} predictions reused from {partial})" if stats["reused"] else ""), flush=True)
     metric = task.metric_name
     if comet_model is not None:
         for r, it in zip(rows, instances):
@@ -119,14 +135,40 @@ def main(argv=None):
                                comet=comet_model is not None)
     summary.update(metric=metric, model=args.model, adapter=adapter_dir, split=split, k=args.k,
                    n_inputs=len(examples), paraphrases=para_source, max_new_tokens=max_new,
-                   generation={"seconds": gen_s, "new_tokens": stats["new_tokens"], "batch_size": args.batch_size},
+                   generation={"seconds": gen_s, "new_tokens": stats["new_tokens"], "batch_size": args.batch_size,
+                               "reused": stats["reused"]},
                    task_config=tasks.task_config(args))
     write_jsonl_atomic(os.path.join(args.out, "predictions.jsonl"), rows,
                        meta={"kind": "predictions", "task": task.name, "task_fp": task.fingerprint()})
     write_json_atomic(os.path.join(args.out, "summary.json"), summary)
     write_text_atomic(os.path.join(args.out, "summary.md"), ev.summary_markdown(summary))
+    for p in (partial, meta_path(partial)):  # OUT is complete: the progress file has served
+        if os.path.exists(p):
+            os.remove(p)
     print(ev.summary_markdown(summary), flush=True)
     print(f"wrote {args.out}/predictions.jsonl, summary.json, summary.md", flush=True)
+
+
+def load_progress(path, conf, n):
+    """{instance index: prediction} from a progress file of the SAME configuration whose content
+    is intact; anything else is ignored with a note (and later overwritten)."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        meta = read_meta(path)
+        if not meta or meta.get("kind") != "predictions-partial" or meta.get("config") != conf \
+                or not is_complete(path):
+            print(f"note: not reusing {path} (another model, adapter, prompts or settings, or incomplete)",
+                  flush=True)
+            return {}
+        rows = read_jsonl(path, "prediction progress", required=("i", "prediction"))
+    except UserError as e:
+        print(f"note: not reusing {path} ({e})", flush=True)
+        return {}
+    done = {r["i"]: r["prediction"] for r in rows
+            if isinstance(r["i"], int) and 0 <= r["i"] < n and isinstance(r["prediction"], str)}
+    print(f"resuming: {len(done)} of {n} predictions from {path}", flush=True)
+    return done
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 import config
 import contexts
 from common import UserError, read_json
+from common import progress as progress_bar
 from stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
 
 CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase")
@@ -257,19 +258,47 @@ def summary_markdown(summary):
 
 
 # ============================================================================ generation + scoring
-def predict(model, tok, task, instances, max_new, batch_size=16):
-    """Greedy predictions for the instances' prompts -> (rows, generation stats)."""
+def instance_prompts(task, instances):
+    return [task.prompt(it["context"], it["example"]["x"], it["example"].get("meta")) for it in instances]
+
+
+def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_chunk=None, chunk_batches=8):
+    """Greedy predictions for the instances' prompts -> (rows, generation stats).
+
+    Resumable: the prompts are generated in chunks of `chunk_batches` batches, taken in the order
+    generation.generate batches them (longest prompt first), so every batch holds the same
+    prompts whether the work runs in one go or is resumed: the predictions are identical.
+    `done` = {instance index: prediction} of whole chunks from an interrupted run (skipped);
+    `on_chunk(predictions, new_tokens)` is called after each chunk generated here (evaluate.py
+    saves its progress file there). stats = {"new_tokens": generated here, "reused": len(done)}."""
     import generation
-    prompts = [task.prompt(it["context"], it["example"]["x"], it["example"].get("meta")) for it in instances]
-    preds, stats = generation.generate(model, tok, prompts, max_new, stop=task.stop, batch_size=batch_size,
-                                       return_stats=True)
+    prompts = instance_prompts(task, instances)
+    lengths = [len(ids) for ids in tok(prompts, add_special_tokens=True)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
+    size = batch_size * chunk_batches
+    preds = {i: p for i, p in (done or {}).items() if 0 <= i < len(prompts)}
+    todo = [c for c in (order[s:s + size] for s in range(0, len(order), size)) if any(i not in preds for i in c)]
+    reused = len(prompts) - sum(len(c) for c in todo)
+    new_tokens = 0
+    bar = progress_bar(total=len(prompts), initial=reused, desc="generate", unit="prompt")
+    try:
+        for chunk in todo:
+            out, st = generation.generate(model, tok, [prompts[i] for i in chunk], max_new, stop=task.stop,
+                                          batch_size=batch_size, return_stats=True, progress=False)
+            preds.update(zip(chunk, out))
+            new_tokens += st["new_tokens"]
+            bar.update(len(chunk))
+            if on_chunk is not None:
+                on_chunk(preds, new_tokens)
+    finally:
+        bar.close()
     rows = []
-    for it, pred in zip(instances, preds):
-        ex = it["example"]
+    for i, it in enumerate(instances):
+        ex, pred = it["example"], preds[i]
         rows.append({"id": ex["id"], "context_type": it["context_type"], "context": [c["id"] for c in it["context"]],
                      "max_nsim": it["max_nsim"], "prediction": pred, "reference": ex["y"],
                      "score": float(task.score(pred, ex)), "nsim": it["nsim"], "position": it["position"]})
-    return rows, stats
+    return rows, {"new_tokens": new_tokens, "reused": reused}
 
 
 def by_context_type(rows, context_types, seed=0, key="score"):

@@ -261,3 +261,82 @@ def test_no_token_test_input_is_evaluated_with_random_neighbours(align):
     ex = {"id": "test-dot", "x": ".", "y": "aa"}
     inst = ev.build_eval_contexts(align, [ex], 4, 0, None, ("similar", "random+nearest"))
     assert [len(i["context"]) for i in inst] == [4, 4] and all(i["max_nsim"] == 0.0 for i in inst)
+
+
+# ----------------------------------------------------------------------------- resumable generation
+def test_predict_in_chunks_and_resumed_equals_one_call(align):
+    """predict() generates in chunks of whole batches, longest prompt first: the predictions equal
+    one generate() call over all prompts (the same batches), and a resumed call reuses whole
+    chunks only and ends with the same predictions."""
+    import generation
+    import models
+    model, tok = models.load_with_adapter("tiny", None)
+    instances = ev.build_eval_contexts(align, align.tests["test"][:5], 2, 0, None, list(ev.CONTEXT_TYPES), "test")
+    assert len(instances) == 25
+    expected = generation.generate(model, tok, ev.instance_prompts(align, instances), 6, stop=align.stop,
+                                   batch_size=2, progress=False)
+    seen = []
+    rows, st = ev.predict(model, tok, align, instances, 6, batch_size=2, chunk_batches=2,
+                          on_chunk=lambda preds, n: seen.append(dict(preds)))
+    assert [r["prediction"] for r in rows] == expected
+    assert [len(s) for s in seen] == [4, 8, 12, 16, 20, 24, 25] and st["reused"] == 0
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(preds, n):
+        if len(preds) >= 8:
+            raise Crash
+    with pytest.raises(Crash):
+        ev.predict(model, tok, align, instances, 6, batch_size=2, chunk_batches=2, on_chunk=crash_after_two)
+    saved = seen[1]                                   # what a crash after two chunks leaves
+    rows2, st2 = ev.predict(model, tok, align, instances, 6, batch_size=2, chunk_batches=2, done=saved)
+    assert [r["prediction"] for r in rows2] == expected
+    assert st2["reused"] == 8 and 0 < st2["new_tokens"] < st["new_tokens"]
+    broken = {i: p for i, p in saved.items() if i != min(saved)}   # a chunk with a hole is generated again
+    _, st3 = ev.predict(model, tok, align, instances, 6, batch_size=2, chunk_batches=2, done=broken)
+    assert st3["reused"] == 4
+    _, st4 = ev.predict(model, tok, align, instances, 6, batch_size=2, chunk_batches=2, done=seen[-1])
+    assert st4 == {"new_tokens": 0, "reused": 25}
+
+
+@pytest.mark.slow
+def test_evaluate_resumes_after_sigterm_with_identical_predictions(run_script, tmp_path):
+    """SIGTERM mid-generation: exit 143, no predictions.jsonl, a progress file; the same command
+    again reuses it and writes the predictions of an uninterrupted run, then removes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    args = ["--task", "alignment", "--model", "tiny", "--n-train", "50", "--limit", "30", "--threads", "1",
+            "--max-new-tokens", "24", "--batch-size", "1"]
+    assert run_script("evaluate.py", *args, "--out", tmp_path / "full").returncode == 0
+    out = tmp_path / "resumed"
+    partial = out / "predictions.partial.jsonl"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(env["PYTHONPATH"], "evaluate.py"), *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not (out / "predictions.partial.jsonl.meta.json").exists() and proc.poll() is None \
+            and time.monotonic() - t0 < 300:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err[-2000:]
+    assert not (out / "predictions.jsonl").exists() and partial.exists()
+    n_saved = len(_read_jsonl(partial))
+    assert 0 < n_saved < 150
+    (tmp_path / "other").mkdir()
+    for f in ("predictions.partial.jsonl", "predictions.partial.jsonl.meta.json"):
+        (tmp_path / "other" / f).write_bytes((out / f).read_bytes())
+    proc = run_script("evaluate.py", *args, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"resuming: {n_saved} of 150 predictions" in proc.stdout
+    assert _read_jsonl(out / "predictions.jsonl") == _read_jsonl(tmp_path / "full" / "predictions.jsonl")
+    assert not partial.exists() and not (out / "predictions.partial.jsonl.meta.json").exists()
+    assert json.loads((out / "summary.json").read_text())["generation"]["reused"] == n_saved
+    # the same progress file under other generation settings is ignored, not trusted
+    proc = run_script("evaluate.py", *args, "--max-new-tokens", "20", "--out", tmp_path / "other")
+    assert proc.returncode == 0 and "not reusing" in proc.stdout and "resuming" not in proc.stdout, proc.stderr[-2000:]
+    assert len(_read_jsonl(tmp_path / "other" / "predictions.jsonl")) == 150
