@@ -371,6 +371,23 @@ def check_meta(path, kind, task=None, task_fp=None, required=False):
     return meta
 
 
+def read_progress(path, kind, conf, what, required=()):
+    """The rows of a progress file (or a finished output) written with meta of this `kind` and
+    configuration `conf`, whose content is intact; None (with a one-line note, the file is later
+    overwritten) for a missing, foreign, stale, incomplete or malformed file."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        meta = read_meta(path)
+        if not meta or meta.get("kind") != kind or meta.get("config") != conf or not is_complete(path):
+            print(f"note: not reusing {path} (another configuration, or incomplete)", flush=True)
+            return None
+        return read_jsonl(path, what, required=required)
+    except UserError as e:
+        print(f"note: not reusing {path} ({e})", flush=True)
+        return None
+
+
 # ----------------------------------------------------------------------------- completion manifests
 def done_path(path):
     return os.fspath(path).rstrip("/\\") + ".done"

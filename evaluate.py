@@ -28,8 +28,8 @@ import time
 
 import evaluation as ev
 import tasks
-from common import (UserError, check_output_path, config_hash, is_complete, meta_path, output_digest,
-                    print_config, read_jsonl, read_meta, run_main, set_seed, write_json_atomic, write_jsonl_atomic,
+from common import (UserError, check_output_path, config_hash, meta_path, output_digest,
+                    print_config, read_progress, run_main, set_seed, write_json_atomic, write_jsonl_atomic,
                     write_text_atomic)
 from config import SEED, number
 
@@ -150,20 +150,10 @@ def main(argv=None):
 
 
 def load_progress(path, conf, n):
-    """{instance index: prediction} from a progress file of the SAME configuration whose content
-    is intact; anything else is ignored with a note (and later overwritten)."""
-    if not os.path.isfile(path):
-        return {}
-    try:
-        meta = read_meta(path)
-        if not meta or meta.get("kind") != "predictions-partial" or meta.get("config") != conf \
-                or not is_complete(path):
-            print(f"note: not reusing {path} (another model, adapter, prompts or settings, or incomplete)",
-                  flush=True)
-            return {}
-        rows = read_jsonl(path, "prediction progress", required=("i", "prediction"))
-    except UserError as e:
-        print(f"note: not reusing {path} ({e})", flush=True)
+    """{instance index: prediction} from a progress file of the SAME configuration (model, adapter,
+    prompts, settings) whose content is intact; anything else is ignored with a note."""
+    rows = read_progress(path, "predictions-partial", conf, "prediction progress", required=("i", "prediction"))
+    if rows is None:
         return {}
     done = {r["i"]: r["prediction"] for r in rows
             if isinstance(r["i"], int) and 0 <= r["i"] < n and isinstance(r["prediction"], str)}

@@ -45,8 +45,8 @@ import numpy as np
 import contexts
 import evaluation as evaluate
 import tasks
-from common import (SEED, THREADS, UserError, atomic_path, check_output_path, config_hash, is_complete, meta_path, output_digest,
-                    print_config, read_json, read_jsonl, read_meta, run_main, set_seed, write_jsonl_atomic)
+from common import (SEED, THREADS, UserError, atomic_path, check_output_path, config_hash, meta_path, output_digest,
+                    print_config, read_json, read_progress, run_main, set_seed, write_jsonl_atomic)
 
 PROBES = ("iwl", "icl", "copy")
 
@@ -327,23 +327,12 @@ def partial_path(out):
 
 def load_partial(path, conf, kind="probes-partial"):
     """{(run, step, checkpoint, adapter digest): scores} from a progress file (or a finished --out,
-    kind "probes") of the SAME configuration whose content is intact; anything else is ignored
-    (and later overwritten)."""
-    if not os.path.isfile(path):
-        return {}
+    kind "probes") of the SAME configuration whose content is intact; anything else is ignored."""
     digest = "_adapter" if kind == "probes-partial" else "adapter_sha256"
-    try:
-        meta = read_meta(path)
-        if not meta or meta.get("kind") != kind or meta.get("config") != conf or not is_complete(path):
-            print(f"note: not reusing {path} (another configuration, or incomplete)", flush=True)
-            return {}
-        rows = read_jsonl(path, "probe progress", required=("run", "step", "probe", "score", "n", "checkpoint",
-                                                              digest))
-    except UserError as e:
-        print(f"note: not reusing {path} ({e})", flush=True)
-        return {}
+    rows = read_progress(path, kind, conf, "probe progress",
+                         required=("run", "step", "probe", "score", "n", "checkpoint", digest))
     done = {}
-    for r in rows:
+    for r in rows or []:
         done.setdefault((r["run"], r["step"], r["checkpoint"], r[digest]), {})[r["probe"]] = \
             {"score": r["score"], "n": r["n"], **({"zero_fail": r.get("zero_fail")} if r["probe"] == "iwl" else {})}
     return {k: v for k, v in done.items() if set(v) == set(PROBES)}

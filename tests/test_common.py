@@ -215,3 +215,17 @@ def test_sigterm_swallowed_in_del_still_terminates_and_publishes_nothing(tmp_pat
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error:") == 1
     common.run_main(lambda: None)  # the next run starts clean
+
+
+def test_read_progress_reuses_only_an_intact_file_of_the_same_kind_and_config(tmp_path, capsys):
+    p = str(tmp_path / "x.partial.jsonl")
+    assert common.read_progress(p, "k", "c1", "progress") is None  # missing: silently nothing
+    common.write_jsonl_atomic(p, [{"i": 0, "v": "a"}, {"i": 1, "v": "b"}], meta={"kind": "k", "config": "c1"})
+    assert [r["v"] for r in common.read_progress(p, "k", "c1", "progress", required=("i", "v"))] == ["a", "b"]
+    assert common.read_progress(p, "k", "c2", "progress") is None  # other settings
+    assert common.read_progress(p, "other", "c1", "progress") is None  # other kind
+    assert common.read_progress(p, "k", "c1", "progress", required=("missing",)) is None  # malformed rows
+    with open(p, "a") as f:  # content changed after the sidecar was written: incomplete / stale
+        f.write('{"i": 2, "v": "c"}\n')
+    assert common.read_progress(p, "k", "c1", "progress") is None
+    assert capsys.readouterr().out.count("note: not reusing") == 4
