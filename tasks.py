@@ -75,6 +75,10 @@ class Task:
     def score(self, prediction, example):
         raise NotImplementedError
 
+    def well_formed(self, prediction):
+        """True/False when the task has a checkable output format (is the answer in it?), None otherwise."""
+        return None
+
     def corpus_metrics(self, predictions, examples):
         return {}
 
@@ -640,6 +644,17 @@ class SemParseTask(Task):
 
     def score(self, prediction, example):
         return 100.0 * ("".join(prediction.split()) == "".join(example["y"].split()))
+
+    def well_formed(self, prediction):
+        """A logical form: starts with an intent "[IN:", brackets balance and close at the very end."""
+        s, depth = prediction.strip(), 0
+        if not s.startswith("[IN:"):
+            return False
+        for i, ch in enumerate(s):
+            depth += (ch == "[") - (ch == "]")
+            if depth < 0 or (depth == 0 and i < len(s) - 1):
+                return False
+        return depth == 0
 
     def perturb(self, example, rng, n):
         slots = re.findall(r"\[SL:\S+ ([^\[\]]+?) \]", example["y"])

@@ -12,6 +12,8 @@ predictions that reproduce the reference itself (chrF >= threshold) for comparis
 table, over every context type including zero, of answers that are no answer: empty, or the test
 input copied back (similarity.is_no_answer, as the IWL probe's zero_fail) -- the format collapse that
 makes a zero-prompt score (and the IWL probe) low for reasons unrelated to what the weights know.
+For a task with a checkable output format (semparse: a bracketed logical form) a third table gives
+the share of answers in that format, whatever their content.
 """
 import argparse
 import os
@@ -45,7 +47,7 @@ def main(argv=None):
     if args.paraphrases:
         for exs in contexts.load_paraphrases(args.paraphrases, task).values():
             by_id.update({e["id"]: e for e in exs})
-    acc, fail = {}, {}
+    acc, fail, form = {}, {}, {}
     for label, d in zip(args.labels, args.evals):
         for r in read_jsonl(os.path.join(d, "predictions.jsonl"), "predictions"):
             if r["id"] not in by_id:
@@ -53,6 +55,10 @@ def main(argv=None):
             f = fail.setdefault((label, r["context_type"]), [0, 0])
             f[0] += 1
             f[1] += is_no_answer(r["prediction"], by_id[r["id"]]["x"])
+            ok = task.well_formed(r["prediction"])
+            if ok is not None:
+                w = form.setdefault((label, r["context_type"]), [0, 0])
+                w[0], w[1] = w[0] + 1, w[1] + ok
             if r["context_type"] not in TYPES:
                 continue
             missing = [c for c in r["context"] if c not in by_id]
@@ -74,15 +80,18 @@ def main(argv=None):
             cells.append(f"{100 * c / n:.1f} / {100 * ref / n:.1f} ({n})" if n else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     types = ["zero", *TYPES]
-    lines += ["", "% of predictions that are no answer: empty, or the test input copied back (equal up to "
-              "casing and punctuation); n instances per cell", "",
-              "| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
-    for label in labels:
-        cells = []
-        for t in types:
-            n, c = fail.get((label, t), [0, 0])
-            cells.append(f"{100 * c / n:.1f} ({n})" if n else "-")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    tables = [("no answer: empty, or the test input copied back (equal up to casing and punctuation)", fail)]
+    if form:
+        tables.append((f"in the output format of task {task.name} (well-formed, right or wrong)", form))
+    for what, counts in tables:
+        lines += ["", f"% of predictions that are {what}; n instances per cell", "",
+                  "| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
+        for label in labels:
+            cells = []
+            for t in types:
+                n, c = counts.get((label, t), [0, 0])
+                cells.append(f"{100 * c / n:.1f} ({n})" if n else "-")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -40,3 +40,21 @@ def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_di
     bad = run_script("studies/context_use.py", d, d, "--labels", "m", "--task", "mt", "--data", mt_dir,
                      "--out", tmp_path / "x.md")
     assert bad.returncode == 2 and "2 folders but 1 labels" in bad.stderr and not (tmp_path / "x.md").exists()
+
+
+def test_context_use_adds_a_format_table_for_semparse(run_script, tmp_path, mtop_dir):
+    task = tasks.load_task("semparse", data=mtop_dir)
+    test = task.tests["test"]
+    preds = [test[0]["y"], "[IN:CREATE_CALL [SL:CONTACT Bob ]", test[2]["x"], ""]  # 1 of 4 well-formed
+    rows = [{"id": ex["id"], "context_type": "zero", "context": [], "max_nsim": 0.0, "prediction": p,
+             "reference": ex["y"], "score": task.score(p, ex)} for ex, p in zip(test, preds)]
+    d = tmp_path / "eval"
+    d.mkdir()
+    (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cu.md"
+    run_script("studies/context_use.py", d, "--labels", "m", "--task", "semparse", "--data", mtop_dir,
+               "--out", out, check=True)
+    text = out.read_text()
+    assert "in the output format of task semparse" in text
+    no_answer, form = [l for l in text.splitlines() if l.startswith("| m |")][1:]
+    assert no_answer.split("|")[2].strip() == "50.0 (4)" and form.split("|")[2].strip() == "25.0 (4)"

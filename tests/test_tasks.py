@@ -471,3 +471,15 @@ def test_sql_execution_accuracy(bird_dir):
     t0 = time.monotonic()
     assert task.score(slow, ex) == 0.0
     assert time.monotonic() - t0 < 5.0
+
+
+def test_semparse_well_formed_accepts_logical_forms_only(mtop_dir):
+    task = tasks.load_task("semparse", data=mtop_dir)
+    ok = ["[IN:CREATE_ALARM ]", " [IN:GET_WEATHER [SL:DATE_TIME this week ] ] ",
+          "[IN:GET_EVENT [SL:CATEGORY_EVENT music ] [SL:DATE_TIME [IN:GET_TIME now ] ] ]"]
+    bad = ["", "Have there been any tornados this week?", "[SL:DATE_TIME now ]", "[IN:GET_WEATHER [SL:DATE_TIME now ]",
+           "[IN:A ] ]", "[IN:A ] [IN:B ]", "[IN:A ] and more text"]
+    assert [task.well_formed(s) for s in ok] == [True] * 3
+    assert [task.well_formed(s) for s in bad] == [False] * len(bad)
+    assert all(task.well_formed(ex["y"]) for ex in task.pool)
+    assert tasks.load_task("alignment").well_formed("anything") is None  # no checkable format
