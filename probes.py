@@ -176,6 +176,17 @@ def run_checkpoints(run_dir):
     return [(0, "base", None)] + [(s, n, d) for s, (n, d) in sorted(found.items()) if s > 0]
 
 
+def step_list(text):
+    """argparse type of --steps: '0,500' -> {0, 500}."""
+    try:
+        steps = {int(s) for s in text.split(",") if s.strip()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not steps or min(steps) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}")
+    return steps
+
+
 def run_label(run_dir, cfg):
     name = os.path.basename(os.path.normpath(run_dir))
     regime = cfg.get("regime")
@@ -223,6 +234,9 @@ def build_parser():
     p.add_argument("--copy-sim", default="bleu", choices=sorted(SIMS), help="similarity of the copy probe")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: longest pool answer + 25%%")
+    p.add_argument("--steps", default=None, type=step_list,
+                   help="probe only these training steps, comma-separated (e.g. 0,500; 0 = the base model); "
+                        "default: step 0 and every checkpoint")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--plot", default=None, help="output PNG (three panels)")
     p.add_argument("--device", default=None)
@@ -244,6 +258,9 @@ def main(argv=None):
     for run in args.run:
         if not os.path.isfile(os.path.join(run, "config.json")):
             raise UserError(f"not a training run folder (no config.json): {run}")
+        missing = sorted(set(args.steps or ()) - {s for s, _, _ in run_checkpoints(run)})
+        if missing:
+            raise UserError(f"--steps: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
     out_path = check_output_path(args.out, what="--out")
     if args.plot:
         if check_output_path(args.plot, what="--plot") == out_path:
@@ -258,10 +275,10 @@ def main(argv=None):
 
     partial = partial_path(args.out)
     check_output_path(partial, what="progress file")
-    # the run list is not part of the configuration: scores are reused per (run, checkpoint,
+    # the run list and --steps are not part of the configuration: scores are reused per (run, checkpoint,
     # adapter digest), so probing a few finished runs early saves that work for the full list
     conf = config_hash({k: v for k, v in vars(args).items() if k not in ("out", "plot", "threads", "device",
-                                                                           "batch_size", "run")}
+                                                                           "batch_size", "run", "steps")}
                        | {"paraphrases_sha": output_digest(args.paraphrases) if args.paraphrases else None})
     done = {**load_partial(args.out, conf, kind="probes"), **load_partial(partial, conf)}
     if done:
@@ -280,7 +297,7 @@ def main(argv=None):
         paraphrases = contexts.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
         instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
         labels[run] = run_label(run, cfg)
-        ckpts = run_checkpoints(run)
+        ckpts = [c for c in run_checkpoints(run) if args.steps is None or c[0] in args.steps]
         print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
               f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[s for s, _, _ in ckpts]}", flush=True)
         for step, name, adapter in ckpts:

@@ -180,6 +180,18 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_probes_steps_selects_checkpoints(run_script, tiny_run, tmp_path):
+    out = tmp_path / "p.jsonl"
+    proc = run_script("probes.py", "--run", tiny_run, "--limit", "2", "--steps", "0,8", "--out", out,
+                      "--threads", "1", "--max-new-tokens", "4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted({json.loads(line)["step"] for line in out.read_text().splitlines()}) == [0, 8]
+    bad = run_script("probes.py", "--run", tiny_run, "--limit", "2", "--steps", "0,5", "--out", tmp_path / "q.jsonl")
+    assert bad.returncode == 2 and "no checkpoint at step(s) 5" in bad.stderr and not (tmp_path / "q.jsonl").exists()
+    bad = run_script("probes.py", "--run", tiny_run, "--steps", "a,b", "--out", tmp_path / "q.jsonl")
+    assert bad.returncode == 2 and "--steps" in bad.stderr
+
+
 def test_probes_cli_bad_run(run_script, tmp_path):
     proc = run_script("probes.py", "--run", tmp_path, "--out", tmp_path / "p.jsonl")
     assert proc.returncode == 2 and "config.json" in proc.stderr and not os.path.exists(tmp_path / "p.jsonl")
