@@ -255,10 +255,13 @@ def main(argv=None):
             raise UserError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
     if args.k < 2:
         raise UserError("--k must be >= 2 (the copy probe deranges the context labels)")
+    checkpoints = {}  # run -> [(step, name, adapter)] to probe, listed once
     for run in args.run:
         if not os.path.isfile(os.path.join(run, "config.json")):
             raise UserError(f"not a training run folder (no config.json): {run}")
-        missing = sorted(set(args.steps or ()) - {s for s, _, _ in run_checkpoints(run)})
+        found = run_checkpoints(run)
+        checkpoints[run] = [c for c in found if args.steps is None or c[0] in args.steps]
+        missing = sorted(set(args.steps or ()) - {s for s, _, _ in found})
         if missing:
             raise UserError(f"--steps: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
     out_path = check_output_path(args.out, what="--out")
@@ -297,7 +300,7 @@ def main(argv=None):
         paraphrases = contexts.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
         instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
         labels[run] = run_label(run, cfg)
-        ckpts = [c for c in run_checkpoints(run) if args.steps is None or c[0] in args.steps]
+        ckpts = checkpoints[run]
         print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
               f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[s for s, _, _ in ckpts]}", flush=True)
         for step, name, adapter in ckpts:
