@@ -38,7 +38,9 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
     tasks.add_task_args(p)
-    p.add_argument("--model", default=None, help="model name or path (default: the run's model with --adapter)")
+    p.add_argument("--model", default=None, help="model name or path (default: the run's model with --adapter); "
+                   "'copier' = the baseline with no weights that answers with the label of the context example "
+                   "most similar to x (nothing under a zero prompt)")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder, or a train.py run folder (uses final/; "
                    "its config.json supplies the task flags and model unless given here)")
     p.add_argument("--out", required=True, help="output folder")
@@ -66,6 +68,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_output_path(args.out, is_dir=True)
+    if args.model == ev.COPIER and args.adapter:
+        raise UserError("--model copier has no weights: it takes no --adapter")
     adapter_dir, run_cfg = ev.resolve_adapter(args.adapter) if args.adapter else (None, None)
     taken = ev.apply_run_config(args, run_cfg, ev.explicit_dests(parser, argv))
     if run_cfg and run_cfg.get("full"):  # a --full run saved a whole model, not an adapter
@@ -100,8 +104,11 @@ def main(argv=None):
     # --- model, generation, scores --------------------------------------------------------
     import models
     comet_model = ev.load_comet(args.comet) if args.comet else None   # fail early, before generating
-    model, tok = models.load_with_adapter(args.model, adapter_dir, device=args.device)
-    max_new = args.max_new_tokens or ev.default_max_new_tokens(task, tok)
+    if args.model == ev.COPIER:
+        model, tok, max_new = ev.COPIER, None, 0
+    else:
+        model, tok = models.load_with_adapter(args.model, adapter_dir, device=args.device)
+        max_new = args.max_new_tokens or ev.default_max_new_tokens(task, tok)
     counts = {t: sum(it["context_type"] == t for it in instances) for t in context_types}
     print(f"{len(instances)} instances ({', '.join(f'{t}={n}' for t, n in counts.items())}); "
           f"max_new_tokens={max_new}", flush=True)

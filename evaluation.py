@@ -9,6 +9,11 @@ Context types (for each test input x; k pool examples):
   random+paraphrase  k-1 random examples + one paraphrase (x', y') of x itself, at a random position:
                      from a paraphrase file, else made with the task's perturbation under the seed
                      stream "eval-paraphrase|..." (not the one paraphrase.py uses for training).
+  random+counterfactual  k-1 random examples + a counterfactual near-duplicate (x~, y~) of x whose
+                     answer differs from y in one known span (counterfactual.py), at a random
+                     position; rows also get cf_copy (the answer copies y~'s span) and edit_ok (the
+                     span is right for x). Inputs with no valid edit are left out.
+The model "copier" (no weights) answers with the label of the context example most similar to x.
 Contexts depend only on (task, split, seed, k, paraphrase file), never on the model, so every
 model is scored on the very same instances. A test input with no BM25 token (e.g. ".") has no
 neighbours: its similar / nearest examples are random pool examples (max_nsim says so: 0).
@@ -25,7 +30,8 @@ from common import UserError, read_json
 from common import progress as progress_bar
 from stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
 
-CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase")
+CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase", "random+counterfactual")
+COPIER = "copier"
 BIN_NAMES = ("low", "medium", "high")
 TASK_KEYS = tuple(f.name for f in dataclasses.fields(config.TaskConfig))  # the task flags, declared once
 
@@ -98,6 +104,13 @@ def eval_paraphrase(task, ex, seed, paraphrases=None, split="test"):
     return p
 
 
+def eval_counterfactual(task, ex, seed, split="test"):
+    """The counterfactual near-duplicate of a test input (seeded by the stream
+    "eval-counterfactual|task|split|seed|id", independent of k and of the model), or None."""
+    import counterfactual
+    return counterfactual.make(task, ex, random.Random(f"eval-counterfactual|{task.name}|{split}|{seed}|{ex['id']}"))
+
+
 def build_eval_contexts(task, split_examples, k, seed, paraphrases=None, context_types=CONTEXT_TYPES,
                         split="test", index=None):
     """The evaluation instances: [{"example", "context_type", "context": [examples], "nsim": [floats],
@@ -134,16 +147,20 @@ def build_eval_contexts(task, split_examples, k, seed, paraphrases=None, context
                 context = [pool[i] for i in contexts.random_ids(rng, len(pool), (near,), k - 1)]
                 position = rng.randrange(k)
                 context.insert(position, pool[near])
-            else:  # random+paraphrase
-                para = eval_paraphrase(task, ex, seed, paraphrases, split)
+            else:  # random+paraphrase, random+counterfactual
+                para = (eval_paraphrase(task, ex, seed, paraphrases, split) if t == "random+paraphrase"
+                        else eval_counterfactual(task, ex, seed, split))
                 if para is None:
                     continue
                 context = [pool[i] for i in contexts.random_ids(rng, len(pool), (), k - 1)]
                 position = rng.randrange(k)
                 context.insert(position, para)
             nsim = [float(v) for v in index.nsim(ex["x"], [c["x"] for c in context])] if context else []
-            out.append({"example": ex, "context_type": t, "context": context, "nsim": nsim,
-                        "max_nsim": max(nsim) if nsim else 0.0, "position": position})
+            inst = {"example": ex, "context_type": t, "context": context, "nsim": nsim,
+                    "max_nsim": max(nsim) if nsim else 0.0, "position": position}
+            if t == "random+counterfactual":
+                inst["cf"] = para
+            out.append(inst)
     return out
 
 
@@ -247,6 +264,10 @@ def summary_markdown(summary):
              "| context type | score | n |", "|---|---|---|"]
     for t, s in summary["by_context_type"].items():
         lines.append(f"| {t} | {fmt(s)} | {s['n']} |")
+    cf = summary.get("counterfactual")
+    if cf:
+        lines += ["", f"random+counterfactual ({cf['n']} instances): edit-ok {fmt(cf['edit_ok'])} % (the edited span "
+                  f"is right for x), cf-copy {fmt(cf['cf_copy'])} % (the answer copies the counterfactual's span)."]
     e = summary["bin_edges"]
     lines += ["", f"Bins of max_nsim ({summary['bins_method']}: low [0, {e[1]:.3f}), medium [{e[1]:.3f}, "
               f"{e[2]:.3f}), high [{e[2]:.3f}, 1]), over all non-zero context types and within each:", "",
@@ -271,6 +292,10 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
     `done` = {instance index: prediction} of whole chunks from an interrupted run (skipped);
     `on_chunk(predictions, new_tokens)` is called after each chunk generated here (evaluate.py
     saves its progress file there). stats = {"new_tokens": generated here, "reused": len(done)}."""
+    if model == COPIER:  # the copier baseline: no weights, no generation
+        import counterfactual
+        preds = {i: counterfactual.copier_answer(it["context"], it["nsim"]) for i, it in enumerate(instances)}
+        return score_rows(task, instances, preds), {"new_tokens": 0, "reused": 0}
     import generation
     prompts = instance_prompts(task, instances)
     lengths = [len(ids) for ids in tok(prompts, add_special_tokens=True)["input_ids"]]
@@ -292,13 +317,24 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
                 on_chunk(preds, new_tokens)
     finally:
         bar.close()
+    return score_rows(task, instances, preds), {"new_tokens": new_tokens, "reused": reused}
+
+
+def score_rows(task, instances, preds):
+    """The predictions.jsonl rows: prediction, score against the reference, and for counterfactual
+    instances the counterfactual's label and edit with cf_copy / edit_ok (counterfactual.judge)."""
+    import counterfactual
     rows = []
     for i, it in enumerate(instances):
         ex, pred = it["example"], preds[i]
-        rows.append({"id": ex["id"], "context_type": it["context_type"], "context": [c["id"] for c in it["context"]],
-                     "max_nsim": it["max_nsim"], "prediction": pred, "reference": ex["y"],
-                     "score": float(task.score(pred, ex)), "nsim": it["nsim"], "position": it["position"]})
-    return rows, {"new_tokens": new_tokens, "reused": reused}
+        row = {"id": ex["id"], "context_type": it["context_type"], "context": [c["id"] for c in it["context"]],
+               "max_nsim": it["max_nsim"], "prediction": pred, "reference": ex["y"],
+               "score": float(task.score(pred, ex)), "nsim": it["nsim"], "position": it["position"]}
+        if it.get("cf") is not None:
+            row.update(cf_x=it["cf"]["x"], cf_reference=it["cf"]["y"], edit=it["cf"]["edit"],
+                       **counterfactual.judge(task, pred, ex, it["cf"]))
+        rows.append(row)
+    return rows
 
 
 def by_context_type(rows, context_types, seed=0, key="score"):
@@ -330,8 +366,12 @@ def build_summary(task, rows, instances, context_types, seed, fixed_bins=None, b
     edges = bin_edges([r["max_nsim"] for r in ctx_rows], fixed_bins)
     within = {t: bin_summary([r for r in ctx_rows if r["context_type"] == t], edges, seed=seed)
               for t in context_types if t != "zero"}
+    cf_rows = [r for r in rows if "edit_ok" in r]
+    counterfactual = ({"n": len(cf_rows), "edit_ok": summarize([100.0 * r["edit_ok"] for r in cf_rows], seed=seed),
+                       "cf_copy": summarize([100.0 * r["cf_copy"] for r in cf_rows], seed=seed)}
+                      if cf_rows else None)
     return {"task": task.name, "seed": seed, "context_types": list(context_types), "task_metric": task.metric_name,
-            "by_context_type": by_type,
+            "by_context_type": by_type, "counterfactual": counterfactual,
             "bins_method": "fixed edges " + bins_spec if fixed_bins else "tertiles of max_nsim",
             "bin_edges": edges, "bins": bin_summary(ctx_rows, edges, seed=seed), "bins_by_context_type": within,
             "corpus": corpus}

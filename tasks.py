@@ -560,7 +560,7 @@ class MTTask(Task):
                 raise UserError(f"no test split in {data} (looked for test/val/dev/ood)")
         if max_pool:
             pool = pool[:max_pool]
-        self.metric_name = metric
+        self.metric_name, self.src, self.tgt = metric, src, tgt
         fields = {"src_lang": LANG_NAMES.get(src, src), "tgt_lang": LANG_NAMES.get(tgt, tgt)}
         super().__init__(pool, tests, load_template("mt"), fields)
 
