@@ -16,8 +16,9 @@ from typing import Optional
 
 from common import SEED_MAX, UserError, finite_float, int_range
 
+from regimes import REGIMES  # noqa: E402  (the regimes are defined in regimes.py)
+
 TASKS = ("alignment", "mt", "semparse", "sql")
-REGIMES = ("zero", "random", "similar", "contrastive", "random+similar")
 
 
 def opt(default, help, **meta):
@@ -82,7 +83,12 @@ class ContextConfig:
     repeat: float = opt(0.0, "contrastive: within One-Near-Contexts, probability that the near example is an "
                         "exact copy of the target (x, y) (repetition, Bratulic et al. 2025)", lo=0, hi=1)
     zero_frac: float = opt(0.0, "extension: share of targets with no context at all, taken out of the Random "
-                           "share (default 0 = the paper's method)", lo=0, hi=1)
+                           "share (random, contrastive, random+similar; default 0 = the paper's method)", lo=0, hi=1)
+    counterfactual: float = opt(0.0, "extension (gamma): within One-Near-Contexts whose near example is neither a "
+                                "copy nor a paraphrase, probability that it is a counterfactual near-duplicate of "
+                                "the target with its own label (counterfactual.py); 0 = the paper", lo=0, hi=1)
+    targets: Optional[int] = opt(None, "train on the first N pool examples only; their contexts still come from "
+                                 "the whole pool (a context pool larger than the training targets)", lo=1)
     top_m: int = opt(50, "One-Near candidates: the top-M BM25 neighbours (capped at the pool size)", lo=1)
     min_avg_sim: Optional[float] = opt(None, "similar: keep only targets whose mean nsim to their context "
                                        "exceeds this (paper App. C.1)", lo=0, hi=1)

@@ -11,19 +11,22 @@ Example ids in a context:
     <pool id>         a pool example, e.g. "train-41"
     <id>#p<j>         the j-th synthetic paraphrase (x', y') of pool example <id> (paraphrase file)
     <id>#copy         an exact copy (x, y) of pool example <id> (the --repeat knob)
+    <id>#cf           the counterfactual near-duplicate (x~, y~) of pool example <id> (--counterfactual;
+                      rebuilt exactly by counterfactual.make from the stream "train-counterfactual|task|id")
 
-Regimes (METHOD.md): zero | random | similar | contrastive (alpha, beta, rho, repeat, zero_frac) |
-random+similar. Each (epoch, target) draws from its own RNG stream seeded by
+Regimes: defined once in regimes.py (zero | random | similar | contrastive (alpha, beta, rho, repeat,
+counterfactual, zero_frac) | random+similar). Each (epoch, target) draws from its own RNG stream seeded by
 (seed, regime, epoch, target id), so a file is byte-identical for a given command, and sampling
 epochs one at a time gives the same rows as sampling them all at once.
 """
 import random
 from collections import defaultdict
 
+import regimes
 from common import UserError, check_meta, read_jsonl, write_jsonl_atomic
-from config import REGIMES
+from counterfactual import CF_SUFFIX
+from regimes import KINDS
 
-KINDS = ("zero", "random", "similar", "one_near")
 PARA_SEP, COPY_SUFFIX = "#p", "#copy"
 
 
@@ -73,13 +76,11 @@ def neighbours(index, tokenize, xs, m, exclude=None):
 
 # ------------------------------------------------------------------------------------- sampling
 def validate(cfg, pool_size):
-    if cfg.regime not in REGIMES:
-        raise UserError(f"unknown regime '{cfg.regime}' (choose from {', '.join(REGIMES)})")
+    regimes.kind_probs(cfg.regime, cfg.alpha, cfg.beta, cfg.zero_frac)   # the regime's checks
     if cfg.alpha + cfg.beta > 1 + 1e-12:
         raise UserError(f"--alpha + --beta must be <= 1, got {cfg.alpha} + {cfg.beta} = {cfg.alpha + cfg.beta:g}")
-    if cfg.zero_frac > cfg.alpha + 1e-12:
-        raise UserError(f"--zero-frac ({cfg.zero_frac}) is taken out of the Random share and cannot exceed "
-                        f"--alpha ({cfg.alpha})")
+    if cfg.counterfactual > 0 and cfg.regime != "contrastive":
+        raise UserError("--counterfactual applies to --regime contrastive only (its One-Near-Contexts)")
     if pool_size == 0:
         raise UserError("the pool is empty")
     if cfg.regime != "zero" and cfg.k > pool_size - 1:
@@ -88,19 +89,11 @@ def validate(cfg, pool_size):
         raise UserError("--min-avg-sim applies to --regime similar only")
 
 
-def pick_kind(regime, u, alpha, beta, zero_frac):
-    """The kind of context for one target, from a uniform draw u in [0, 1)."""
-    if regime in ("zero", "random", "similar"):
-        return regime
-    if regime == "random+similar":
-        return "random" if u < alpha else "similar"
-    if u < zero_frac:
-        return "zero"
-    if u < alpha:
-        return "random"
-    if u < alpha + beta:
-        return "similar"
-    return "one_near"
+def train_counterfactual(task, ex):
+    """The counterfactual near-duplicate of pool example ex used in training (or None): the same for
+    every epoch and seed, so its id `<id>#cf` names it exactly."""
+    import counterfactual
+    return counterfactual.make(task, ex, random.Random(f"train-counterfactual|{task.name}|{ex['id']}"))
 
 
 class Sampler:
@@ -113,34 +106,35 @@ class Sampler:
         self.pool = task.pool
         self.paraphrases = paraphrases or {}
         self.index = index or PoolIndex(self.pool, task.tokenize)
+        self._cf = {}
         n = len(self.pool)
+        if cfg.targets is not None and cfg.targets > n:
+            raise UserError(f"--targets {cfg.targets} is larger than the pool ({n} examples)")
+        self.n_targets = cfg.targets or n   # targets: the first N pool examples; contexts: the whole pool
         # excluded per target: itself and exact duplicates of its input
-        self.exclude = [sorted(set(self.index.duplicates_of(ex["x"])) | {i}) for i, ex in enumerate(self.pool)]
+        self.exclude = [sorted(set(self.index.duplicates_of(ex["x"])) | {i})
+                        for i, ex in enumerate(self.pool[:self.n_targets])]
         if cfg.k > n - max(len(e) for e in self.exclude) and cfg.regime != "zero":
-            worst = max(range(n), key=lambda i: len(self.exclude[i]))
+            worst = max(range(self.n_targets), key=lambda i: len(self.exclude[i]))
             raise UserError(f"--k {cfg.k} is larger than the pool minus target {self.pool[worst]['id']} and its "
                             f"{len(self.exclude[worst]) - 1} duplicate(s)")
-        self.top_idx = self.top_score = [[] for _ in self.pool]
+        self.top_idx = self.top_score = [[] for _ in range(self.n_targets)]
         if cfg.regime in ("similar", "contrastive", "random+similar"):
             # targets without a BM25 token have no neighbours: their Similar/One-Near contexts
             # fall back to random examples
             m = min(max(cfg.top_m, cfg.k), n - 1)
-            self.top_idx, self.top_score = neighbours(self.index, task.tokenize, [ex["x"] for ex in self.pool], m,
-                                                      self.exclude)
+            self.top_idx, self.top_score = neighbours(self.index, task.tokenize,
+                                                      [ex["x"] for ex in self.pool[:self.n_targets]], m, self.exclude)
         c = cfg
-        if c.regime == "contrastive":
-            self.mix = (c.alpha, c.beta, c.rho, c.repeat, c.zero_frac)
-        elif c.regime == "random+similar":
-            self.mix = (c.alpha, 1 - c.alpha, 0.0, 0.0, 0.0)
-        else:
-            self.mix = (0.0, 0.0, 0.0, 0.0, 0.0)
+        self.probs = regimes.kind_probs(c.regime, c.alpha, c.beta, c.zero_frac)
+        self.near = (c.rho, c.repeat, c.counterfactual) if c.regime == "contrastive" else (0.0, 0.0, 0.0)
 
     def row(self, epoch, i):
         ex, k, n = self.pool[i], self.cfg.k, len(self.pool)
-        alpha, beta, rho, repeat, zero_frac = self.mix
+        rho, repeat, gamma = self.near
         rng = random.Random(f"{self.seed}:{self.cfg.regime}:{epoch}:{ex['id']}")
-        kind = pick_kind(self.cfg.regime, rng.random(), alpha, beta, zero_frac)
-        is_para = is_copy = False
+        kind = regimes.pick_kind(self.probs, rng.random())
+        is_para = is_copy = is_cf = False
         ctx = []
         if kind == "random":
             ctx = random_ids(rng, n, self.exclude[i], k)
@@ -154,25 +148,35 @@ class Sampler:
                 near, is_copy = dict(ex, id=copy_id(ex["id"])), True
             elif rho > 0 and self.paraphrases.get(ex["id"]) and rng.random() < rho:
                 near, is_para = rng.choice(self.paraphrases[ex["id"]]), True
+            elif gamma > 0 and rng.random() < gamma and self.counterfactual(i) is not None:
+                near, is_cf = self.counterfactual(i), True
             elif self.top_idx[i]:
                 cand, w = self.top_idx[i], [max(s, 0.0) for s in self.top_score[i]]
                 w = w if sum(w) > 0 else [1.0] * len(w)
                 near = rng.choices(cand, weights=w, k=1)[0]
             else:
                 near = random_ids(rng, n, self.exclude[i], 1)[0]
-            synthetic = is_para or is_copy
+            synthetic = is_para or is_copy or is_cf
             others = random_ids(rng, n, list(self.exclude[i]) + ([] if synthetic else [near]), k - 1)
             ctx = others + [near]
             rng.shuffle(ctx)
         ctx_ex = [c if isinstance(c, dict) else self.pool[c] for c in ctx]
         nsim = [round(s, 6) for s in self.index.nsim(ex["x"], [c["x"] for c in ctx_ex])] if ctx_ex else []
-        return {"epoch": epoch, "target": ex["id"], "regime": self.cfg.regime, "kind": kind,
-                "context": [c["id"] for c in ctx_ex], "nsim": nsim, "paraphrase": is_para, "copy": is_copy}
+        row = {"epoch": epoch, "target": ex["id"], "regime": self.cfg.regime, "kind": kind,
+               "context": [c["id"] for c in ctx_ex], "nsim": nsim, "paraphrase": is_para, "copy": is_copy}
+        if gamma > 0:
+            row["counterfactual"] = is_cf
+        return row
+
+    def counterfactual(self, i):
+        if i not in self._cf:
+            self._cf[i] = train_counterfactual(self.task, self.pool[i])
+        return self._cf[i]
 
     def epoch(self, e):
         """Rows of one epoch (after the App. C.1 filter when --min-avg-sim is set)."""
         from common import progress
-        bar = progress(range(len(self.pool)), desc=f"contexts[{self.cfg.regime}] epoch {e}",
+        bar = progress(range(self.n_targets), desc=f"contexts[{self.cfg.regime}] epoch {e}",
                        **({} if self.show else {"disable": True}))
         rows = [self.row(e, i) for i in bar]
         if self.cfg.min_avg_sim is not None:
@@ -257,6 +261,11 @@ def resolve_id(cid, task, paraphrases=None):
     if cid.endswith(COPY_SUFFIX) and cid[:-len(COPY_SUFFIX)] in pool:
         base = pool[cid[:-len(COPY_SUFFIX)]]
         return dict(base, id=cid)
+    if cid.endswith(CF_SUFFIX) and cid[:-len(CF_SUFFIX)] in pool:
+        cf = train_counterfactual(task, pool[cid[:-len(CF_SUFFIX)]])
+        if cf is None:
+            raise UserError(f"context id {cid}: pool example {cid[:-len(CF_SUFFIX)]} has no counterfactual")
+        return cf
     if PARA_SEP in cid:
         base, j = cid.rsplit(PARA_SEP, 1)
         if not paraphrases:

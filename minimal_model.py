@@ -13,6 +13,8 @@ import types
 
 import torch
 
+import regimes
+
 from common import UserError, progress
 
 TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
@@ -107,12 +109,14 @@ def forward(params, x, xs, ys):
 def regime_probs(regime, alpha):
     """Probabilities over KINDS (random, similar, one_near, one_para) of a training regime;
     alpha = the share of random contexts in the mixtures."""
-    table = {"random": [1, 0, 0, 0], "similar": [0, 1, 0, 0], "one_near": [0, 0, 1, 0],
-             "random+similar": [alpha, 1 - alpha, 0, 0], "contrastive": [alpha, 0, 1 - alpha, 0]}
     if regime.startswith("sweep:"):                               # sweep:<share of random>
         p = float(regime.split(":", 1)[1])
         return [p, 0, 1 - p, 0]
-    return table[regime]
+    if regime == "one_near":                                      # the §3 model's extra pure regime
+        return [0, 0, 1, 0]
+    # the shared definition (regimes.kind_probs); §3's Contrastive has no Similar share (beta = 0)
+    _, p_random, p_similar, p_one = regimes.kind_probs(regime, alpha, beta=0.0)
+    return [p_random, p_similar, p_one, 0]
 
 
 def mixture_probs(alpha, beta=0.0, rho=0.0):

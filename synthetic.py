@@ -23,30 +23,22 @@ Sequences are token rows of equal length: a zero context is k examples of <pad>.
 import numpy as np
 import torch
 
+import regimes
 import scratch
 
-KINDS = ("zero", "random", "similar", "one_near")
+from regimes import KINDS  # noqa: E402
 NEAR_KINDS = ("pool", "paraphrase", "copy")
 TOP_M = 50
 
 
 def regime_probs(regime, alpha=0.3, beta=0.2, zero_frac=0.0):
-    """Probabilities over KINDS for a regime (zero-frac is taken out of the random share)."""
-    if regime == "zero":
-        p = [1, 0, 0, 0]
-    elif regime == "random":
-        p = [zero_frac, 1 - zero_frac, 0, 0]
-    elif regime == "similar":
-        p = [0, 0, 1, 0]
-    elif regime == "random+similar":
-        p = [zero_frac, alpha - zero_frac, 1 - alpha, 0]
-    elif regime == "contrastive":
-        p = [zero_frac, alpha - zero_frac, beta, 1 - alpha - beta]
-    else:
-        raise ValueError(f"unknown regime {regime}")
-    if min(p) < -1e-12 or abs(sum(p) - 1) > 1e-9:
-        raise ValueError(f"invalid regime probabilities {p} (alpha={alpha}, beta={beta}, zero_frac={zero_frac})")
-    return np.clip(np.array(p, dtype=np.float64), 0, 1)
+    """Probabilities over KINDS for a regime: regimes.kind_probs, the one definition shared with the
+    real-LM contexts (a ValueError here, for the synthetic library's callers)."""
+    from common import UserError
+    try:
+        return np.array(regimes.kind_probs(regime, alpha, beta, zero_frac), dtype=np.float64)
+    except UserError as e:
+        raise ValueError(str(e)) from None
 
 
 # ============================================================================ PFA tables
