@@ -59,7 +59,11 @@ BUDGETS = {   # what --budget sets (explicit flags win)
 }
 METRICS = ("acc_zero", "acc_random", "acc_similar", "acc_random+nearest", "acc_random+paraphrase",
            "drift_random_drifted", "drift_random_kept", "drift_copy_drifted", "drift_copy_kept",
-           "drift_paraphrase_drifted", "drift_paraphrase_kept", "iwl", "icl", "copy")
+           "drift_paraphrase_drifted", "drift_paraphrase_kept", "iwl", "icl", "copy",
+           # relevance vs copying (issue 21): the counterfactual context type, and the drift test's drifted
+           # chunks split by whether their symbol appears in a context example (per-symbol ICL possible)
+           "acc_random+counterfactual", "edit_ok", "cf_copy", "drift_random_drifted_shown",
+           "drift_random_drifted_unseen")
 PHASE = [("acc_random", "IWL: acceptance, random ctx"), ("icl", "ICL probe"), ("copy", "copy probe"),
          ("drift_paraphrase_drifted", "drift: paraphrase in ctx, drifted chunks")]
 
@@ -80,6 +84,8 @@ def parse_args(argv=None):
     g.add_argument("--beta", type=float, default=0.2, help="share of Similar contexts in the contrastive grid")
     g.add_argument("--fresh-rules", default="0.3", help="comma-separated rule-diversity shares F")
     g.add_argument("--repeat", default="0", help="comma-separated exact-copy shares R of the near example")
+    g.add_argument("--counterfactual", default="0", help="comma-separated shares gamma of counterfactual near "
+                   "examples (one symbol swapped, its chunk under the sequence's rules; regimes.near_probs)")
     g.add_argument("--zero-frac", default="0", help="comma-separated zero-context shares (out of alpha)")
     g.add_argument("--rs-alpha", type=float, default=0.5, help="alpha of the random+similar regime")
     g.add_argument("--regimes", default=",".join(REGIMES), help="regimes trained beside the grid ('none': grid only)")
@@ -143,6 +149,7 @@ def check_args(args):
     args.rho_list = floats(args.rhos, "rhos")
     args.fresh_list = floats(args.fresh_rules, "fresh-rules")
     args.repeat_list = floats(args.repeat, "repeat")
+    args.gamma_list = floats(args.counterfactual, "counterfactual")
     args.zero_list = floats(args.zero_frac, "zero-frac")
     for name in ("beta", "rs_alpha", "lr"):
         v = getattr(args, name)
@@ -180,9 +187,9 @@ def check_args(args):
 
 
 # ============================================================================ cells and runs
-def cell(regime, alpha=None, beta=None, rho=None, repeat=0.0, zero_frac=0.0, fresh=0.0):
+def cell(regime, alpha=None, beta=None, rho=None, repeat=0.0, zero_frac=0.0, fresh=0.0, gamma=0.0):
     c = {"regime": regime, "alpha": alpha, "beta": beta, "rho": rho, "repeat": repeat, "zero_frac": zero_frac,
-         "fresh_rules": fresh}
+         "fresh_rules": fresh, "gamma": gamma}
     parts = [regime]
     if alpha is not None:
         parts.append(f"a{alpha:g}")
@@ -192,6 +199,8 @@ def cell(regime, alpha=None, beta=None, rho=None, repeat=0.0, zero_frac=0.0, fre
         parts.append(f"r{rho:g}")
     if regime == "contrastive":
         parts.append(f"R{repeat:g}")
+        if gamma:                              # (cells without gamma keep their names)
+            parts.append(f"g{gamma:g}")
     parts += [f"z{zero_frac:g}", f"F{fresh:g}"]
     c["cell"] = "-".join(parts)
     return c
@@ -204,9 +213,10 @@ def make_runs(args):
             for z in args.zero_list:
                 for a in args.alpha_list:
                     for r in args.rho_list:
-                        c = cell("contrastive", a, args.beta, r, R, z, F)
-                        for s in range(args.seeds):
-                            runs[f"{c['cell']}-s{s}"] = dict(c, seed=s, grid=True)
+                        for g in args.gamma_list:
+                            c = cell("contrastive", a, args.beta, r, R, z, F, g)
+                            for s in range(args.seeds):
+                                runs[f"{c['cell']}-s{s}"] = dict(c, seed=s, grid=True)
     F, R, z = args.fresh_list[0], args.repeat_list[0], args.zero_list[0]
     regime_cells = {"zero": cell("zero", fresh=F), "random": cell("random", zero_frac=z, fresh=F),
                     "similar": cell("similar", fresh=F),
@@ -287,7 +297,8 @@ def train_group(job):
     for step in bar:
         t0 = time.time()
         batch = np.stack([data.train_batch(rngs[e], args.batch, probs[e], rho=runs[i]["rho"] or 0.0,
-                                           repeat=runs[i]["repeat"], fresh=runs[i]["fresh_rules"], counts=counts[e])
+                                           repeat=runs[i]["repeat"], fresh=runs[i]["fresh_rules"], counts=counts[e],
+                                           gamma=runs[i].get("gamma", 0.0))
                           for e, i in enumerate(ids)])
         losses = scratch.train_step(model, opt, torch.from_numpy(batch), data.n_target,
                                     scratch.lr_at(step, args.lr, args.warmup))
@@ -303,6 +314,8 @@ def train_group(job):
             for e, i in enumerate(ids):
                 row = {k: runs[i][k] for k in ("cell", "regime", "alpha", "beta", "rho", "repeat", "zero_frac",
                                               "fresh_rules", "seed")}
+                if runs[i].get("gamma"):
+                    row["gamma"] = runs[i]["gamma"]
                 row.update(step=step + 1, loss=round(float(loss_acc[e] / n_acc), 5),
                            n_eval=int(len(sets["random"]["x"])), n_drift=int(len(sets["drift_copy"]["x"])))
                 for k in METRICS:
@@ -455,7 +468,7 @@ def show_examples(args, runs, regime_cells, cfg, cfg_hash):
                                    allowed=(scratch.LET0, scratch.LET0 + 26))[0].numpy() - scratch.LET0
                  for s, v in shown.items()}
         r = runs[rid]
-        kw = dict(rho=r["rho"] or 0.0, repeat=r["repeat"], fresh=r["fresh_rules"])
+        kw = dict(rho=r["rho"] or 0.0, repeat=r["repeat"], fresh=r["fresh_rules"], gamma=r.get("gamma", 0.0))
         rows, info = synthetic.stream_examples(data, np.random.default_rng(data_seed(rid)), n, args.batch,
                                                run_probs(r), **kw)
         lrows, linfo = synthetic.stream_examples(data, np.random.default_rng(data_seed(rid)),

@@ -14,7 +14,10 @@ Training stream (METHOD.md "Training regimes" + "Synthetic track"), per sequence
           context example get chunks sampled under b (inputs still come from the pool);
   kind    zero | random | similar | one_near by the regime's probabilities (see `regime_probs`);
   near    in a One-Near context: u < R -> an exact copy of (x, y); u < R + rho (1 - R) -> a
-          paraphrase of the target; else a pool neighbour drawn from the top-M (M = 50) pool
+          paraphrase of the target; u < R + rho (1 - R) + gamma (1 - R)(1 - rho) -> a counterfactual
+          near-duplicate (x~, y~): x with one symbol replaced by a symbol not in x, its chunk drawn
+          under the sequence's rules, the other chunks kept (regimes.near_probs); else a pool
+          neighbour drawn from the top-M (M = 50) pool
           inputs by symbol overlap (BM25 with equal idf ~ shared symbols), probability ∝ score;
           the near example sits at a uniformly random position among the k.
   Random examples are pool examples other than the target and its duplicates (same x).
@@ -27,7 +30,7 @@ import regimes
 import scratch
 
 from regimes import KINDS  # noqa: E402
-NEAR_KINDS = ("pool", "paraphrase", "copy")
+NEAR_KINDS = ("pool", "paraphrase", "copy", "counterfactual")
 TOP_M = 50
 
 
@@ -208,7 +211,22 @@ class AlignmentData:
         return self.tables.sample(np.broadcast_to(np.asarray(r)[..., None], x.shape), x, rng)
 
     # -- the training stream ------------------------------------------------------------------
-    def train_batch(self, rng, n, probs, rho=0.0, repeat=0.0, fresh=0.0, counts=None, info=None):
+    def counterfactual(self, x, c, rule, rng):
+        """x~ [N, m], c~ [N, m, l], edited position [N]: one input position gets a symbol not in x and a
+        chunk sampled for it under the row's rule table `rule` [N]; every other chunk is kept."""
+        N = len(x)
+        pos = rng.integers(self.m, size=N)
+        new = rng.integers(25, size=N)
+        clash = (x == new[:, None]).any(1)
+        while clash.any():
+            new[clash] = rng.integers(25, size=int(clash.sum()))
+            clash = (x == new[:, None]).any(1)
+        cx, cc = x.copy(), c.copy()
+        cx[np.arange(N), pos] = new
+        cc[np.arange(N), pos] = self.tables.sample(np.asarray(rule), new, rng)
+        return cx, cc, pos
+
+    def train_batch(self, rng, n, probs, rho=0.0, repeat=0.0, fresh=0.0, counts=None, info=None, gamma=0.0):
         """n training token rows [n, seq_len] and per-kind counts (added to `counts`). `info` (a dict)
         receives per-row arrays kind, near_kind (-1: none), position, rule, target index (no effect on
         the random stream)."""
@@ -223,7 +241,9 @@ class AlignmentData:
             ci[sim] = self.top_similar(x[sim], k, rng, ti[sim])
         one = kind == 3
         u = rng.random(n)
-        near_kind = np.where(u < repeat, 2, np.where(u < repeat + rho * (1 - repeat), 1, 0))
+        t_para = repeat + rho * (1 - repeat)
+        t_cf = t_para + gamma * (1 - repeat) * (1 - rho)            # == t_para when gamma = 0: the same stream
+        near_kind = np.where(u < repeat, 2, np.where(u < t_para, 1, np.where(u < t_cf, 3, 0)))
         near_kind[~one] = -1
         pos = rng.integers(k, size=n)
         pooln = near_kind == 0
@@ -245,6 +265,11 @@ class AlignmentData:
             px, pc = self.paraphrase(x[pp], c[pp], rng)
             ctx_x[pp, pos[pp]] = px
             ctx_c[pp, pos[pp]] = pc
+        cf = near_kind == 3
+        if cf.any():
+            fx, fc, _ = self.counterfactual(x[cf], c[cf], rule[cf], rng)
+            ctx_x[cf, pos[cf]] = fx
+            ctx_c[cf, pos[cf]] = fc
         zero = kind == 0
         ctx_x[zero] = -1
         if counts is not None:
@@ -287,6 +312,13 @@ class AlignmentData:
         # copy probe: the same context, labels deranged (no example keeps its own label)
         der = np.array([self._derangement(rng) for _ in range(N)])
         add("probe_copy", cx, cc[np.arange(N)[:, None], der], x, c, position=pos)
+        # random+counterfactual: k-1 random + (x~, y~), one symbol swapped (its chunk drawn under the
+        # task's rules); drawn from its own stream so the sets above are unchanged
+        crng = np.random.default_rng([seed, 11])
+        fx, fc, fpos = self.counterfactual(x, c, np.zeros(N, np.int64), crng)
+        cx, cc = self.pool_x[rnd].copy(), self.pool_c[rnd].copy()
+        cx[np.arange(N), pos], cc[np.arange(N), pos] = fx, fc
+        add("random+counterfactual", cx, cc, x, c, position=pos, edit_pos=fpos, cf_c=fc)
         # drift: inputs with >= 1 drifted symbol, labels and contexts under the drifted table
         has = np.isin(x, self.drifted).any(1)
         dx = x[has]
@@ -330,13 +362,28 @@ def score_predictions(data, sets, preds):
     m, l = data.m, data.l
     for name in ("zero", "random", "similar", "random+nearest", "random+paraphrase"):
         out[f"acc_{name}"] = 100.0 * data.chunk_ok(sets[name], preds[name]).mean(-1)
+    name = "random+counterfactual"
+    if name in sets and name in preds:
+        s = sets[name]
+        ok = data.chunk_ok(s, preds[name])                                     # [E, N, m] by input position
+        rows = np.arange(len(s["x"]))
+        out[f"acc_{name}"] = 100.0 * ok.mean(-1)
+        out["edit_ok"] = 100.0 * ok[..., rows, s["edit_pos"]]
+        pc = preds[name].reshape(*preds[name].shape[:-1], m, l)[..., data.pi_inv, :]
+        out["cf_copy"] = 100.0 * (pc[..., rows, s["edit_pos"], :] == s["cf_c"][rows, s["edit_pos"]]).all(-1)
     for name in ("drift_random", "drift_copy", "drift_paraphrase"):
         s = sets[name]
         ok = data.chunk_ok(s, preds[name])
         d = np.broadcast_to(s["drifted"], ok.shape)
+        # (a) drifted chunks whose symbol appears in some context example (per-symbol ICL is possible)
+        # (b) drifted chunks whose symbol appears nowhere in the context (only the weights can help)
+        shown = (s["ctx_x"][:, :, None, :] == s["x"][:, None, :, None]).any(-1).any(1)   # [N, m]
+        shown = np.broadcast_to(shown, ok.shape)
         with np.errstate(invalid="ignore"):
             out[f"{name}_drifted"] = 100.0 * (ok & d).sum(-1) / d.sum(-1)          # NaN: no drifted chunk
             out[f"{name}_kept"] = 100.0 * (ok & ~d).sum(-1) / (~d).sum(-1)
+            out[f"{name}_drifted_shown"] = 100.0 * (ok & d & shown).sum(-1) / (d & shown).sum(-1)
+            out[f"{name}_drifted_unseen"] = 100.0 * (ok & d & ~shown).sum(-1) / (d & ~shown).sum(-1)
     chunks = lambda p: p.reshape(*p.shape[:-1], m, l)[..., data.pi_inv, :]    # by input position
     # IWL: share of chunks of ŷ(random) identical to ŷ(∅) (sim_y -> chunk agreement)
     out["iwl"] = 100.0 * (chunks(preds["random"]) == chunks(preds["zero"])).all(-1).mean(-1)
@@ -392,13 +439,13 @@ def _sym(x):
     return "".join(scratch.SYMBOLS[i] for i in np.asarray(x).ravel())
 
 
-def stream_examples(data, rng, n, batch, probs, rho=0.0, repeat=0.0, fresh=0.0):
+def stream_examples(data, rng, n, batch, probs, rho=0.0, repeat=0.0, fresh=0.0, gamma=0.0):
     """The first n sequences of a training stream drawn exactly as training draws them (batches of
     `batch` rows from `rng`): token rows [n, seq_len] and per-row info (kind, near kind, ...)."""
     rows, info = [], {}
     while sum(len(r) for r in rows) < n:
         inf = {}
-        rows.append(data.train_batch(rng, batch, probs, rho=rho, repeat=repeat, fresh=fresh, info=inf))
+        rows.append(data.train_batch(rng, batch, probs, rho=rho, repeat=repeat, fresh=fresh, info=inf, gamma=gamma))
         for k, v in inf.items():
             info.setdefault(k, []).append(v)
     return np.concatenate(rows)[:n], {k: np.concatenate(v)[:n] for k, v in info.items()}
