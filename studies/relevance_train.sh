@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 21, real-LM part: does training with counterfactual near-duplicates (--counterfactual gamma)
+# teach SmolLM2-135M + LoRA to check relevance before it copies? MT (Multi30k En->De) with the FULL
+# 29,000-pair pool for contexts and evaluation neighbours, 1,000 training targets (--targets 1000),
+# otherwise the committed study's settings (k = 2, 500 steps at batch 2, lr 1e-3, LoRA q,k,v r 16).
+#
+#   studies/relevance_train.sh ../shared/data/multi30k OUT [worker-a|worker-b|all]
+#
+# Runs, in the order the two 1-thread workers take them (each: train, evaluate on the five context
+# types x 200 inputs, evaluate on random+counterfactual x 340 inputs = ~204 instances):
+#   worker-a: contrastive (gamma 0), random,  contrastive@s1, base, copier
+#   worker-b: contrastive-cf1 (gamma 1), similar, contrastive-cf1@s1
+# gamma = 1: every One-Near example that is neither a paraphrase (rho = 0.5) nor lacks a
+# counterfactual becomes one; at 1,000 targets x 1 epoch that is still only ~150 counterfactual
+# contexts (half the targets are One-Near, half of those keep their paraphrase, 62 % have an edit).
+# Cost (README "Cost model", 1 thread): ~28 min training + ~20 min evaluation per run.
+# Resumable: a finished stage is skipped (its summary.json / final/ exists); an interrupted training
+# run resumes from its last checkpoint (train.py --resume), an evaluation from its progress file.
+set -euo pipefail
+data=${1:?data folder}; out=${2:?output folder}; which=${3:-all}
+cd "$(dirname "$0")/.."
+task=(--task mt --data "$data")
+ptrain=results/mt/paraphrases.train.jsonl; ptest=results/mt/paraphrases.test.jsonl
+train() { # label, extra flags
+    local label=$1; shift
+    [ -d "$out/runs/$label/final" ] && return
+    local resume=(); [ -d "$out/runs/$label" ] && resume=(--resume)
+    echo "$(date +%T) train $label"
+    python train.py "${task[@]}" --model smollm2-135m --regime contrastive --targets 1000 --k 2 --epochs 1 \
+        --lr 1e-3 --save-every 250 --eval-limit 0 --paraphrases "$ptrain" --threads 1 \
+        --out "$out/runs/$label" "${resume[@]}" "$@"
+}
+evaluate() { # label, model flags
+    local label=$1; shift
+    [ -f "$out/eval/$label/summary.json" ] || { echo "$(date +%T) eval $label";
+        python evaluate.py "${task[@]}" --k 2 --limit 200 --paraphrases "$ptest" --threads 1 \
+            --context-types zero,random,similar,random+nearest,random+paraphrase --out "$out/eval/$label" "$@"; }
+    [ -f "$out/eval_cf/$label/summary.json" ] || { echo "$(date +%T) eval_cf $label";
+        python evaluate.py "${task[@]}" --k 2 --limit 340 --threads 1 --context-types random+counterfactual \
+            --out "$out/eval_cf/$label" "$@"; }
+}
+run() { # label, regime flags
+    local label=$1; shift
+    train "$label" "$@"
+    evaluate "$label" --adapter "$out/runs/$label"
+}
+mkdir -p "$out"
+if [ "$which" = worker-a ] || [ "$which" = all ]; then
+    run contrastive
+    run random --regime random
+    run contrastive@s1 --seed 1
+    evaluate base --model smollm2-135m
+    evaluate copier --model copier
+fi
+if [ "$which" = worker-b ] || [ "$which" = all ]; then
+    run contrastive-cf1 --counterfactual 1
+    run similar --regime similar
+    run contrastive-cf1@s1 --counterfactual 1 --seed 1
+fi
+echo "$(date +%T) $which done"
