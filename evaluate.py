@@ -1,7 +1,13 @@
 """Evaluate a model (optionally with a LoRA adapter) under the four context types of the paper.
 
     python evaluate.py --task alignment --model smollm2-135m --adapter runs/RUN --out evals/RUN
+    python evaluate.py --task mt --data DIR --adapter results/mt/adapters/contrastive --out evals/c
     python figure3.py evals/base evals/contrastive ... --out figure3.png     # compare folders
+
+--adapter takes a train.py run folder (its config.json gives the model and task flags) or a bare
+adapter folder such as a published OUT/adapters/<regime>/: its base model is the one recorded in
+its adapter_config.json (checked against the signature in its cc_base.json), no --model needed;
+a bare adapter carries no task flags, so give --task / --data.
 
 For each test input x (first --limit of --split), the evaluation contexts are: zero (no
 context), random, similar (top-k BM25, most similar last), random+nearest (k-1 random + the
@@ -15,7 +21,12 @@ Medium / High: tertiles of max_nsim over the non-zero context types, or fixed ed
 overall and within each context type, with 95% bootstrap CIs. Scores are percent of the task
 metric (chrF for MT by default, --metric bleu, or COMET-22 with --comet), named in the output.
 
-Outputs (atomic): OUT/predictions.jsonl, OUT/summary.json, OUT/summary.md.
+Outputs (atomic): OUT/predictions.jsonl, OUT/summary.json, OUT/summary.md, and LAST OUT/cc_output.json
+recording their sha256: the folder is a finished evaluation only then (figure3.py checks it).
+OUT must be missing, empty or a folder evaluate.py wrote (its cc_output.json); it is locked
+(OUT/.cc_lock) while evaluate.py runs. Re-running the same command on a finished OUT does nothing;
+a finished OUT of another configuration (model, adapter, task, prompts, settings) is refused
+unless --overwrite, which empties it (a folder without cc_output.json is never emptied).
 Resumable: progress is saved every 8 batches in OUT/predictions.partial.jsonl (+ .meta.json), for
 the same model, adapter (sha256), prompts and generation settings; re-running the same command
 after a crash or Ctrl-C generates only what is missing, with the very same batches, so the
@@ -28,9 +39,10 @@ import time
 
 import evaluation as ev
 import tasks
-from common import (UserError, check_output_path, config_hash, meta_path, output_digest,
-                    print_config, read_progress, run_main, set_seed, write_json_atomic, write_jsonl_atomic,
-                    write_text_atomic)
+from common import (UserError, add_threads_arg, check_output_path, config_hash, meta_path, output_digest,
+                    print_config, read_progress, run_main, set_seed, set_threads, write_json_atomic,
+                    write_jsonl_atomic, write_text_atomic)
+from common import check_complete, check_out_not_input, claim_output_dir  # output folder: ownership, lock
 from config import SEED, number
 
 
@@ -38,12 +50,15 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
     tasks.add_task_args(p)
-    p.add_argument("--model", default=None, help="model name or path (default: the run's model with --adapter); "
+    p.add_argument("--model", default=None, help="model name or path (default with --adapter: the run's model, or "
+                   "the base model a bare adapter folder records, e.g. a published one); "
                    "'copier' = the baseline with no weights that answers with the label of the context example "
                    "most similar to x (nothing under a zero prompt)")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder, or a train.py run folder (uses final/; "
                    "its config.json supplies the task flags and model unless given here)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a complete evaluation of another configuration "
+                   "in --out (only a folder evaluate.py wrote: its cc_output.json)")
     p.add_argument("--split", default=None, help="test split (default: the task's first)")
     p.add_argument("--k", type=number(int, 1, 512), default=4, help="context size (default 4)")
     p.add_argument("--seed", type=number(int, **SEED), default=0, help="seed of the evaluation contexts and bootstrap")
@@ -59,7 +74,7 @@ def build_parser():
     p.add_argument("--comet", default=None, help="COMET checkpoint path or name (e.g. Unbabel/wmt22-comet-da): "
                    "MT scores become COMET-22 (task metric kept as task_score)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=number(int, 1, 1024), default=None, help="torch CPU threads")
+    add_threads_arg(p)
     return p
 
 
@@ -68,25 +83,34 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_output_path(args.out, is_dir=True)
+    check_out_not_input(args.out, [args.data, args.adapter, args.paraphrases, args.model, args.comet], is_dir=True)
+    # missing, empty or an evaluation folder of ours (cc_output.json), and locked while we run
+    with claim_output_dir(args.out, "evaluation", "evaluate.py", overwrite=args.overwrite, reuse=True) as out:
+        return _evaluate(argv, parser, args, out)
+
+
+def _evaluate(argv, parser, args, out):
     if args.model == ev.COPIER and args.adapter:
         raise UserError("--model copier has no weights: it takes no --adapter")
     adapter_dir, run_cfg = ev.resolve_adapter(args.adapter) if args.adapter else (None, None)
     taken = ev.apply_run_config(args, run_cfg, ev.explicit_dests(parser, argv))
     if run_cfg and run_cfg.get("full"):  # a --full run saved a whole model, not an adapter
         args.model, adapter_dir = adapter_dir, None
+    if args.model is None and adapter_dir:  # a bare adapter folder (e.g. a published one): the base it records
+        import models
+        args.model = models.adapter_base(adapter_dir)
+        taken += ["model"] if args.model else []
     if args.model is None:
-        raise UserError("--model is required (or give --adapter with a run folder whose config.json names it)")
+        raise UserError("--model is required (or give --adapter with a run folder or adapter that names it)")
     context_types = [t.strip() for t in args.context_types.split(",") if t.strip()]
     fixed_bins = ev.parse_bins(args.bins)
     if args.comet and args.task != "mt":
         raise UserError("--comet applies to the mt task only")
     print_config(args, "evaluate")
     if taken:
-        print(f"from the run config: {', '.join(f'{k}={getattr(args, k)}' for k in taken)}", flush=True)
+        print(f"from --adapter {args.adapter}: {', '.join(f'{k}={getattr(args, k)}' for k in taken)}", flush=True)
     set_seed(args.seed)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    print(f"torch CPU threads: {set_threads(args.threads)}", flush=True)
 
     # --- task, test inputs, contexts (model-independent) ---------------------------------
     import contexts
@@ -117,6 +141,13 @@ def main(argv=None):
     conf = config_hash({"model": args.model, "adapter": output_digest(adapter_dir) if adapter_dir else None,
                         "max_new": max_new, "batch_size": args.batch_size,
                         "prompts": config_hash(ev.instance_prompts(task, instances), 64)}, 64)
+    result_conf = config_hash({"predictions": conf, "comet": args.comet, "bins": args.bins, "seed": args.seed,
+                               "task_config": tasks.task_config(args), "split": split, "types": context_types}, 64)
+    if already_complete(out, result_conf, args.overwrite, task.name):
+        print(f"{args.out} already holds this evaluation, complete: nothing to do (--overwrite redoes it)", flush=True)
+        return
+    out.start()  # from here OUT is ours and marked unfinished until the very end
+    out.keep()   # the progress file survives an interruption
     done = load_progress(partial, conf, len(instances))
 
     def save_progress(preds, new_tokens):
@@ -149,11 +180,31 @@ def main(argv=None):
                        meta={"kind": "predictions", "task": task.name, "task_fp": task.fingerprint()})
     write_json_atomic(os.path.join(args.out, "summary.json"), summary)
     write_text_atomic(os.path.join(args.out, "summary.md"), ev.summary_markdown(summary))
+    # LAST: cc_output.json records that these files are one finished evaluation (figure3.py checks it)
+    out.complete(["predictions.jsonl", "predictions.jsonl.meta.json", "summary.json", "summary.md"],
+                 config=result_conf, task=task.name, model=args.model, adapter=adapter_dir)
     for p in (partial, meta_path(partial)):  # OUT is complete: the progress file has served
         if os.path.exists(p):
             os.remove(p)
     print(ev.summary_markdown(summary), flush=True)
     print(f"wrote {args.out}/predictions.jsonl, summary.json, summary.md", flush=True)
+
+
+def already_complete(out, result_conf, overwrite, task_name):
+    """True when OUT holds this very evaluation, finished and unchanged (then there is nothing to do).
+    A finished evaluation of another configuration is refused unless --overwrite; an unfinished one
+    (interrupted: its progress file is reused) or a new folder is (re)done."""
+    try:
+        rec = check_complete(out.path, "evaluation")
+    except UserError:
+        return False  # unfinished, or changed since: done again here
+    if rec is None or overwrite:
+        return False
+    if rec.get("config") == result_conf:
+        return True
+    raise UserError(f"{out.shown} holds a complete evaluation of another configuration (task {rec.get('task')}, "
+                    f"model {rec.get('model')}; now task {task_name}); pass --overwrite to replace it or use "
+                    f"another --out")
 
 
 def load_progress(path, conf, n):

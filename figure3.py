@@ -7,6 +7,10 @@ Several folders may share a label (e.g. one per training seed): their rows are p
 paired difference pairs the i-th folder of one label with the i-th of the other (a label with a
 single folder, e.g. the untuned base, pairs with every seed).
 
+A folder evaluate.py wrote is read only when its cc_output.json records it as finished and its
+files unchanged since (an interrupted evaluation is refused); folders without that file (older
+ones, or made by hand) are read as they are. --out and --table must not lie inside an input folder.
+
 Writes the PNG (score per shared max_nsim bin, one bar per label) and a markdown table (--table,
 default: beside the PNG) with, in this order:
   1. the mean score per context type and label (95% CI clustered by test input);
@@ -25,14 +29,17 @@ from collections import OrderedDict
 
 import evaluation as ev
 import stats
-from common import (UserError, atomic_path, check_output_path, print_config, read_json, read_jsonl, run_main,
-                    write_text_atomic)
+from common import (UserError, atomic_path, check_complete, check_out_not_input, check_output_path, print_config,
+                    read_json, read_jsonl, run_main, write_text_atomic)
 from config import SEED, number
 
 
 def load_eval_dir(d):
     if not os.path.isdir(d):
         raise UserError(f"evaluation folder not found: {d}")
+    # a folder evaluate.py wrote is read only once it finished (predictions and summary of one run,
+    # unchanged since); folders without cc_output.json (older, or made by hand) are read as they are
+    check_complete(d, "evaluation", "evaluation (evaluate.py --out)")
     path = os.path.join(d, "predictions.jsonl")
     rows = read_jsonl(path, "predictions", required=("id", "context_type", "max_nsim", "score"))
     for n, r in enumerate(rows, 1):
@@ -174,6 +181,7 @@ def main(argv=None):
     table = args.table or os.path.splitext(args.out)[0] + ".md"
     for path in (args.out, table):
         check_output_path(path)
+        check_out_not_input(path, args.dirs, what="--out" if path == args.out else "--table")
     print_config(args, "figure3")
     result = compare(args.dirs, labels, fixed, args.seed, args.ref)
     if not result["same_instances"]:

@@ -32,7 +32,9 @@ Whatever the back-end, a copy of x is never written (make_row drops it).
 
 Output JSONL, one row per input (contexts.load_paraphrases reads it), written with a sidecar
 <out>.meta.json {"kind": "paraphrases", "task", "task_fp", "backend", "split", "n", "seed",
-"min_nsim", "max_nsim", ... , "rows", "sha256"}:
+"min_nsim", "max_nsim", ... , "complete", "inputs", "rows", "sha256"}; "complete": false marks the
+periodic saves of a run still going (or interrupted): consumers refuse such a file, this script
+continues it. --out must not lie inside --data.
   {"id", "x", "paraphrases": [str], "labels": [str] (alignment/sql, or whenever a label
    differs from y), "backend": "rules"|"llm"|"perturb", "fallback": true (only on llm fallbacks)}
 A row may hold an empty list when no paraphrase could be made; consumers treat it as "no paraphrase".
@@ -567,6 +569,8 @@ def main(argv=None):
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.min_nsim >= args.max_nsim:
         raise UserError(f"--min-nsim {args.min_nsim} must be below --max-nsim {args.max_nsim}")
+    common.check_output_path(args.out)
+    common.check_out_not_input(args.out, [args.data])
     common.print_config(args, "paraphrase.py")
     common.set_seed(args.seed)
     task = tasks.task_from_args(args)
@@ -591,14 +595,15 @@ def main(argv=None):
                     samples=args.samples if args.temperature > 0 else 1, fallback="rules")
     if backend == "rules":
         meta.update(rule_candidates=args.rule_candidates)
-    rows = []
+    rows, cache_partial = [], False
     if os.path.exists(args.out):
         if common.read_meta(args.out) is not None and not common.is_complete(args.out):
             print(f"note: {args.out} changed since it was written (an interrupted or edited file): "
                   f"not used as a cache; starting over", flush=True)
         else:
             if os.path.exists(args.out + ".meta.json"):
-                common.check_meta(args.out, "paraphrases", task=task.name, task_fp=task.fingerprint())
+                cache_partial = common.check_meta(args.out, "paraphrases", task=task.name, task_fp=task.fingerprint(),
+                                                  partial_ok=True).get("complete") is False
             rows = common.read_jsonl(args.out, "paraphrase", required=("id", "x", "paraphrases"))
     done = {(r["id"], r["x"]) for r in rows}
     todo = [e for e in inputs if (e["id"], e["x"]) not in done]
@@ -617,6 +622,10 @@ def main(argv=None):
 
     new_rows, last_save, t0 = [], time.monotonic(), time.monotonic()
     chunk = args.batch_size if backend == "llm" else 200
+    finished = False
+    # saves before the end say "complete": false (sample_contexts/train/evaluate refuse such a file;
+    # this script continues it); the last one, once every input is done, "complete": true
+    partial_meta = {**meta, "complete": False, "inputs": len(inputs)}
     try:
         bar = common.progress(total=len(todo), desc=f"paraphrase ({backend})", unit="input")
         for i in range(0, len(todo), chunk):
@@ -624,12 +633,15 @@ def main(argv=None):
             new_rows += maker.rows(exs, args.seed) if maker else [perturb_row(task, e, args.n, args.seed) for e in exs]
             bar.update(len(exs))
             if time.monotonic() - last_save > args.save_every:
-                common.write_jsonl_atomic(args.out, rows + new_rows, meta=meta)
+                common.write_jsonl_atomic(args.out, rows + new_rows, meta=partial_meta)
                 last_save = time.monotonic()
         bar.close()
+        finished = True
     finally:  # keep what was made, also on an interruption or an error
-        if new_rows or not os.path.exists(args.out):
-            common.write_jsonl_atomic(args.out, rows + new_rows, meta=meta)
+        if new_rows or not os.path.exists(args.out) or (finished and cache_partial):
+            common.write_jsonl_atomic(args.out, rows + new_rows,
+                                      meta={**meta, "complete": True, "inputs": len(inputs)} if finished
+                                      else partial_meta)
     print_summary(task, index, new_rows, len(inputs) - len(todo), validator, maker, args.out,
                   time.monotonic() - t0)
 

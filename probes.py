@@ -3,8 +3,9 @@
     python probes.py --run runs/contrastive --run runs/random --run runs/similar \
         --limit 100 --out probes.jsonl --plot probes.png
 
-For every run folder (train.py --out) and every adapter it saved (checkpoint-<step>/, final/,
-and step 0 = the base model without adapter), on a fixed probe set (the first --limit inputs of
+For every run folder (train.py --out) and every checkpoint it saved (checkpoint-<step>/, final/:
+a LoRA adapter, or the whole model of a --full / --model scratch run; step 0 = the base model;
+a run with no saved weights is an error), on a fixed probe set (the first --limit inputs of
 the test split) with ŷ(S) the greedy prediction under context S and ŷ(∅) the zero-context one:
   IWL   mean sim_y(ŷ(random), ŷ(∅)): does the model answer the same without and with k random
         examples (the task lives in its weights)?
@@ -33,11 +34,9 @@ keeps the finished checkpoints for the next run. Scores are also reused from an 
 the full list with the same --out scores only what is new.
 """
 import argparse
-import glob
 import json
 import os
 import random
-import re
 import sys
 
 import numpy as np
@@ -45,8 +44,9 @@ import numpy as np
 import contexts
 import evaluation as evaluate
 import tasks
-from common import (SEED, THREADS, UserError, atomic_path, check_output_path, config_hash, meta_path, output_digest,
-                    print_config, read_json, read_progress, run_main, set_seed, write_jsonl_atomic)
+from common import (SEED, UserError, add_threads_arg, atomic_path, check_output_path, config_hash, meta_path,
+                    output_digest, print_config, read_json, read_progress, run_main, set_seed, set_threads,
+                    write_jsonl_atomic)
 
 PROBES = ("iwl", "icl", "copy")
 
@@ -154,26 +154,10 @@ def zero_prompt_failed(prediction, x):
 
 # ============================================================================ runs and checkpoints
 def run_checkpoints(run_dir):
-    """[(step, name, adapter dir or None)]: step 0 = base model, every checkpoint-<step>/, and final/
-    (its step from trainer_state.json; skipped when a checkpoint has the same step)."""
-    found = {}
-    for d in glob.glob(os.path.join(run_dir, "checkpoint-*")):
-        m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(d))
-        if m and os.path.isfile(os.path.join(d, "adapter_config.json")):
-            found[int(m.group(1))] = (f"checkpoint-{m.group(1)}", d)
-    final = os.path.join(run_dir, "final")
-    if os.path.isfile(os.path.join(final, "adapter_config.json")):
-        step = None
-        state = os.path.join(final, "trainer_state.json")
-        if os.path.isfile(state):
-            step = read_json(state, "trainer state").get("step")
-        if step is None:
-            cfg = os.path.join(run_dir, "config.json")
-            step = read_json(cfg, "run config").get("total_steps") if os.path.isfile(cfg) else None
-        if step is None:
-            step = max(found, default=0) + 1
-        found.setdefault(int(step), ("final", final))
-    return [(0, "base", None)] + [(s, n, d) for s, (n, d) in sorted(found.items()) if s > 0]
+    """[(step, name, folder or None, kind)]: step 0 = the base model (no folder), then every saved
+    checkpoint of the run, LoRA or full weights (training.list_checkpoints)."""
+    import training
+    return [(0, "base", None, None)] + [c for c in training.list_checkpoints(run_dir) if c[0] > 0]
 
 
 def step_list(text):
@@ -240,7 +224,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--plot", default=None, help="output PNG (three panels)")
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=THREADS, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_arg(p)
     return p
 
 
@@ -261,18 +245,22 @@ def main(argv=None):
             raise UserError(f"not a training run folder (no config.json): {run}")
         found = run_checkpoints(run)
         checkpoints[run] = [c for c in found if args.steps is None or c[0] in args.steps]
-        missing = sorted(set(args.steps or ()) - {s for s, _, _ in found})
+        missing = sorted(set(args.steps or ()) - {c[0] for c in found})
         if missing:
             raise UserError(f"--steps: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
+        if len(found) == 1 and args.steps is None:
+            raise UserError(f"{run} holds no saved weights (no checkpoint-<step>/ or final/ with an adapter or a "
+                            f"model): nothing to probe but the base model (--steps 0 probes only that)")
     out_path = check_output_path(args.out, what="--out")
     if args.plot:
         if check_output_path(args.plot, what="--plot") == out_path:
             raise UserError("--plot and --out name the same file")
+    from common import check_out_not_input  # e.g. --out RUN/config.json, --plot inside a run folder
+    for path, flag in ((args.out, "--out"), (args.plot, "--plot")):
+        check_out_not_input(path, [*args.run, args.paraphrases, args.data, args.model], what=flag)
     print_config(args, "probes")
     set_seed(args.seed)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    print(f"torch CPU threads: {set_threads(args.threads)}", flush=True)
     import generation
     import models
 
@@ -302,8 +290,8 @@ def main(argv=None):
         labels[run] = run_label(run, cfg)
         ckpts = checkpoints[run]
         print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
-              f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[s for s, _, _ in ckpts]}", flush=True)
-        for step, name, adapter in ckpts:
+              f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[c[0] for c in ckpts]}", flush=True)
+        for step, name, adapter, kind in ckpts:
             digest = output_digest(adapter) if adapter else "base"
             key = json.dumps([run_args.model, {k: getattr(run_args, k) for k in evaluate.TASK_KEYS}, split])
             reused = done.get((run, step, name, digest))
@@ -312,7 +300,8 @@ def main(argv=None):
             elif adapter is None and key in base_cache:
                 scores = base_cache[key]
             else:
-                model, tok = models.load_with_adapter(run_args.model, adapter, device=args.device)
+                model, tok = models.load(adapter, device=args.device) if kind == "full" else \
+                    models.load_with_adapter(run_args.model, adapter, device=args.device)
                 max_new = args.max_new_tokens or evaluate.default_max_new_tokens(task, tok)
 
                 def predict(prompts, model=model, tok=tok, max_new=max_new):

@@ -21,6 +21,8 @@ train.py --resume from its last checkpoint), so an interrupted study resumes whe
   6. figure3.py      -> figure3.png + figure3.md (paired differences vs contrastive), and results.md
 Budgets: smoke (tiny random model, seconds; used by the tests), small (sized for 2 CPU
 cores), full (the paper's 5 epochs and whole test sets; meant for a GPU).
+--out must be missing, empty or a study of reproduce.py (its cc_output.json, or for a study made
+before those markers, its stage manifests); any other folder is refused before the first stage.
 """
 import argparse
 import os
@@ -30,9 +32,10 @@ import sys
 import time
 
 import config
-from common import (SEED_MAX, THREADS, UserError, check_output_path, finite_float, int_range, is_done,
+from common import (SEED_MAX, UserError, add_threads_arg, check_output_path, finite_float, int_range, is_done,
                     output_digest, print_config, read_json, read_jsonl, run_main, write_done, write_json_atomic,
                     write_text_atomic)
+from common import check_out_not_input, claim_output_dir, read_owner  # output folder ownership
 from stats import fmt
 from tasks import add_task_args, task_from_args
 
@@ -49,6 +52,20 @@ REGIMES = [("zero", []), ("random", []), ("similar", []), ("contrastive", []), (
 # contexts (rho = 0), no Similar-Contexts (beta = 0)
 ABLATIONS = [("contrastive-rho0", ["--rho", "0"]), ("contrastive-beta0", ["--beta", "0"])]
 SKIPPABLE = ("base", "probes", "compare")
+
+
+def made_by_reproduce(folder):
+    """A study folder written before cc_output.json markers existed: it holds a stage manifest of
+    reproduce.py (a `<output>.done` with the stage's name and command)."""
+    for name in os.listdir(folder):
+        if name.endswith(".done") and os.path.isfile(os.path.join(folder, name)):
+            try:
+                rec = read_json(os.path.join(folder, name), "stage manifest")
+            except UserError:
+                continue
+            if isinstance(rec, dict) and "stage" in rec and "cmd" in rec:
+                return True
+    return False
 
 
 def save_timings(path, timings):
@@ -206,7 +223,7 @@ def build_parser():
                    help="paraphrase JSONL of test inputs for random+paraphrase (default: perturb with another seed)")
     p.add_argument("--lr", type=finite_float(0, 1, lo_open=True), default=None,
                    help="training learning rate in (0, 1] (default: train.py's 2e-4)")
-    p.add_argument("--threads", type=THREADS, default=0, help="torch threads per stage (0 = auto)")
+    add_threads_arg(p)  # passed as is to every stage, whose --threads is the same flag (common.add_threads_arg)
     p.add_argument("--regimes", default=None, help="comma-separated regimes to run (default: the five regimes "
                    f"and contrastive+zero<FRAC>): {', '.join(r for r, _ in REGIMES + ABLATIONS)}, "
                    "contrastive+zero<FRAC>; a suffix @s<N> trains another seed (seed + N), e.g. contrastive@s1")
@@ -234,6 +251,8 @@ def check_args(args):
     if bad:
         raise UserError(f"--skip: unknown stage(s) {', '.join(bad)}; valid: {', '.join(SKIPPABLE)}")
     check_output_path(args.out, is_dir=True, what="--out")
+    check_out_not_input(args.out, [args.data, args.test_paraphrases], is_dir=True, may_hold_inputs=True)
+    claim_output_dir(args.out, "study", "reproduce.py", reuse=True, lock=False, legacy=made_by_reproduce)
     if args.test_paraphrases is not None and not os.path.isfile(args.test_paraphrases):
         raise UserError(f"--test-paraphrases file not found: {args.test_paraphrases}")
     if args.data is None or not args.data.startswith("hub:"):
@@ -270,8 +289,8 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
         cmd += ["--max-steps", str(b["max_steps"])] if b["max_steps"] else []
         cmd += ["--lr", str(args.lr)] if args.lr else []
         cmd += ["--threads", str(args.threads)]
-        if os.path.isfile(os.path.join(run, "config.json")):
-            cmd.append("--resume")  # an unfinished run continues from its last checkpoint
+        if read_owner(run):
+            cmd.append("--resume")  # an unfinished run (cc_output.json: train.py's) continues from its last checkpoint
         stage(f"train-{label}", run, cmd, timings, inputs=[ctx, p_train])
         runs.append((label, run))
         save_timings(tpath, timings)
@@ -315,7 +334,9 @@ def main(argv=None):
     b, regimes = check_args(args)
     print_config({**vars(args), **{f"budget.{k}": v for k, v in b.items()}}, "reproduce")
     out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+    # a missing or empty folder, a study of ours (cc_output.json) or an older one (its stage manifests);
+    # never locked: regime subsets may run in parallel processes on one study (each stage locks its own folder)
+    claim_output_dir(out, "study", "reproduce.py", reuse=True, lock=False, legacy=made_by_reproduce).start()
     tf, tpath = task_flags(args), os.path.join(out, "timings.json")
     timings = read_json(tpath, "timings") if os.path.exists(tpath) else {}
     timings = timings if isinstance(timings, dict) else {}
@@ -331,7 +352,7 @@ def main(argv=None):
     probes, png = os.path.join(out, "probes.jsonl"), os.path.join(out, "probes.png")
     if "probes" not in args.skip:
         cmd = ["probes.py", *[a for _, run in runs for a in ("--run", run)], "--limit", str(b["probe_limit"]),
-               "--paraphrases", p_test, "--threads", str(args.threads or 1), "--out", probes, "--plot", png]
+               "--paraphrases", p_test, "--threads", str(args.threads), "--out", probes, "--plot", png]
         cmd += ["--k", str(args.k)] if args.k != 4 else []
         stage("probes", [probes, png], cmd, timings, inputs=[p_test, *[r for _, r in runs]])
 

@@ -13,7 +13,7 @@ example drawn from the top-M BM25 candidates with probability proportional to it
 One JSONL row per (epoch, target) (the contract lives in contexts.py):
   {"epoch", "target", "regime", "kind", "context": [ids], "nsim": [floats], "paraphrase", "copy"}
 plus OUT.meta.json naming the task, its data fingerprint and this configuration. The same
-command writes a byte-identical file.
+command writes a byte-identical file. --out must not be an input (--paraphrases) nor lie inside --data.
 """
 import argparse
 
@@ -33,8 +33,9 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output JSONL")
     args = p.parse_args(argv)
     print_config(args, "sample_contexts")
-    from common import check_output_path
+    from common import check_out_not_input, check_output_path
     check_output_path(args.out)
+    check_out_not_input(args.out, [args.data, args.paraphrases])  # e.g. --out DATA/train.en, --out PARA.jsonl
     task = task_from_args(args)
     print(task.describe(), flush=True)
     cfg = config.from_args(config.ContextConfig, args)

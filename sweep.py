@@ -25,6 +25,8 @@ runs/<run>.jsonl + runs/<run>.inputs.json (per-input final scores, for paired di
 ckpt/<group>.pt (latest checkpoint of each ensemble: interrupted groups resume from it),
 minimal_model.json, phase_<F,R,zeta>.png (phase diagram + minimal model side by side),
 transience.png (probe curves over steps), results.md. Resumable: finished runs are skipped.
+--out must be missing, empty or a sweep folder (its cc_output.json, or for a sweep made before those
+markers its sidecars); it is locked (.cc_lock) while sweep.py runs.
 --show N (same flags as the finished sweep) writes only examples.md: N raw training sequences of seed 0
 of each regime (its own seeded stream) and N drift / random-context predictions with per-chunk verdicts.
 """
@@ -42,6 +44,7 @@ import scratch
 import stats
 import synthetic
 import tasks
+from common import claim_output_dir, read_meta  # output folder: ownership marker, lock
 from common import (UserError, atomic_path, check_meta, config_hash, is_complete, print_config, progress,
                     read_json, read_jsonl, run_main, write_json_atomic, write_jsonl_atomic, write_text_atomic)
 
@@ -378,6 +381,30 @@ def main(argv=None):
     torch.set_num_threads(1)
     if args.show:
         return show_examples(args, runs, regime_cells, cfg, cfg_hash)
+    # --out: missing, empty or a sweep folder of ours (cc_output.json, or an older sweep: its sidecars); locked
+    with claim_output_dir(args.out, "sweep", "sweep.py", reuse=True, legacy=made_by_sweep) as out:
+        return _sweep(args, runs, regime_cells, cfg, cfg_hash, out)
+
+
+def made_by_sweep(folder):
+    """A sweep folder written before cc_output.json markers existed: its sweep.jsonl or one of its
+    runs/*.jsonl has the sidecar this script writes (kind "sweep" / "sweep-run")."""
+    paths = [os.path.join(folder, "sweep.jsonl")]
+    if os.path.isdir(os.path.join(folder, "runs")):
+        paths += [os.path.join(folder, "runs", n[:-len(".meta.json")]) for n in sorted(os.listdir(
+            os.path.join(folder, "runs"))) if n.endswith(".jsonl.meta.json")][:1]
+    for path in paths:
+        try:
+            meta = read_meta(path)
+        except UserError:
+            continue
+        if meta and meta.get("kind") in ("sweep", "sweep-run"):
+            return True
+    return False
+
+
+def _sweep(args, runs, regime_cells, cfg, cfg_hash, out):
+    out.start()
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     os.makedirs(os.path.join(args.out, "ckpt"), exist_ok=True)
     t0 = time.time()
@@ -387,6 +414,7 @@ def main(argv=None):
         setup_data(args)
         print(DATA["task"].describe(), f"| sequence {DATA['data'].seq_len} tokens, drift test "
               f"{len(DATA['full']['drift_copy']['x'])} inputs", flush=True)
+    out.keep()  # from here on, finished runs and group checkpoints are reused by the next call
     groups = groups_of(pending, args)
     jobs = [(g, runs, args, os.path.join(args.out, "ckpt", f"group-{config_hash([cfg, g])}.pt"), w % args.jobs)
             for w, g in enumerate(groups)]

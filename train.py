@@ -5,7 +5,15 @@
     python train.py --contexts ctx.jsonl --paraphrases para.jsonl --model gemma3-270m --out runs/g
     python train.py ... --resume                               # continue a killed run from its last checkpoint
     python train.py --model tiny --full --lr 1e-3 ...          # all weights of a small model (from scratch)
-    accelerate launch --num_processes 4 train.py ...           # several GPUs, same script
+    torchrun --nproc_per_node 2 train.py ...                   # data-parallel: 2 processes (CPU or GPUs)
+    accelerate launch --multi_gpu --num_processes 2 train.py ...   # the same through Accelerate
+
+Several processes: `torchrun --nproc_per_node N` (or `accelerate launch --multi_gpu --num_processes N`)
+runs N data-parallel processes, on CPU too; a step takes batch x grad-accum x N sequences (with
+full weights, 2 processes give the losses of 1 process with --grad-accum 2; LoRA dropout draws
+other masks). Plain `accelerate launch --num_processes N train.py` WITHOUT --multi_gpu on a
+machine without GPUs starts ONE process (Accelerate's CPU launcher ignores N, silently): the
+"optimizer steps of AxBxC sequences" line printed at the start names the processes (C).
 
 The context of every (epoch, target) comes from --contexts FILE (sample_contexts.py) or is
 sampled here with the regime flags, exactly for the epochs the run uses (written to
@@ -21,11 +29,17 @@ in that time. With a pretrained model the defaults are the paper's: LoRA, lr 2e-
 2 epochs. For the alignment task, Contrastive's rho > 0 without --paraphrases makes the pool's
 paraphrases on the fly (the task's exact perturbation, written to RUN/paraphrases.jsonl).
 
-Run folder: config.json, contexts.jsonl (+ .meta.json; sampled runs only), train_log.jsonl ({step, loss, lr,
-tokens_per_s}), checkpoint-<step>/ and final/ (a peft adapter, or with --full a whole model).
+Run folder: cc_output.json (the marker that makes it a run of this program), config.json, contexts.jsonl
+(+ .meta.json; sampled runs only), train_log.jsonl ({step, loss, lr, tokens_per_s}), checkpoint-<step>/
+and final/ (a peft adapter, or with --full a whole model). --out must be missing, empty or a run
+(its cc_output.json; a folder without it is never written into or deleted, not even with
+--overwrite, which empties only a run, and only after every input was validated); it is locked
+(.cc_lock) while train.py runs, so a second train.py on it stops with one error line; a run that
+fails before training starts leaves nothing behind in a new folder.
 """
 import argparse
 import os
+import tempfile
 
 import numpy as np
 import torch
@@ -34,7 +48,8 @@ import config
 import contexts
 import models
 import training
-from common import file_sha256, prepare_run_dir, print_config, run_main, set_seed, write_json_atomic
+from common import (UserError, add_threads_arg, check_out_not_input, claim_output_dir, file_sha256, print_config,
+                    run_main, set_seed, write_json_atomic)
 from evaluation import format_by_type
 from tasks import add_task_args, task_config, task_from_args
 
@@ -59,8 +74,7 @@ def get_args(argv=None):
                    "before/after check printed at the end (0 = none; default 24)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out (only a run folder)")
-    g.add_argument("--threads", type=config.number(int, 0, 1024), default=0, help="torch CPU threads (0 = auto: "
-                   "the cores the load average leaves idle, at least 1)")
+    add_threads_arg(g)
     g.add_argument("--stop-after", type=config.number(int, 1), default=None, help=argparse.SUPPRESS)  # tests
     args = p.parse_args(argv)
     scratch = args.model.startswith("scratch")
@@ -84,6 +98,17 @@ def main(argv=None):
     args = get_args(argv)
     tc, cc = config.from_args(config.TrainConfig, args), config.from_args(config.ContextConfig, args)
     acc, precision = training.accelerator(tc.precision, args.threads)
+    if not acc.is_main_process:  # the main process owns (checks, locks, writes) the run folder
+        return _train(args, tc, cc, acc, precision, None)
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    check_out_not_input(args.out, [args.data, args.contexts, args.paraphrases, args.model], is_dir=True)
+    # ours (cc_output.json) or empty, and locked; an early failure leaves no trace in a new folder
+    with claim_output_dir(args.out, "train-run", "train.py", overwrite=args.overwrite, resume=args.resume) as out:
+        return _train(args, tc, cc, acc, precision, out)
+
+
+def _train(args, tc, cc, acc, precision, out):
     show = acc.is_main_process
     if show:
         print_config(args, "train")
@@ -94,20 +119,19 @@ def main(argv=None):
     if show:
         print(task.describe(), flush=True)
     paraphrases = contexts.load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
-    if args.contexts:  # a bad contexts file is refused before the run folder exists
+    if args.contexts:  # a bad contexts file is refused before the run folder is written
         epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
-    if show:
-        prepare_run_dir(args.out, args.overwrite, resume=args.resume)
-    if not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
-            and task.name == "alignment":  # exact, label-preserving paraphrases made on the fly
+    on_the_fly = not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
+        and task.name == "alignment"  # exact, label-preserving paraphrases made on the fly
+    if on_the_fly:  # made (deterministically, by every process) outside the run folder; copied in with config.json
         args.paraphrases = os.path.join(args.out, "paraphrases.jsonl")
+        with tempfile.TemporaryDirectory(prefix="cc-paraphrases-") as tmp:
+            paraphrases = contexts.load_paraphrases(contexts.write_perturb_paraphrases(
+                os.path.join(tmp, "paraphrases.jsonl"), task, n=3, seed=tc.seed), task)
         if show:
-            contexts.write_perturb_paraphrases(args.paraphrases, task, n=3, seed=tc.seed)
             print(f"paraphrases for --rho {cc.rho:g}: made on the fly with the task's perturbation -> "
                   f"{args.paraphrases}", flush=True)
-        acc.wait_for_everyone()
         cc = config.from_args(config.ContextConfig, args)
-        paraphrases = contexts.load_paraphrases(cc.paraphrases, task)
     if not args.contexts:
         epoch_rows = training.context_source(None, task, cc, tc.seed, paraphrases, show)
     with acc.main_process_first():  # a first use converts a packaged GGUF once, not once per GPU
@@ -117,8 +141,8 @@ def main(argv=None):
     n_tokens = sum(len(epoch_seqs[e][i]["input_ids"]) for step in plan for e, b in step for i in b)
     if show:
         print(f"{len(rows)} context rows over {len(epoch_seqs)} epoch(s) -> {len(plan)} optimizer steps of "
-              f"{tc.batch_size}x{tc.grad_accum}x{acc.num_processes} sequences; {n_tokens} tokens; {dropped} prompts "
-              f"shortened to fit --max-len {tc.max_len}", flush=True)
+              f"{tc.batch_size}x{tc.grad_accum}x{acc.num_processes} sequences (batch x grad-accum x processes); "
+              f"{n_tokens} tokens; {dropped} prompts shortened to fit --max-len {tc.max_len}", flush=True)
 
     # --- model, optimizer, run folder --------------------------------------------------------
     model, lora_modules = training.make_trainable(model, tc, tc.model)
@@ -133,7 +157,10 @@ def main(argv=None):
         training.check_resume(args.out, run_config, NON_SEMANTIC)
     start, log_rows, ckpt = training.resume_state(acc, args.out, model, optimizer, scheduler, tc.full) \
         if args.resume else (0, [], None)
-    if show:
+    if show:  # everything is validated: only now is the folder emptied (--overwrite) and written
+        out.start()
+        if on_the_fly:
+            contexts.write_perturb_paraphrases(args.paraphrases, task, n=3, seed=tc.seed)
         write_json_atomic(os.path.join(args.out, "config.json"), run_config)
         if not args.contexts:  # a --contexts file is recorded by path and sha256 in config.json, not copied
             contexts.write_rows(ctx_path, rows, task, cc, tc.seed, source="sampled")
@@ -148,6 +175,8 @@ def main(argv=None):
                                           map_location="cpu", weights_only=False))
 
     # --- train, save, report -----------------------------------------------------------------
+    if out is not None:  # from here a failure leaves the run (with its marker) for --resume / --overwrite
+        out.keep()
     log_rows, finished = training.train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, log_rows,
                                               args, tc.full)
     if not finished:

@@ -1,10 +1,11 @@
 """Training as a library: what train.py does, in the order it does it.
 
-    prepare_run_dir     validate / clear the run folder before any work (only a folder of ours is replaced)
+    (train.py)          checks, locks and claims the run folder (common.claim_output_dir)
     plan_run            contexts -> token sequences -> the whole run as a list of optimizer steps,
                         sampling exactly the epochs the run will use
     make_trainable      LoRA (q,k,v by default) or all weights (--full)
     train_steps         the loop (checkpoints with optimizer/scheduler/RNG state; exact --resume)
+    list_checkpoints    a run's saved weights by step, LoRA or full (probes.py; last_checkpoint for --resume)
 
 Each training instance is prompt(context, x) followed by answer(y): both are tokenised separately
 and concatenated, and the labels are -100 on every prompt token, so the loss is log p(y | context, x)
@@ -25,7 +26,7 @@ import torch
 
 import contexts
 import models
-from common import UserError, progress, read_json, write_json_atomic, write_jsonl_atomic
+from common import UserError, progress, read_json, set_threads, write_json_atomic, write_jsonl_atomic
 
 LORA_TARGETS = {  # module names shared by Llama, Gemma3, Mistral, Qwen2 ...
     "attn": ["q_proj", "k_proj", "v_proj"],  # the paper: q, k, v (not o)
@@ -228,7 +229,8 @@ def save_checkpoint(acc, path, model, tok, full, optimizer, scheduler, step, log
                 models.write_base_signature(tmp, acc.unwrap_model(model))
             if optimizer is not None:
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                            "world": acc.num_processes}, os.path.join(tmp, "trainer_state.pt"))
+                            "world": acc.num_processes, "log_rows": list(log_rows)},  # the log up to `step`
+                           os.path.join(tmp, "trainer_state.pt"))
             write_json_atomic(os.path.join(tmp, "trainer_state.json"),
                               {"step": step, "loss": log_rows[-1]["loss"] if log_rows else None})
         acc.wait_for_everyone()
@@ -255,27 +257,55 @@ def load_weights(model, folder, full):
         set_peft_model_state_dict(model, load_file(os.path.join(folder, "adapter_model.safetensors")))
 
 
-def last_checkpoint(run_dir):
-    found = []
+def checkpoint_kind(folder):
+    """What a checkpoint-<step>/ or final/ folder holds: "lora" (a peft adapter), "full" (a whole
+    model, --full and --model scratch runs) or None (no weights)."""
+    if os.path.isfile(os.path.join(folder, "adapter_config.json")):
+        return "lora"
+    if any(os.path.isfile(os.path.join(folder, f)) for f in ("model.safetensors", "model.safetensors.index.json")):
+        return "full"
+    return None
+
+
+def _step_checkpoints(run_dir):
+    """{step: folder} of the checkpoint-<step>/ folders that hold weights."""
+    found = {}
     for d in glob.glob(os.path.join(run_dir, "checkpoint-*")):
         m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(d))
-        if m and os.path.isfile(os.path.join(d, "trainer_state.pt")):
-            found.append((int(m.group(1)), d))
+        if m and checkpoint_kind(d):
+            found[int(m.group(1))] = d
+    return found
+
+
+def final_step(run_dir, default):
+    """The step final/ was saved at: its trainer_state.json, else the run's total_steps, else `default`."""
+    for path, key in ((os.path.join(run_dir, "final", "trainer_state.json"), "step"),
+                      (os.path.join(run_dir, "config.json"), "total_steps")):
+        if os.path.isfile(path):
+            data = read_json(path, "trainer state" if key == "step" else "run config")
+            step = data.get(key) if isinstance(data, dict) else None
+            if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
+                raise UserError(f"{path}: \"{key}\" must be an integer >= 1, got {step!r}")
+            if step is not None:
+                return step
+    return default
+
+
+def list_checkpoints(run_dir):
+    """[(step, name, folder, kind)] by step: every checkpoint-<step>/ and final/ that holds weights,
+    LoRA or full (kind: checkpoint_kind). final/ is left out when a checkpoint has its step."""
+    found = {s: (os.path.basename(d), d) for s, d in _step_checkpoints(run_dir).items()}
+    final = os.path.join(run_dir, "final")
+    if checkpoint_kind(final):
+        found.setdefault(final_step(run_dir, max(found, default=0) + 1), ("final", final))
+    return [(s, name, d, checkpoint_kind(d)) for s, (name, d) in sorted(found.items())]
+
+
+def last_checkpoint(run_dir):
+    """The resumable checkpoint-<step>/ (weights and trainer_state.pt) of the highest step, or None."""
+    found = [(s, d) for s, d in _step_checkpoints(run_dir).items()
+             if os.path.isfile(os.path.join(d, "trainer_state.pt"))]
     return max(found)[1] if found else None
-
-
-# ----------------------------------------------------------------------------- devices
-def cpu_threads(requested):
-    """CPU threads for torch. OpenMP threads that have to share cores with other busy processes
-    spin at every barrier: on a loaded 2-core machine, 2 threads ran SmolLM2 steps 30x slower
-    than 1. So by default, use only the cores that the 1-minute load average leaves idle."""
-    if requested:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    idle = cores - int(round(os.getloadavg()[0])) if hasattr(os, "getloadavg") else cores
-    return max(1, min(torch.get_num_threads(), idle))
-
-
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -323,10 +353,10 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
             print(f"\nestimated time: {per * (total - step) / 60:.1f} min for the remaining {total - step} steps "
                   f"({per:.2f} s/step)", file=sys.stderr, flush=True)
         if args.save_every and step % args.save_every == 0 and step < total:
+            if show:  # the log first: a kill before the checkpoint's rename resumes from an earlier one
+                write_jsonl_atomic(log_path, log_rows)
             save_checkpoint(acc, os.path.join(args.out, f"checkpoint-{step}"), model, tok, full, optimizer,
                             scheduler, step, log_rows)
-            if show:
-                write_jsonl_atomic(log_path, log_rows)
         elif show and step % 25 == 0:
             write_jsonl_atomic(log_path, log_rows)
         if args.stop_after and step >= args.stop_after and step < total:
@@ -347,7 +377,7 @@ def accelerator(precision, threads):
     from accelerate import Accelerator
     on_gpu = torch.cuda.is_available()
     if not on_gpu:
-        torch.set_num_threads(cpu_threads(threads))
+        set_threads(threads)  # 0 = auto (common.auto_threads), as in every script
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
     if precision != "no" and not on_gpu:
@@ -393,7 +423,11 @@ def resume_state(acc, out, model, optimizer, scheduler, full):
     scheduler.load_state_dict(state["scheduler"])
     start = state["step"]
     log_path = os.path.join(out, "train_log.jsonl")
-    log_rows = [r for r in read_jsonl(log_path, "train log") if r["step"] <= start] if os.path.isfile(log_path) else []
+    if isinstance(state.get("log_rows"), list):  # the checkpoint's own copy: whatever happened to the log file
+        log_rows = [r for r in state["log_rows"] if isinstance(r, dict) and r.get("step", start + 1) <= start]
+    else:  # a checkpoint written before checkpoints held the log
+        log_rows = [r for r in read_jsonl(log_path, "train log") if r["step"] <= start] if os.path.isfile(log_path) \
+            else []
     if acc.is_main_process:
         print(f"resuming from {ckpt} (step {start})", flush=True)
     return start, log_rows, ckpt

@@ -22,7 +22,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import contexts  # noqa: E402
-from common import UserError, print_config, read_jsonl, run_main, write_text_atomic  # noqa: E402
+from common import (UserError, check_complete, check_out_not_input, check_output_path, print_config,  # noqa: E402
+                    read_jsonl, run_main, write_text_atomic)
 from similarity import is_no_answer  # noqa: E402
 from tasks import add_task_args, task_from_args  # noqa: E402
 
@@ -40,6 +41,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if len(args.labels) != len(args.evals):
         raise UserError(f"{len(args.evals)} folders but {len(args.labels)} labels")
+    check_output_path(args.out)
+    check_out_not_input(args.out, [*args.evals, args.data, args.paraphrases])
+    for d in args.evals:  # a folder evaluate.py did not finish (or that changed since) is refused
+        check_complete(d, "evaluation", "evaluation (evaluate.py --out)")
     print_config(args, "context_use")
     import sacrebleu
     task = task_from_args(args)

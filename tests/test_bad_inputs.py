@@ -7,8 +7,10 @@ Cases run IN-PROCESS (import the script, call its main through common.run_main, 
 stdout/stderr) except those that need a signal or might run away without a fix (those run as
 subprocesses under a 6 GB address-space limit and a timeout).
 
-Case ids name the issue item: item<N>-<script>-<what>. `figure3` is the Figure-3 comparison
-(`figure3.py`).
+Case ids name the issue item: item<N>-<script>-<what> (issue 13), i22-item<N>-<script>-<what>
+(issue 22: data loss). `figure3` is the Figure-3 comparison (`figure3.py`); `studies/context_use`
+is studies/context_use.py. A case's setup may return a callable, run after the case (e.g. to
+release a lock it holds).
 Kinds:  error   exit 2, one error line, no traceback, disk unchanged
         clean   exit 0 or the `error` contract (input the scripts may legitimately accept,
                 e.g. a test input without any BM25 token): never a traceback
@@ -68,8 +70,8 @@ class CaseTimeout(BaseException):
 
 
 def _script_main(script):
-    """(module, main callable taking argv) for a script name."""
-    mod = importlib.import_module(script)
+    """(module, main callable taking argv) for a script name (studies/x for a study script)."""
+    mod = importlib.import_module(script.replace("/", "."))
     return mod, mod.main, f"{script}.py", []
 
 
@@ -234,6 +236,10 @@ def world(tmp_path_factory):
     ev("ev_strscore", [dict(r, score="abc") if i == 4 else r for i, r in enumerate(good)], {"metric": "chrf"})
     ev("ev_listsummary", good, [1, 2])
     ev("ev_nan", [dict(r, max_nsim=float("nan")) if i == 5 else r for i, r in enumerate(good)], {"metric": "chrf"})
+    # a real, complete evaluation folder of evaluate.py (alignment), with its cc_output.json
+    code, out, err, tb = run_inprocess("evaluate", al + ["--model", "tiny", "--limit", "3", "--max-new-tokens", "4",
+                                                         "--threads", "1", "--out", f"{w}/ev_real"])
+    assert code == 0, f"fixture evaluate failed:\n{err[-3000:]}"
     return w
 
 
@@ -289,6 +295,72 @@ def _corrupt_run(w, t):
             p = os.path.join(root, "adapter_model.safetensors")
             data = open(p, "rb").read()
             open(p, "wb").write(data[: len(data) // 3])
+
+
+def _hf_folder(w, t):
+    """A Hugging Face model folder (config.json + weights) with a user's thesis next to them."""
+    os.makedirs(f"{t}/hf")
+    with open(f"{t}/hf/config.json", "w") as f:
+        json.dump({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}, f)
+    with open(f"{t}/hf/model.safetensors", "wb") as f:
+        f.write(b"\0" * 4096)
+    with open(f"{t}/hf/thesis.tex", "w") as f:
+        f.write("years of work\n")
+
+
+def _empty_folder(w, t):
+    os.makedirs(f"{t}/k")
+
+
+def _copy_run(w, t):
+    shutil.copytree(f"{w}/resume/run", f"{t}/run")
+
+
+def _copy_ev_real(w, t):
+    shutil.copytree(f"{w}/ev_real", f"{t}/ev")
+
+
+def _locked(kind, folder, copy):
+    """Setup: a copy of an output folder of ours, locked by this (test) process like a running job."""
+    def setup(w, t):
+        copy(w, t)
+        import common
+        held = common.claim_output_dir(f"{t}/{folder}", kind, "test", reuse=True)
+        return held.release
+    return setup
+
+
+def _ev_interrupted(w, t):
+    """evaluate.py killed between predictions.jsonl and summary.json: its marker says unfinished
+    (written before the new predictions), the new predictions stand beside the old summary."""
+    _copy_ev_real(w, t)
+    marker = f"{t}/ev/cc_output.json"
+    rec = json.load(open(marker))
+    del rec["complete"]
+    json.dump(rec, open(marker, "w"))
+    rows = [json.loads(l) for l in open(f"{t}/ev/predictions.jsonl")]
+    with open(f"{t}/ev/predictions.jsonl", "w") as f:
+        f.write("".join(json.dumps(dict(r, score=0.0)) + "\n" for r in rows))
+
+
+def _ev_changed(w, t):
+    _copy_ev_real(w, t)
+    with open(f"{t}/ev/predictions.jsonl", "a") as f:
+        f.write(open(f"{t}/ev/predictions.jsonl").readline())
+
+
+def _partial_para(w, t):
+    """The periodic save of an interrupted paraphrase.py: rows and sidecar intact, "complete": false."""
+    import common
+    rows = common.read_jsonl(f"{w}/para_al.jsonl")
+    meta = {k: v for k, v in common.read_meta(f"{w}/para_al.jsonl").items() if k not in ("rows", "sha256")}
+    common.write_jsonl_atomic(f"{t}/p.jsonl", rows[:len(rows) // 3], meta={**meta, "complete": False,
+                                                                            "inputs": len(rows)})
+
+
+def _ctx_in_folder(w, t):
+    os.makedirs(f"{t}/run")
+    shutil.copy(f"{w}/ctx_al.jsonl", f"{t}/run/ctx.jsonl")
 
 
 def C(id, script, argv, kind="error", setup=None, allow=None, mode="inproc", **kw):
@@ -429,16 +501,91 @@ CASES = [
                                                              "--out", "{t}/p.jsonl"]),
     C("item10-evaluate-mtop-duplicate-ids", "evaluate", ["--model", "tiny", "--task", "semparse", "--data",
                                                          "{w}/mtop_dup", "--out", "{t}/ev"]),
+    # ==== issue 22 ====
+    # ---- 1. only a folder with this code's marker (cc_output.json) is written into or deleted
+    C("i22-item1-train-overwrite-hf-model-folder", "train", TRAIN[:-2] + ["--overwrite", "--out", "{t}/hf"],
+      setup=_hf_folder),
+    C("i22-item1-train-resume-hf-model-folder", "train", TRAIN[:-2] + ["--resume", "--out", "{t}/hf"],
+      setup=_hf_folder),
+    C("i22-item1-evaluate-hf-model-folder", "evaluate", EVAL[:-2] + ["--out", "{t}/hf"], setup=_hf_folder),
+    C("i22-item1-evaluate-overwrite-hf-model-folder", "evaluate", EVAL[:-2] + ["--overwrite", "--out", "{t}/hf"],
+      setup=_hf_folder),
+    C("i22-item1-reproduce-out-hf-model-folder", "reproduce", REPRO[:-2] + ["--out", "{t}/hf"], setup=_hf_folder),
+    C("i22-item1-sweep-out-hf-model-folder", "sweep", ["--budget", "smoke", "--no-plot", "--out", "{t}/hf"],
+      setup=_hf_folder),
+    C("i22-item1-train-overwrite-evaluation-folder", "train", TRAIN[:-2] + ["--overwrite", "--out", "{t}/ev"],
+      setup=_copy_ev_real),
+    C("i22-item1-evaluate-overwrite-run-folder", "evaluate", EVAL[:-2] + ["--overwrite", "--out", "{t}/run"],
+      setup=_copy_run),
+    C("i22-item1-train-resume-and-overwrite", "train", TRAIN[:-2] + ["--resume", "--overwrite", "--out", "{t}/run"],
+      setup=_copy_run),
+    # ---- 2. an output is never one of the script's inputs, nor inside an input folder
+    C("i22-item2-sample_contexts-out-is-training-data", "sample_contexts",
+      ["--task", "mt", "--data", "{w}/mt", "--out", "{w}/mt/train.en"]),
+    C("i22-item2-sample_contexts-out-inside-data", "sample_contexts",
+      ["--task", "mt", "--data", "{w}/mt", "--out", "{w}/mt/ctx.jsonl"]),
+    C("i22-item2-sample_contexts-out-is-paraphrases", "sample_contexts",
+      SC[:-2] + ["--paraphrases", "{w}/para_al.jsonl", "--out", "{w}/para_al.jsonl"]),
+    C("i22-item2-sample_contexts-out-is-paraphrases-sidecar", "sample_contexts",
+      SC[:-2] + ["--paraphrases", "{w}/para_al.jsonl", "--out", "{w}/para_al.jsonl.meta.json"]),
+    C("i22-item2-paraphrase-out-inside-data", "paraphrase",
+      ["--task", "mt", "--data", "{w}/mt", "--n", "2", "--out", "{w}/mt/train.de"]),
+    C("i22-item2-figure3-out-is-summary", "figure3", ["{w}/ev_a", "{w}/ev_b", "--out", "{w}/ev_a/summary.json"]),
+    C("i22-item2-figure3-table-in-eval-folder", "figure3", FIG + ["--table", "{w}/ev_b/t.md"]),
+    C("i22-item2-probes-out-is-run-config", "probes", PROBES[:-2] + ["--out", "{w}/resume/run/config.json"]),
+    C("i22-item2-probes-plot-in-run-folder", "probes", PROBES + ["--plot", "{w}/resume/run/probes.png"]),
+    C("i22-item2-context_use-out-is-predictions", "studies/context_use",
+      ["{w}/ev_a", "--labels", "a", "--task", "mt", "--data", "{w}/mt", "--out", "{w}/ev_a/predictions.jsonl"]),
+    C("i22-item2-train-overwrite-folder-holding-contexts", "train",
+      TRAIN[:-2] + ["--contexts", "{t}/run/ctx.jsonl", "--overwrite", "--out", "{t}/run"], setup=_ctx_in_folder),
+    C("i22-item2-evaluate-out-inside-adapter-run", "evaluate",
+      ["--adapter", "{w}/resume/run", "--limit", "3", "--threads", "1", "--out", "{w}/resume/run/ev"]),
+    C("i22-item2-reproduce-out-inside-data", "reproduce", REPRO[:-2] + ["--task", "mt", "--data", "{w}/mt",
+                                                                      "--out", "{w}/mt/study"]),
+    # ---- 3. evaluate.py: no silent replacement; figure3 reads only finished evaluations
+    C("i22-item3-evaluate-mt-over-complete-alignment-eval", "evaluate", EVAL[:-2] + ["--out", "{t}/ev"],
+      setup=_copy_ev_real),
+    C("i22-item3-figure3-interrupted-evaluation", "figure3", ["{t}/ev", "{w}/ev_a", "--out", "{t}/fig.png"],
+      setup=_ev_interrupted),
+    C("i22-item3-figure3-predictions-changed-after-completion", "figure3",
+      ["{t}/ev", "{w}/ev_a", "--out", "{t}/fig.png"], setup=_ev_changed),
+    C("i22-item3-context_use-interrupted-evaluation", "studies/context_use",
+      ["{t}/ev", "--labels", "a", "--out", "{t}/cu.md"], setup=_ev_interrupted),
+    # ---- 4. one process per output folder
+    C("i22-item4-train-resume-locked-run", "train",
+      AL + ["--regime", "random", "--contexts", "{w}/resume/ctx.jsonl", "--model", "tiny", "--max-steps", "4",
+            "--save-every", "2", "--threads", "1", "--resume", "--out", "{t}/run"],
+      setup=_locked("train-run", "run", _copy_run)),
+    C("i22-item4-evaluate-locked-folder", "evaluate", EVAL[:-2] + ["--overwrite", "--out", "{t}/ev"],
+      setup=_locked("evaluation", "ev", _copy_ev_real)),
+    # ---- 5. an early failure leaves nothing (so every retry is accepted)
+    C("i22-item5-train-unknown-model-leaves-nothing", "train",
+      AL + ["--model", "nosuchmodel", "--regime", "contrastive", "--max-steps", "2", "--threads", "1",
+            "--out", "{t}/r"]),
+    C("i22-item5-train-max-len-8-leaves-nothing", "train", AL + TR + ["--regime", "contrastive", "--max-len", "8",
+                                                                       "--out", "{t}/r"]),
+    C("i22-item5-train-unknown-model-empty-folder-stays-empty", "train",
+      AL + ["--model", "nosuchmodel", "--regime", "contrastive", "--threads", "1", "--out", "{t}/k"],
+      setup=_empty_folder),
+    C("i22-item5-evaluate-unknown-model-leaves-nothing", "evaluate", EVAL[:-2] + ["--model", "nosuchmodel",
+                                                                                  "--out", "{t}/ev"]),
+    # ---- 6. the progress of an interrupted paraphrase.py is not taken as a whole file
+    C("i22-item6-sample_contexts-partial-paraphrases", "sample_contexts", SC + ["--paraphrases", "{t}/p.jsonl"],
+      setup=_partial_para),
+    C("i22-item6-train-partial-paraphrases", "train", AL + TR + ["--regime", "contrastive", "--paraphrases",
+                                                                 "{t}/p.jsonl", "--out", "{t}/run"],
+      setup=_partial_para),
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input(case, world, tmp_path, monkeypatch):
+def test_bad_input(case, world, tmp_path, monkeypatch, request):
     t = str(tmp_path / "case")
     os.makedirs(t)
     monkeypatch.chdir(t)
-    if case["setup"]:
-        case["setup"](world, t)
+    cleanup = case["setup"](world, t) if case["setup"] else None
+    if callable(cleanup):
+        request.addfinalizer(cleanup)
     argv = [a.replace("{w}", world).replace("{t}", t) for a in case["argv"]]
     before = snapshot(world, t)
     repo_before = sorted(os.listdir(REPO))

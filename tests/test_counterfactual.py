@@ -151,6 +151,7 @@ def test_evaluate_copier_cli(run_script, tmp_path, mt_dir):
     assert s["counterfactual"]["cf_copy"]["mean"] == 100.0 * sum(r["cf_copy"] for r in cf_rows) / len(cf_rows) > 50
     assert s["counterfactual"]["edit_ok"]["mean"] == 100.0 * sum(r["edit_ok"] for r in cf_rows) / len(cf_rows)
     assert all(r["edit_ok"] == 0 for r in cf_rows if r["prediction"] == r["cf_reference"])
-    bad = run_script("evaluate.py", "--task", "mt", "--data", mt_dir, "--model", "copier", "--adapter", str(tmp_path),
+    (tmp_path / "adapter").mkdir()
+    bad = run_script("evaluate.py", "--task", "mt", "--data", mt_dir, "--model", "copier", "--adapter", tmp_path / "adapter",
                      "--out", tmp_path / "ev2")
     assert bad.returncode == 2 and "copier has no weights" in bad.stderr and not os.path.exists(tmp_path / "ev2")

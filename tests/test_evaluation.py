@@ -132,7 +132,7 @@ def test_evaluate_cli_smoke_tiny(run_script, tmp_path):
                       "--threads", "1", "--max-new-tokens", "8", "--n-train", "50")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _read_jsonl(out / "predictions.jsonl")
-    assert len(rows) == 6 * 5
+    assert len(rows) == 6 * len(ev.CONTEXT_TYPES)       # alignment: every input has a counterfactual
     for r in rows:
         assert set(r) >= {"id", "context_type", "context", "max_nsim", "prediction", "reference", "score"}
         assert 0.0 <= r["score"] <= 100.0
@@ -141,7 +141,7 @@ def test_evaluate_cli_smoke_tiny(run_script, tmp_path):
     assert set(s["by_context_type"]) == set(ev.CONTEXT_TYPES)
     assert all(v["n"] == 6 for v in s["by_context_type"].values())
     assert [b["name"] for b in s["bins"]] == ["low", "medium", "high"]
-    assert sum(b["n"] for b in s["bins"]) == 6 * 4
+    assert sum(b["n"] for b in s["bins"]) == 6 * (len(ev.CONTEXT_TYPES) - 1)
     assert "exact" in s["corpus"]["random"]
     assert "chunk_acceptance" in (out / "summary.md").read_text()
 
@@ -181,6 +181,28 @@ def test_evaluate_with_adapter_shares_contexts(tiny_run, tmp_path):
     a, b = _read_jsonl(tmp_path / "a" / "predictions.jsonl"), _read_jsonl(tmp_path / "b" / "predictions.jsonl")
     key = lambda rows: [(r["id"], r["context_type"], r["context"], r["max_nsim"]) for r in rows]  # noqa: E731
     assert key(a) == key(b)
+
+
+def test_evaluate_a_published_adapter_alone(tiny_run, tmp_path):
+    """A bare adapter folder (as reproduce.py publishes under OUT/adapters/<regime>/, no run config
+    beside it) needs no --model: its recorded base is used, with the same predictions as naming it."""
+    import models
+    ada = models.export_adapter(tiny_run, str(tmp_path / "adapters" / "contrastive"))
+    assert not os.path.exists(tmp_path / "adapters" / "config.json")
+    common = ["--adapter", ada, "--limit", "3", "--threads", "1", "--max-new-tokens", "6", "--context-types",
+              "zero,random"]
+    evaluate.main([*common, "--out", str(tmp_path / "alone")])
+    evaluate.main([*common, "--model", "tiny", "--out", str(tmp_path / "named")])
+    s = json.loads((tmp_path / "alone" / "summary.json").read_text())
+    assert s["model"] == "tiny" and s["adapter"] == ada
+    assert _read_jsonl(tmp_path / "alone" / "predictions.jsonl") == _read_jsonl(tmp_path / "named" / "predictions.jsonl")
+    # an adapter that records no base model: one clear error, nothing written
+    cfg = json.loads(open(os.path.join(ada, "adapter_config.json")).read())
+    with open(os.path.join(ada, "adapter_config.json"), "w") as f:
+        json.dump(dict(cfg, base_model_name_or_path=None), f)
+    with pytest.raises(UserError, match="--model is required"):
+        evaluate.main([*common, "--out", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()
 
 
 # ----------------------------------------------------------------------------- compare (Figure 3)
@@ -271,7 +293,8 @@ def test_predict_in_chunks_and_resumed_equals_one_call(align):
     import generation
     import models
     model, tok = models.load_with_adapter("tiny", None)
-    instances = ev.build_eval_contexts(align, align.tests["test"][:5], 2, 0, None, list(ev.CONTEXT_TYPES), "test")
+    five = [t for t in ev.CONTEXT_TYPES if t != "random+counterfactual"]
+    instances = ev.build_eval_contexts(align, align.tests["test"][:5], 2, 0, None, five, "test")
     assert len(instances) == 25
     expected = generation.generate(model, tok, ev.instance_prompts(align, instances), 6, stop=align.stop,
                                    batch_size=2, progress=False)
@@ -326,17 +349,17 @@ def test_evaluate_resumes_after_sigterm_with_identical_predictions(run_script, t
     assert proc.returncode == 143, err[-2000:]
     assert not (out / "predictions.jsonl").exists() and partial.exists()
     n_saved = len(_read_jsonl(partial))
-    assert 0 < n_saved < 150
+    assert 0 < n_saved < 180
     (tmp_path / "other").mkdir()
-    for f in ("predictions.partial.jsonl", "predictions.partial.jsonl.meta.json"):
-        (tmp_path / "other" / f).write_bytes((out / f).read_bytes())
+    for f in ("predictions.partial.jsonl", "predictions.partial.jsonl.meta.json", "cc_output.json"):
+        (tmp_path / "other" / f).write_bytes((out / f).read_bytes())   # (the marker: an evaluation folder of ours)
     proc = run_script("evaluate.py", *args, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"resuming: {n_saved} of 150 predictions" in proc.stdout
+    assert f"resuming: {n_saved} of 180 predictions" in proc.stdout
     assert _read_jsonl(out / "predictions.jsonl") == _read_jsonl(tmp_path / "full" / "predictions.jsonl")
     assert not partial.exists() and not (out / "predictions.partial.jsonl.meta.json").exists()
     assert json.loads((out / "summary.json").read_text())["generation"]["reused"] == n_saved
     # the same progress file under other generation settings is ignored, not trusted
     proc = run_script("evaluate.py", *args, "--max-new-tokens", "20", "--out", tmp_path / "other")
     assert proc.returncode == 0 and "not reusing" in proc.stdout and "resuming" not in proc.stdout, proc.stderr[-2000:]
-    assert len(_read_jsonl(tmp_path / "other" / "predictions.jsonl")) == 150
+    assert len(_read_jsonl(tmp_path / "other" / "predictions.jsonl")) == 180

@@ -8,6 +8,7 @@ import pytest
 
 import probes
 import tasks
+from common import UserError
 
 K = 4
 
@@ -119,11 +120,28 @@ def test_run_checkpoints(tmp_path):
     (run / "final" / "trainer_state.json").write_text(json.dumps({"step": 12}))
     (run / "checkpoint-x").mkdir()
     got = probes.run_checkpoints(str(run))
-    assert [(s, n) for s, n, _ in got] == [(0, "base"), (2, "checkpoint-2"), (4, "checkpoint-4"),
-                                           (10, "checkpoint-10"), (12, "final")]
-    assert got[0][2] is None
+    assert [(s, n) for s, n, _, _ in got] == [(0, "base"), (2, "checkpoint-2"), (4, "checkpoint-4"),
+                                              (10, "checkpoint-10"), (12, "final")]
+    assert got[0][2] is None and {k for *_, k in got[1:]} == {"lora"}
     (run / "final" / "trainer_state.json").write_text(json.dumps({"step": 10}))  # final == last checkpoint
-    assert [s for s, _, _ in probes.run_checkpoints(str(run))] == [0, 2, 4, 10]
+    assert [c[0] for c in probes.run_checkpoints(str(run))] == [0, 2, 4, 10]
+    (run / "final" / "trainer_state.json").write_text(json.dumps({"step": "abc"}))
+    with pytest.raises(UserError, match="must be an integer"):
+        probes.run_checkpoints(str(run))
+
+
+def test_run_checkpoints_of_a_full_weight_run(tmp_path):
+    """--full / --model scratch runs save whole models (model.safetensors, no adapter_config.json):
+    the same lister finds them; a folder without weights (no checkpoint yet) lists only step 0."""
+    run = tmp_path / "run"
+    for name in ("checkpoint-3", "final", "checkpoint-5"):
+        (run / name).mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"full": True, "total_steps": 6}))
+    assert probes.run_checkpoints(str(run)) == [(0, "base", None, None)]  # no weights anywhere yet
+    for name in ("checkpoint-3", "final"):
+        (run / name / "model.safetensors").write_bytes(b"x")
+    got = probes.run_checkpoints(str(run))
+    assert [(s, n, k) for s, n, _, k in got] == [(0, "base", None), (3, "checkpoint-3", "full"), (6, "final", "full")]
 
 
 @pytest.mark.slow
@@ -205,3 +223,23 @@ def test_zero_prompt_failures_are_reported_beside_iwl(align, instances):
     assert probes.probe_scores(align, instances, ignores_context)["iwl"]["zero_fail"] == 0.0
     assert probes.zero_prompt_failed("", "ABC") and probes.zero_prompt_failed(" abc.", "ABC")
     assert not probes.zero_prompt_failed("rijjpr", "ABC")
+
+
+def test_probes_score_every_checkpoint_of_a_full_weight_run(tmp_path):
+    """A --full run (like train.py's default --model scratch) saves whole models: probes.py scores
+    step 0 and every one of them (it used to list only adapters and report "steps [0]")."""
+    import train
+    run = str(tmp_path / "run")
+    train.main(["--model", "tiny", "--full", "--threads", "1", "--task", "alignment", "--n-train", "30",
+                "--regime", "random", "--max-steps", "4", "--save-every", "2", "--eval-limit", "0", "--out", run])
+    out = tmp_path / "p.jsonl"
+    probes.main(["--run", run, "--limit", "2", "--max-new-tokens", "4", "--threads", "1", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted({(r["step"], r["checkpoint"]) for r in rows}) == [(0, "base"), (2, "checkpoint-2"), (4, "final")]
+    # a run that saved no weights yet: one clear error, nothing written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text(open(os.path.join(run, "config.json")).read())
+    with pytest.raises(UserError, match="holds no saved weights"):
+        probes.main(["--run", str(empty), "--limit", "2", "--out", str(tmp_path / "q.jsonl")])
+    assert not (tmp_path / "q.jsonl").exists()

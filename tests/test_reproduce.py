@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -41,6 +42,45 @@ def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
     assert "[run ] paraphrase-train" in third.stdout, third.stdout
     assert p_train.read_bytes() == full
     assert "[run ] contexts-" not in third.stdout and "[run ] eval-" not in third.stdout
+
+
+@pytest.mark.slow
+def test_reproduce_with_its_documented_defaults(run_script, tmp_path):
+    """The issue's command, no --threads: every stage takes the value reproduce.py passes (0 = auto)."""
+    out = tmp_path / "study"
+    proc = run_script("reproduce.py", "--task", "alignment", "--model", "tiny", "--budget", "smoke", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "error:" not in proc.stderr
+    regimes = [r for r, _ in reproduce.regime_list(0.1)]
+    for label in ["base", *regimes]:
+        assert (out / "eval" / label / "summary.json").is_file(), label
+    assert proc.stdout.count("--threads 0") == 2 * len(regimes) + 2  # train, evaluate, base evaluation, probes
+    threads = [int(n) for n in re.findall(r"torch CPU threads: (\d+)", proc.stdout)]
+    assert len(threads) == len(regimes) + 2 and all(1 <= n <= 4 for n in threads)
+    probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
+    assert {(os.path.basename(p["run"]), p["step"]) for p in probes} == {(r, s) for r in regimes for s in (0, 3, 6)}
+    assert (out / "results.md").is_file() and (out / "figure3.png").stat().st_size > 1000
+
+
+def test_threads_flag_is_one_flag_everywhere():
+    """reproduce.py passes its --threads to train.py, evaluate.py and probes.py: the same type and
+    default everywhere, so any value one accepts the others accept; 0 means auto_threads()."""
+    import common
+    import evaluate
+    import probes
+    import train
+    parsers = [reproduce.build_parser(), evaluate.build_parser(), probes.build_parser()]
+    actions = [a for p in parsers for a in p._actions if "--threads" in a.option_strings]
+    assert len(actions) == 3 and all(a.type is common.THREADS and a.default == 0 for a in actions)
+    assert train.get_args(["--threads", "0"]).threads == 0 and train.get_args([]).threads == 0
+    assert 1 <= common.auto_threads() <= common.AUTO_THREADS_MAX
+    import torch
+    before = torch.get_num_threads()
+    try:
+        assert 1 <= common.set_threads(0) == torch.get_num_threads() <= common.AUTO_THREADS_MAX
+        assert common.set_threads(1) == torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_reproduce_seeds_ablations_k_and_skip(run_script, tmp_path):

@@ -247,3 +247,32 @@ def test_alignment_paraphrases_made_on_the_fly(tmp_path):
     none = tmp_path / "rho0"
     train.main([*args, "--rho", "0", "--out", str(none)])  # (the last --rho wins)
     assert not (none / "paraphrases.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one_process_with_grad_accum_2(tmp_path):
+    """`torchrun --nproc_per_node 2 train.py` on CPU is real data parallelism: each step takes one
+    micro-batch per process, so with full weights (no dropout) the losses equal one process with
+    --grad-accum 2; one train_log.jsonl and one set of checkpoints are written (by process 0)."""
+    import subprocess
+    import sys
+    from conftest import REPO
+    args = ["--model", "tiny", "--full", "--threads", "1", "--task", "alignment", "--n-train", "60", "--regime",
+            "contrastive", "--alpha", "0.3", "--max-steps", "4", "--save-every", "2", "--lr", "5e-3",
+            "--eval-limit", "0"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           os.path.join(REPO, "train.py"), *args, "--out", str(two)], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "4 optimizer steps of 2x1x2 sequences" in proc.stdout
+    train.main([*args, "--grad-accum", "2", "--out", str(one)])
+    log2, log1 = read_jsonl(two / "train_log.jsonl"), read_jsonl(one / "train_log.jsonl")
+    assert [r["step"] for r in log2] == [r["step"] for r in log1] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log2] == pytest.approx([r["loss"] for r in log1], rel=1e-5)
+    assert json.loads((two / "config.json").read_text())["world_size"] == 2
+    assert sorted(os.listdir(two)) == sorted(os.listdir(one))  # one log, one checkpoint set, no per-rank copies
+    assert sorted(os.listdir(two / "checkpoint-2")) == sorted(os.listdir(one / "checkpoint-2") + ["rng_state_1.pt"])
+    w2, w1 = load_file(str(two / "final" / "model.safetensors")), load_file(str(one / "final" / "model.safetensors"))
+    assert w2.keys() == w1.keys() and all(torch.allclose(w2[k], w1[k], atol=1e-5) for k in w1)

@@ -1,0 +1,181 @@
+"""Issue 22, data loss: output folders are owned (cc_output.json), locked (.cc_lock), never an input,
+left clean by early failures; interrupted writers never leave a file that reads as a whole one.
+
+The one-line refusals are cases of tests/test_bad_inputs.py (ids i22-*); here are the scenarios
+that need several processes, a signal at a chosen moment, or a retry after a failure.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import common
+from conftest import REPO, TINY_RUN_ARGS
+
+ENV = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", CC_NO_PROGRESS="1", HF_HUB_OFFLINE="1",
+           TRANSFORMERS_OFFLINE="1")
+AL = ["--task", "alignment", "--n-train", "50", "--n-test", "20", "--threads", "1"]
+
+
+def _start(script, *args, cwd):
+    return subprocess.Popen([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_line(proc, pattern, timeout=120):
+    t0, seen = time.monotonic(), []
+    while time.monotonic() - t0 < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return
+    raise AssertionError(f"no line matching {pattern!r}:\n{''.join(seen)[-2000:]}")
+
+
+def _run(script, *args, cwd):
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_error(proc):
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_two_trainings_on_one_folder_the_second_is_refused(tmp_path):
+    """Item 4: two `train.py --out run` at once (seeds 1 and 2): the second stops with one error
+    line naming the lock, whatever its flags; the first one's run is untouched."""
+    args = [*AL, "--model", "tiny", "--regime", "random", "--max-steps", "20000", "--save-every", "0",
+            "--eval-limit", "0", "--out", "run"]
+    first = _start("train.py", *args, "--seed", "1", cwd=tmp_path)
+    try:
+        _wait_line(first, r"^model tiny")  # config.json written, training under way
+        for flags in ([], ["--overwrite"], ["--resume"]):
+            second = _run("train.py", *args, "--seed", "2", *flags, cwd=tmp_path)
+            assert re.search(r"in use by another process \(lock \S*run/\.cc_lock held by pid "
+                             f"{first.pid} ", _one_error(second))
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 1
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 143
+    assert not (tmp_path / "run" / common.LOCK_FILE).exists()  # released on exit
+    assert common.read_owner(tmp_path / "run")["kind"] == "train-run"
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_training_is_retried_without_flags(tmp_path):
+    """Item 5: an early failure leaves nothing; even a SIGKILL during the model load leaves a folder
+    that counts as empty (only the lock file): a plain retry is accepted. A failed --overwrite leaves
+    the old run as it was (deletion happens only once the new run's inputs were all validated)."""
+    args = [*AL, "--regime", "contrastive", "--max-steps", "2", "--eval-limit", "0", "--out", "r"]
+    failed = _run("train.py", *args, "--model", "nosuchmodel", cwd=tmp_path)
+    assert "unknown model" in _one_error(failed) and not (tmp_path / "r").exists()
+    killed = _start("train.py", *args, "--model", "tiny", cwd=tmp_path)
+    _wait_line(killed, r"^paraphrases for --rho")  # made in a temporary folder, not in r/
+    killed.kill()
+    killed.communicate(timeout=60)
+    assert os.listdir(tmp_path / "r") in ([], [common.LOCK_FILE])
+    retry = _run("train.py", *args, "--model", "tiny", cwd=tmp_path)
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    before = {p: (tmp_path / "r" / p).read_bytes() for p in ("config.json", "final/adapter_model.safetensors")}
+    for flags in (["--overwrite"], ["--resume"]):
+        bad = _run("train.py", *args, "--model", "tiny", "--max-len", "8", *flags, cwd=tmp_path)
+        assert "--max-len 8" in _one_error(bad)
+        assert {p: (tmp_path / "r" / p).read_bytes() for p in before} == before
+    again = _run("train.py", *args, "--model", "tiny", "--overwrite", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_resume_restores_log_rows_lost_between_checkpoint_and_log(tiny_run, tmp_path):
+    """Item 7: the log rows up to a checkpoint travel inside it (trainer_state.pt), so losing the
+    train_log.jsonl write after a checkpoint's rename (SIGKILL) loses nothing after --resume."""
+    import train
+    b = str(tmp_path / "b")
+    train.main([*TINY_RUN_ARGS, "--out", b, "--stop-after", "5"])  # killed after step 5: checkpoint-4 survives
+    log = os.path.join(b, "train_log.jsonl")
+    rows = common.read_jsonl(log)
+    common.write_jsonl_atomic(log, [r for r in rows if r["step"] <= 2])  # the rows 3-4 write never happened
+    train.main([*TINY_RUN_ARGS, "--out", b, "--resume"])
+    want = [(r["step"], r["loss"], r["lr"]) for r in common.read_jsonl(os.path.join(tiny_run, "train_log.jsonl"))]
+    assert [(r["step"], r["loss"], r["lr"]) for r in common.read_jsonl(log)] == want
+
+
+@pytest.mark.slow
+def test_sigterm_during_paraphrase_leaves_a_certified_partial_file(tmp_path, mt_dir):
+    """Item 6: SIGTERM while paraphrase.py rewrites --out all the time (--save-every 0): --out keeps
+    a sidecar that matches it and says "complete": false; consumers refuse it, the same command
+    finishes it, and then it is accepted."""
+    out = tmp_path / "p.jsonl"
+    args = ["--task", "mt", "--data", mt_dir, "--split", "all", "--backend", "llm", "--model", "tiny", "--n", "2",
+            "--batch-size", "2", "--max-new-tokens", "16", "--save-every", "0", "--out", out]
+    proc = _start("paraphrase.py", *args, cwd=tmp_path)
+    t0 = time.monotonic()
+    while not os.path.exists(str(out) + ".meta.json") and proc.poll() is None and time.monotonic() - t0 < 120:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a few saves later, in the middle of one
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.count("error:") == 1 and "Traceback" not in err, err[-2000:]
+    meta = common.read_meta(out)
+    assert meta is not None and common.is_complete(out) and meta["complete"] is False
+    assert meta["rows"] < meta["inputs"] == 60
+    sc = ["--task", "mt", "--data", mt_dir, "--regime", "contrastive", "--rho", "0.5", "--paraphrases", out,
+          "--out", tmp_path / "c.jsonl"]
+    assert "interrupted run" in _one_error(_run("sample_contexts.py", *sc, cwd=tmp_path))
+    assert not (tmp_path / "c.jsonl").exists()
+    done = _run("paraphrase.py", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert common.read_meta(out)["complete"] is True and common.read_meta(out)["rows"] == 60
+    assert _run("sample_contexts.py", *sc, cwd=tmp_path).returncode == 0
+
+
+def test_evaluate_same_command_is_a_no_op_and_completion_is_recorded_last(tmp_path):
+    """Item 3: a finished --out of the same configuration is left as it is; of another one it is
+    replaced only with --overwrite, and cc_output.json records the files of ONE evaluation."""
+    import evaluate
+    args = ["--model", "tiny", *AL, "--limit", "3", "--max-new-tokens", "4", "--out", str(tmp_path / "ev")]
+    evaluate.main(args)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "ev").iterdir()}
+    rec = common.check_complete(tmp_path / "ev", "evaluation")
+    assert set(rec["files"]) == {"predictions.jsonl", "predictions.jsonl.meta.json", "summary.json", "summary.md"}
+    evaluate.main(args)  # nothing to do
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ev").iterdir()} == files
+    with pytest.raises(common.UserError, match="another configuration"):
+        evaluate.main(args + ["--k", "2"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ev").iterdir()} == files
+    evaluate.main(args + ["--k", "2", "--overwrite"])
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["k"] == 2 and common.check_complete(tmp_path / "ev", "evaluation")["config"] != rec["config"]
+
+
+def test_older_studies_and_sweeps_are_recognised_by_their_own_manifests(tmp_path):
+    """Folders written before cc_output.json existed: a reproduce.py study (stage manifests) and a
+    sweep (sidecars) are still continued, and get the marker; a folder of look-alike names is not."""
+    import reproduce
+    import sweep
+    study, fake = tmp_path / "study", tmp_path / "fake"
+    study.mkdir()
+    fake.mkdir()
+    (study / "paraphrases.train.jsonl.done").write_text(json.dumps({"stage": "paraphrase-train", "cmd": ["x"],
+                                                                    "digest": "0"}))
+    (fake / "paraphrases.train.jsonl.done").write_text("{}")
+    assert reproduce.made_by_reproduce(str(study)) and not reproduce.made_by_reproduce(str(fake))
+    common.claim_output_dir(study, "study", "reproduce.py", reuse=True, lock=False,
+                            legacy=reproduce.made_by_reproduce).start()
+    assert common.read_owner(study)["kind"] == "study"
+    with pytest.raises(common.UserError, match="not a reproduce.py study"):
+        common.claim_output_dir(fake, "study", "reproduce.py", reuse=True, lock=False,
+                                legacy=reproduce.made_by_reproduce)
+    old = tmp_path / "sweep"
+    common.write_jsonl_atomic(str(old / "runs" / "r.jsonl"), [{"a": 1}], meta={"kind": "sweep-run"})
+    assert sweep.made_by_sweep(str(old)) and not sweep.made_by_sweep(str(fake))
