@@ -14,9 +14,11 @@ Rules (stated before reading the numbers, the same as the studies' results.md):
   * seed noise of a column = the largest |seed 0 − seed 1| over the regimes with two seeds;
   * a difference "holds" when its 95 % CI (cluster bootstrap over test inputs; seeds paired by slot)
     excludes 0 AND |mean| exceeds that column's seed noise;
-  * a model "switches by relevance" when edit-ok − cf-copy > 0 holds for it (paired per instance, CI
-    excluding 0): it fixes the edit more often than it copies the near-duplicate. The copier scores
-    edit-ok 0 / cf-copy 100 by construction.
+  * a model "switches by relevance" when, on the same instances, (1) it uses the near-duplicate: its
+    shared-part gain is > 0 (CI excluding 0), and (2) it checks it: edit-ok − cf-copy > 0 (paired per
+    instance, CI excluding 0) -- it fixes the edit more often than it copies the counterfactual's
+    span. The copier passes (1) and fails (2) by construction; a model that ignores every context
+    fails (1).
 """
 import argparse
 import os
@@ -141,8 +143,12 @@ def report(groups, ref, noise, cmd, seed=0):
         w = within(seeds, seed)
         cells = [stats.fmt(summary(seeds, c, seed)) for c in COLS]
         n = len(column(seeds, "edit_ok")[0])
-        lines.append(f"| {label} | {len(seeds)} | {n} | " + " | ".join(cells)
-                     + f" | {stats.fmt(w)} | {'yes' if holds(w, 0.0) and w['mean'] > 0 else 'no'} |")
+        g = summary(seeds, "gain", seed)
+        uses = bool(g and g["ci"] and g["ci"][0] > 0)
+        checks = holds(w, 0.0) and w["mean"] > 0
+        verdict = "yes" if uses and checks else "no (" + ", ".join(
+            ([] if uses else ["no shared-part gain" if g else "gain unknown"]) + ([] if checks else ["edit-ok not above cf-copy"])) + ")"
+        lines.append(f"| {label} | {len(seeds)} | {n} | " + " | ".join(cells) + f" | {stats.fmt(w)} | {verdict} |")
     lines += ["", "Seed noise (largest |seed 0 − seed 1|): "
               + ", ".join(f"{NAMES[c]} {noise[c]:.1f}" for c in COLS) + ".", ""]
     if ref in groups:
