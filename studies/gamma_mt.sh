@@ -22,7 +22,7 @@ ctx=$res/contexts/$label.jsonl; run=$res/runs/$label
     --paraphrases $res/paraphrases.train.jsonl --epochs 1 --seed "$seed" --out "$ctx"
 if [ ! -d "$run/final" ]; then
     resume=(); [ -d "$run" ] && resume=(--resume)
-    python train.py --contexts "$ctx" --paraphrases $res/paraphrases.train.jsonl --model smollm2-135m --epochs 1 \
+    python train.py "${task[@]}" --contexts "$ctx" --paraphrases $res/paraphrases.train.jsonl --model smollm2-135m --epochs 1 \
         --lr 1e-3 --save-every 250 --eval-limit 0 --seed "$seed" --threads 1 --out "$run" "${resume[@]}"
 fi
 [ -f "$res/eval/$label/summary.json" ] || python evaluate.py --adapter "$run" --k 2 --limit 200 --threads 1 \
