@@ -3,6 +3,8 @@
 Every script in this repository follows the same conventions:
   * bad input raises `UserError`; `run_main` turns it into ONE line on stderr and exit code 2
     (Ctrl-C: exit 130; SIGTERM is turned into the exception `Terminated`: cleanups run, exit 143);
+    errors of the machine (disk full, file-size limit, out of memory, an output where the OS refuses
+    files, also as torch or safetensors report them: `environment_error`) are one line and exit 2 too;
   * command-line numbers use the argparse types below (`finite_float`, `int_range`, `SEED`,
     `THREADS`, `device_arg`): NaN, inf, garbage and out-of-range values are refused by argparse
     itself (usage + one `error:` line, exit 2) before any work starts;
@@ -79,8 +81,9 @@ def run_main(main, argv=None):
 
     UserError -> `error: <message>` on stderr, exit 2; Ctrl-C -> exit 130; SIGTERM -> exit 143
     (turned into `Terminated` while main runs, so atomic writes clean their temporary files);
-    an OSError of the environment (disk full, permission denied, read-only file system) -> one
-    line, exit 2."""
+    an error of the machine rather than of the code (`environment_error`: disk full, file-size limit,
+    permission denied, read-only file system, out of memory, also as raised by torch or safetensors)
+    -> one line, exit 2, after the usual cleanups (atomic writes, output folders) have run."""
     old = None
     _TERMINATED.clear()
     if threading.current_thread() is threading.main_thread():
@@ -98,17 +101,53 @@ def run_main(main, argv=None):
     except Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)
         sys.exit(143)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM, errno.EISDIR,
-                           errno.ENOTDIR, errno.ENAMETOOLONG):
+    except Exception as e:  # noqa: BLE001 - only errors of the machine are turned into one line
+        msg = environment_error(e)
+        if msg is None:
             raise
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        print(f"error: {_one_line(msg)}", file=sys.stderr)
         sys.exit(2)
     finally:
         sys.unraisablehook = old_hook
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+ENV_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+              errno.ENAMETOOLONG, errno.EFBIG, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+_ENV_HINTS = {errno.EFBIG: "the file-size limit (ulimit -f) was reached",
+              errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted"}
+# the same conditions as libraries report them in their own exceptions (torch: RuntimeError "[enforce fail ...]
+# DefaultCPUAllocator: can't allocate memory", "PytorchStreamWriter failed writing file"; safetensors:
+# SafetensorError "I/O error: File too large (os error 27)")
+_ENV_MEMORY_TEXT = re.compile(r"can't allocate memory|cannot allocate memory|out of memory", re.I)
+_ENV_DISK_TEXT = re.compile(r"file too large|no space left on device|disk quota exceeded|read-only file system|"
+                            r"os error (27|28|30|122)\b|failed writing file", re.I)
+
+
+def environment_error(exc):
+    """The one-line message for an exception that comes from the machine, not from the code or the
+    input: MemoryError, an OSError with an errno of ENV_ERRNOS, or a library's exception (torch,
+    safetensors) whose text reports one of those conditions; looked for along the chain of causes.
+    None for anything else (a bug: run_main lets its traceback through)."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError):
+            return f"out of memory ({type(e).__name__}{': ' + str(e)[:160] if str(e) else ''}); use smaller " \
+                   f"settings or a machine with more memory"
+        if isinstance(e, OSError) and e.errno in ENV_ERRNOS:
+            where = f" ({e.filename})" if e.filename else ""
+            hint = f": {_ENV_HINTS[e.errno]}" if e.errno in _ENV_HINTS else ""
+            return f"{e.strerror or e}{where}{hint}"
+        if not isinstance(e, OSError):
+            text = " ".join(str(e).split())
+            if _ENV_MEMORY_TEXT.search(text):
+                return f"out of memory ({text[-200:]}); use smaller settings or a machine with more memory"
+            if _ENV_DISK_TEXT.search(text):
+                return f"cannot write: {text[-200:]} (disk full or the file-size limit, ulimit -f, reached?)"
+        e = e.__cause__ or e.__context__
+    return None
 
 
 # ----------------------------------------------------------------------------- argparse types
@@ -222,7 +261,10 @@ def check_output_path(path, is_dir=False, what="output"):
     path = os.fspath(path)
     ap = os.path.abspath(path)
     if os.path.lexists(ap):
-        st = os.stat(ap) if os.path.exists(ap) else os.lstat(ap)
+        if not os.path.exists(ap):
+            raise UserError(f"{what} {path} is a broken symbolic link (to {os.readlink(ap)}); remove it or give "
+                            f"another path")
+        st = os.stat(ap)
         if stat.S_ISDIR(st.st_mode) and not is_dir:
             raise UserError(f"{what} {path} is a directory, not a file")
         if stat.S_ISREG(st.st_mode) and is_dir:
@@ -248,8 +290,29 @@ def _makedirs_tracked(folder):
     while not os.path.exists(cur):
         created.append(cur)
         cur = os.path.dirname(cur)
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # e.g. under /proc: the OS refuses what check_output_path could not foresee
+        _remove_empty(created[::-1])
+        if e.errno in ENV_ERRNOS - {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}:
+            raise  # disk full, quota...: run_main reports it
+        raise UserError(f"cannot make the folder {folder}: {e.strerror or e}") from None
     return created[::-1]
+
+
+def _mkstemp_in(parent, prefix, is_dir=False):
+    """tempfile.mkstemp / mkdtemp in `parent`: a folder where the OS refuses new files (/proc, /sys...) is
+    a UserError naming it, whatever the errno (ENOENT under /proc)."""
+    try:
+        if is_dir:
+            return tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
+        os.close(fd)
+        return tmp
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE):
+            raise  # the machine, not the path: run_main reports it
+        raise UserError(f"cannot create files in {parent}: {e.strerror or e}") from None
 
 
 def _remove_empty(folders):
@@ -274,13 +337,13 @@ def atomic_path(path, is_dir=False):
     tmp = None
     try:
         if is_dir:
-            tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+            tmp = _mkstemp_in(parent, f".{base}.", is_dir=True)
             os.chmod(tmp, 0o777 & ~_umask())
         else:
-            fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-            os.close(fd)
+            tmp = _mkstemp_in(parent, f".{base}.")
             os.chmod(tmp, 0o666 & ~_umask())
-        yield tmp
+        with _naming(path):
+            yield tmp
         check_terminated()  # a SIGTERM swallowed while the content was made: publish nothing
         if is_dir and os.path.isdir(ap):
             old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
@@ -302,6 +365,18 @@ def atomic_path(path, is_dir=False):
             elif os.path.lexists(tmp):
                 os.remove(tmp)
             _remove_empty(created)
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """An OSError without a file name raised while an output is written (a write() that hit the disk-full or
+    file-size limit names none) gets the output's path, for run_main's one-line message."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            e.filename = os.fspath(path)
+        raise
 
 
 def write_text_atomic(path, text):
@@ -356,11 +431,11 @@ def atomic_files(*paths):
         for ap in aps:
             parent = os.path.dirname(ap)
             created += _makedirs_tracked(parent)
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(ap)}.", suffix=".tmp", dir=parent)
-            os.close(fd)
+            tmp = _mkstemp_in(parent, f".{os.path.basename(ap)}.")
             tmps.append(tmp)
             os.chmod(tmp, 0o666 & ~_umask())
-        yield list(tmps)
+        with _naming(paths[-1]):
+            yield list(tmps)
         check_terminated()  # a SIGTERM swallowed while the content was made: publish nothing
         with signals_held():
             for i, ap in enumerate(aps):
@@ -945,10 +1020,17 @@ def set_seed(seed):
 
 
 def progress(iterable=None, **kw):
-    """A tqdm progress bar on stderr (quiet when CC_NO_PROGRESS=1)."""
+    """A tqdm progress bar on stderr (quiet when CC_NO_PROGRESS=1). It redraws at most once a second on a
+    terminal, every 30 s when stderr is a file or a pipe (a log then holds a few lines per bar, not one
+    per step)."""
     from tqdm.auto import tqdm
     kw.setdefault("dynamic_ncols", True)
     kw.setdefault("disable", os.environ.get("CC_NO_PROGRESS") == "1")
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    kw.setdefault("mininterval", 1.0 if tty else 30.0)
     return tqdm(iterable, file=sys.stderr, **kw)
 
 

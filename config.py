@@ -11,6 +11,7 @@ closed) and `flag` (a different flag name).
     TrainConfig     model, LoRA / full training and optimisation (train.py)
 """
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -156,10 +157,44 @@ def add_args(parser, cls, title=None, skip=()):
                 kw["metavar"] = "N" if base is int else "X"
             if "choices" in m:
                 kw["choices"] = m["choices"]
-        default = f"default {f.default}" if f.default is not None else "default: none"
-        kw["help"] = f"{m.get('help', '')} ({default})".replace("%", "%%")
+        text = m.get("help", "")
+        if not states_default(text):  # a help text that already states its default gets no second one
+            text += f" (default {f.default})" if f.default is not None else " (default: none)"
+        kw["help"] = text.replace("%", "%%")
         g.add_argument(_flag(f), **kw)
     return g
+
+
+_STATES_DEFAULT = re.compile(r"\(default\b|\bdefault:|\bdefault \d")
+
+
+def states_default(help_text):
+    """True when a help text already says what its default is ("(default: 2; 20 for ...)",
+    "default 0 = ..."): add_args then adds no "(default ...)" of its own."""
+    return bool(_STATES_DEFAULT.search(help_text or ""))
+
+
+# Regime knobs: the regimes each one applies to (the others ignore it)
+REGIME_KNOBS = {"alpha": ("contrastive", "random+similar"), "beta": ("contrastive",), "rho": ("contrastive",),
+                "repeat": ("contrastive",), "counterfactual": ("contrastive",),
+                "zero_frac": ("random", "contrastive", "random+similar"), "min_avg_sim": ("similar",),
+                "top_m": ("similar", "contrastive", "random+similar")}
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+
+
+def applicable(d):
+    """The flags of a parsed command line (a dict or Namespace) that apply to it, for printing the
+    configuration: task flags of other tasks (e.g. --metric, --src with --task alignment), LoRA flags of a
+    --full run and regime knobs the --regime ignores are left out. The saved config keeps everything."""
+    d = dict(vars(d) if not isinstance(d, dict) else d)
+    drop = set()
+    if d.get("task") in TASK_OPTIONS:
+        drop |= {f.name for f in dataclasses.fields(TaskConfig)} - set(TASK_OPTIONS[d["task"]]) - {"task"}
+    if d.get("full"):
+        drop |= set(LORA_FIELDS)
+    if d.get("regime") in REGIMES:
+        drop |= {k for k, regimes in REGIME_KNOBS.items() if d["regime"] not in regimes}
+    return {k: v for k, v in d.items() if k not in drop}
 
 
 def from_args(cls, args):

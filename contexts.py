@@ -19,11 +19,12 @@ counterfactual, zero_frac) | random+similar). Each (epoch, target) draws from it
 (seed, regime, epoch, target id), so a file is byte-identical for a given command, and sampling
 epochs one at a time gives the same rows as sampling them all at once.
 """
+import json
 import random
 from collections import defaultdict
 
 import regimes
-from common import UserError, check_meta, read_jsonl, write_jsonl_atomic
+from common import UserError, check_meta, meta_path, read_jsonl, write_jsonl_atomic
 from counterfactual import CF_SUFFIX
 from regimes import KINDS
 
@@ -173,12 +174,20 @@ class Sampler:
             self._cf[i] = train_counterfactual(self.task, self.pool[i])
         return self._cf[i]
 
-    def epoch(self, e):
-        """Rows of one epoch (after the App. C.1 filter when --min-avg-sim is set)."""
+    def epoch(self, e, bar=None):
+        """Rows of one epoch (after the App. C.1 filter when --min-avg-sim is set). `bar`: a progress bar
+        advanced per target (one bar for all epochs); without it, a bar of this epoch if show_progress."""
         from common import progress
-        bar = progress(range(self.n_targets), desc=f"contexts[{self.cfg.regime}] epoch {e}",
-                       **({} if self.show else {"disable": True}))
-        rows = [self.row(e, i) for i in bar]
+        own = None
+        if bar is None:
+            bar = own = progress(total=self.n_targets, desc=f"contexts[{self.cfg.regime}] epoch {e}",
+                                 **({} if self.show else {"disable": True}))
+        rows = []
+        for i in range(self.n_targets):
+            rows.append(self.row(e, i))
+            bar.update(1)
+        if own is not None:
+            own.close()
         if self.cfg.min_avg_sim is not None:
             rows = [r for r in rows if r["kind"] != "similar" or sum(r["nsim"]) / len(r["nsim"]) > self.cfg.min_avg_sim]
         return rows
@@ -188,8 +197,14 @@ def sample_rows(task, cfg, epochs, seed=0, paraphrases=None, index=None, show_pr
     """Rows of the contract for epochs 0..epochs-1 of task.pool."""
     if epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {epochs}")
+    from common import progress
     s = Sampler(task, cfg, seed, paraphrases, index, show_progress)
-    return [r for e in range(epochs) for r in s.epoch(e)]
+    bar = progress(total=epochs * s.n_targets, desc=f"contexts[{cfg.regime}] x {epochs} epoch(s)", unit="row",
+                   **({} if show_progress else {"disable": True}))  # one bar for every epoch
+    try:
+        return [r for e in range(epochs) for r in s.epoch(e, bar)]
+    finally:
+        bar.close()
 
 
 def note_unused_rho(cfg, paraphrases):
@@ -216,6 +231,7 @@ def write_rows(path, rows, task, cfg=None, seed=None, **extra):
 def validate_rows(rows, task, path, paraphrases=None):
     """Types, targets in the pool, and every context id resolvable: one error naming path:line."""
     pool_ids = {ex["id"] for ex in task.pool}
+    seen = {}  # (epoch, target) -> line
     for n, r in enumerate(rows, 1):
         where = f"{path}:{n}"
         if not isinstance(r.get("epoch"), int) or isinstance(r.get("epoch"), bool) or r["epoch"] < 0:
@@ -225,9 +241,17 @@ def validate_rows(rows, task, path, paraphrases=None):
         if r["target"] not in pool_ids:
             raise UserError(f"{where}: target '{r['target']}' is not in the {task.name} pool "
                             f"(a contexts file made for another task or data set?)")
+        key = (r["epoch"], r["target"])
+        if key in seen:
+            raise UserError(f"{where}: a second row for target '{r['target']}' in epoch {r['epoch']} (the first is "
+                            f"line {seen[key]}); a contexts file has one row per (epoch, target)")
+        seen[key] = n
         ctx = r.get("context")
         if not isinstance(ctx, list) or not all(isinstance(c, str) for c in ctx):
             raise UserError(f"{where}: 'context' must be a list of example ids, got {ctx!r}")
+        if r["target"] in ctx:
+            raise UserError(f"{where}: target '{r['target']}' is in its own context (its label would be given away; "
+                            f"an exact copy, if wanted, is '{copy_id(r['target'])}')")
         for cid in ctx:
             try:
                 resolve_id(cid, task, paraphrases)
@@ -236,12 +260,23 @@ def validate_rows(rows, task, path, paraphrases=None):
 
 
 def read_rows(path, task, paraphrases=None):
-    """Rows of a contexts file, checked against the task (sidecar) and validated row by row."""
-    check_meta(path, "contexts", task=task.name, task_fp=task.fingerprint())
+    """Rows of a contexts file, checked against the task (sidecar) and validated row by row.
+
+    The sidecar must name the task and its data fingerprint: rows hold only ids ("train-41"), which
+    another data set of the same task has too, so a file without them (hand-made, its sidecar lost, or
+    "task_fp" removed) would silently train on other examples. Such a file is refused after its rows
+    were checked, with the one-line sidecar that declares it made for this data set."""
+    meta = check_meta(path, "contexts", task=task.name, task_fp=task.fingerprint())
     rows = read_jsonl(path, "contexts", required=("epoch", "target", "context"))
     if not rows:
         raise UserError(f"contexts file {path} is empty")
     validate_rows(rows, task, path, paraphrases)
+    if not meta or not meta.get("task") or not meta.get("task_fp"):
+        want = json.dumps({"kind": "contexts", "task": task.name, "task_fp": task.fingerprint()})
+        raise UserError(f"{path} does not say which data set it was made for ("
+                        f"{'its sidecar names no task or task_fp' if meta else 'no ' + meta_path(path) + ' beside it'}"
+                        f"): its ids could be another data set's. If it was made for this one ({task.describe()}), "
+                        f"write {meta_path(path)} containing {want}")
     return rows
 
 
@@ -297,10 +332,18 @@ def load_paraphrases(path, task):
     out, copies = {}, 0
     for n, row in enumerate(rows, 1):
         paras, labels = row["paraphrases"], row.get("labels")
-        if not isinstance(row["id"], str) or not isinstance(paras, list) or not all(isinstance(p, str) for p in paras) \
-                or (labels is not None and (not isinstance(labels, list) or len(labels) != len(paras))):
-            raise UserError(f"{path}:{n}: 'id' must be a string, 'paraphrases' a list of strings "
-                            f"(and 'labels' a list as long)")
+        if not isinstance(row["id"], str) or not isinstance(row["x"], str) or not isinstance(paras, list) \
+                or not all(isinstance(p, str) for p in paras) \
+                or (labels is not None and (not isinstance(labels, list) or len(labels) != len(paras)
+                                            or not all(isinstance(y, str) for y in labels))):
+            raise UserError(f"{path}:{n}: 'id' and 'x' must be strings, 'paraphrases' a list of strings "
+                            f"(and 'labels' a list of strings as long)")
+        for what, texts in (("paraphrase", paras), ("label", labels or [])):
+            for j, text in enumerate(texts):
+                if not text.strip() or "\n" in text or "\r" in text:
+                    raise UserError(f"{path}:{n}: {what} {j} of '{row['id']}' is "
+                                    f"{'empty' if not text.strip() else 'several lines'} ({json.dumps(text)[:60]}); "
+                                    f"every paraphrase and label is one non-empty line (it goes into a prompt)")
         base = by_id.get(row["id"])
         if base is not None and row["x"] != base["x"]:
             raise UserError(f"{path}:{n}: input of '{row['id']}' differs from the {task.name} data "

@@ -7,7 +7,8 @@
 --adapter takes a train.py run folder (its config.json gives the model and task flags) or a bare
 adapter folder such as a published OUT/adapters/<regime>/: its base model is the one recorded in
 its adapter_config.json (checked against the signature in its cc_base.json), no --model needed;
-a bare adapter carries no task flags, so give --task / --data.
+a bare adapter carries no task flags, so give --task / --data. A run that trained all weights (--full,
+--model scratch) holds a whole model: --model then does not apply (another --model is an error).
 
 For each test input x (first --limit of --split), the evaluation contexts are: zero (no
 context), random, similar (top-k BM25, most similar last), random+nearest (k-1 random + the
@@ -37,6 +38,7 @@ import os
 import sys
 import time
 
+import config
 import evaluation as ev
 import tasks
 from common import (UserError, add_threads_arg, check_output_path, config_hash, meta_path, output_digest,
@@ -62,7 +64,9 @@ def build_parser():
     p.add_argument("--split", default=None, help="test split (default: the task's first)")
     p.add_argument("--k", type=number(int, 1, 512), default=4, help="context size (default 4)")
     p.add_argument("--seed", type=number(int, **SEED), default=0, help="seed of the evaluation contexts and bootstrap")
-    p.add_argument("--limit", type=number(int, 1), default=None, help="evaluate the first N test inputs only")
+    p.add_argument("--limit", "--eval-limit", dest="limit", type=number(int, 1), default=None,
+                   help="evaluate the first N test inputs only (--eval-limit: the same, the name train.py and "
+                        "reproduce.py use)")
     p.add_argument("--context-types", default=",".join(ev.CONTEXT_TYPES), help="comma-separated subset of "
                    + ", ".join(ev.CONTEXT_TYPES))
     p.add_argument("--paraphrases", default=None, help="paraphrase JSONL (paraphrase.py) for random+paraphrase; "
@@ -93,8 +97,13 @@ def _evaluate(argv, parser, args, out):
     if args.model == ev.COPIER and args.adapter:
         raise UserError("--model copier has no weights: it takes no --adapter")
     adapter_dir, run_cfg = ev.resolve_adapter(args.adapter) if args.adapter else (None, None)
+    ev.check_run_config(run_cfg, f"{args.adapter}: its run config.json")  # e.g. "model": 123, before any use
     taken = ev.apply_run_config(args, run_cfg, ev.explicit_dests(parser, argv))
     if run_cfg and run_cfg.get("full"):  # a --full run saved a whole model, not an adapter
+        if "model" not in taken and args.model is not None and args.model != run_cfg.get("model"):
+            raise UserError(f"--adapter {args.adapter} is a run that trained all weights (--full): its weights are the "
+                            f"whole model (trained from {run_cfg.get('model')!r}), so --model {args.model} cannot "
+                            f"apply; leave out --model")
         args.model, adapter_dir = adapter_dir, None
     if args.model is None and adapter_dir:  # a bare adapter folder (e.g. a published one): the base it records
         import models
@@ -103,10 +112,14 @@ def _evaluate(argv, parser, args, out):
     if args.model is None:
         raise UserError("--model is required (or give --adapter with a run folder or adapter that names it)")
     context_types = [t.strip() for t in args.context_types.split(",") if t.strip()]
+    twice = sorted({t for t in context_types if context_types.count(t) > 1})
+    if twice or not context_types:
+        raise UserError(f"--context-types names {', '.join(twice)} more than once (each type is evaluated once)"
+                        if twice else "--context-types is empty")
     fixed_bins = ev.parse_bins(args.bins)
     if args.comet and args.task != "mt":
         raise UserError("--comet applies to the mt task only")
-    print_config(args, "evaluate")
+    print_config(config.applicable(args), "evaluate")  # only the flags that apply (config.applicable)
     if taken:
         print(f"from --adapter {args.adapter}: {', '.join(f'{k}={getattr(args, k)}' for k in taken)}", flush=True)
     set_seed(args.seed)
@@ -175,7 +188,8 @@ def _evaluate(argv, parser, args, out):
                    n_inputs=len(examples), paraphrases=para_source, max_new_tokens=max_new,
                    generation={"seconds": gen_s, "new_tokens": stats["new_tokens"], "batch_size": args.batch_size,
                                "reused": stats["reused"]},
-                   task_config=tasks.task_config(args))
+                   task_config=tasks.task_config(args),
+                   test_fp=ev.test_fingerprint(task.test_split(split)))  # figure3.py: same test set?
     write_jsonl_atomic(os.path.join(args.out, "predictions.jsonl"), rows,
                        meta={"kind": "predictions", "task": task.name, "task_fp": task.fingerprint()})
     write_json_atomic(os.path.join(args.out, "summary.json"), summary)

@@ -283,7 +283,8 @@ def instance_prompts(task, instances):
     return [task.prompt(it["context"], it["example"]["x"], it["example"].get("meta")) for it in instances]
 
 
-def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_chunk=None, chunk_batches=8):
+def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_chunk=None, chunk_batches=8,
+            desc="generate"):
     """Greedy predictions for the instances' prompts -> (rows, generation stats).
 
     Resumable: the prompts are generated in chunks of `chunk_batches` batches, taken in the order
@@ -291,7 +292,8 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
     prompts whether the work runs in one go or is resumed: the predictions are identical.
     `done` = {instance index: prediction} of whole chunks from an interrupted run (skipped);
     `on_chunk(predictions, new_tokens)` is called after each chunk generated here (evaluate.py
-    saves its progress file there). stats = {"new_tokens": generated here, "reused": len(done)}."""
+    saves its progress file there). stats = {"new_tokens": generated here, "reused": len(done)}.
+    The progress bar (`desc`) moves after every batch, not every chunk."""
     if model == COPIER:  # the copier baseline: no weights, no generation
         import counterfactual
         preds = {i: counterfactual.copier_answer(it["context"], it["nsim"]) for i, it in enumerate(instances)}
@@ -305,14 +307,14 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
     todo = [c for c in (order[s:s + size] for s in range(0, len(order), size)) if any(i not in preds for i in c)]
     reused = len(prompts) - sum(len(c) for c in todo)
     new_tokens = 0
-    bar = progress_bar(total=len(prompts), initial=reused, desc="generate", unit="prompt")
+    bar = progress_bar(total=len(prompts), initial=reused, desc=desc, unit="prompt")
     try:
         for chunk in todo:
             out, st = generation.generate(model, tok, [prompts[i] for i in chunk], max_new, stop=task.stop,
-                                          batch_size=batch_size, return_stats=True, progress=False)
+                                          batch_size=batch_size, return_stats=True, progress=False,
+                                          on_batch=bar.update)
             preds.update(zip(chunk, out))
             new_tokens += st["new_tokens"]
-            bar.update(len(chunk))
             if on_chunk is not None:
                 on_chunk(preds, new_tokens)
     finally:
@@ -375,3 +377,128 @@ def build_summary(task, rows, instances, context_types, seed, fixed_bins=None, b
             "bins_method": "fixed edges " + bins_spec if fixed_bins else "tertiles of max_nsim",
             "bin_edges": edges, "bins": bin_summary(ctx_rows, edges, seed=seed), "bins_by_context_type": within,
             "corpus": corpus}
+
+
+# ============================================================================ reading run configs and evaluation folders
+def test_fingerprint(examples):
+    """Short hash of a test split (ids, inputs, references): evaluations of different test sets that
+    happen to share ids carry different fingerprints (summary.json "test_fp"; figure3.py compares them)."""
+    import hashlib
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(("\x00" + str(ex["id"]) + "\x01" + str(ex["x"]) + "\x02" + str(ex["y"])).encode("utf-8"))
+    return h.hexdigest()[:12]
+
+
+def check_run_config(cfg, where):
+    """A train.py run's config.json as evaluate.py and probes.py read it (--adapter RUN, --run RUN): an
+    object whose "model" is a name, whose task flags have the types and ranges of config.TaskConfig, and
+    whose "full" / "regime" are what train.py writes. Anything else (a hand-edited "model": 123) is ONE
+    UserError naming `where` and the field, before any model is loaded."""
+    if cfg is None:
+        return cfg
+    if not isinstance(cfg, dict):
+        raise UserError(f"{where}: a run config must be a JSON object, got {type(cfg).__name__}")
+    for key, ok, want in (("model", lambda v: v is None or (isinstance(v, str) and v.strip()), "a model name"),
+                          ("full", lambda v: isinstance(v, bool), "true or false"),
+                          ("regime", lambda v: isinstance(v, str), "a string"),
+                          ("task_config", lambda v: isinstance(v, dict), "an object")):
+        if key in cfg and not ok(cfg[key]):
+            raise UserError(f"{where}: \"{key}\" must be {want}, got {str(cfg[key])[:60]!r}")
+    flags = run_task_flags(cfg)
+    for f in dataclasses.fields(config.TaskConfig):
+        if f.name not in flags:
+            continue
+        v, optional, m = flags[f.name], "Optional" in str(f.type), f.metadata
+        kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
+        good = (v is None and optional) or (isinstance(v, kind) and not isinstance(v, bool))
+        if good and v is not None:
+            good = ("choices" not in m or v in m["choices"]) and \
+                (m.get("lo") is None or v >= m["lo"]) and (m.get("hi") is None or v <= m["hi"])
+        if not good:
+            raise UserError(f"{where}: task flag \"{f.name}\" = {str(v)[:60]!r} is not a valid --{f.name.replace('_', '-')}")
+    return cfg
+
+
+PREDICTION_TYPES = {"id": str, "context_type": str, "max_nsim": float, "score": float}
+
+
+def read_eval_folder(folder, types=None, need_summary=True):
+    """(rows, summary, sidecar or None) of an evaluation folder (evaluate.py --out), or ONE UserError
+    when it cannot be read honestly:
+      * a folder evaluate.py did not finish, or changed since (its cc_output.json: common.check_complete);
+        folders without that marker (older ones, made by hand) are read as they are;
+      * predictions.jsonl whose .meta.json sidecar is of another kind or whose sha256 no longer matches
+        its content (common.check_meta; a file without a sidecar is read as it is);
+      * no prediction rows; a row without the fields of `types` (default PREDICTION_TYPES: id, context
+        type, finite max_nsim and score), with a context type evaluate.py does not write
+        (CONTEXT_TYPES), or repeating an (id, context type); summary.json not an object; sidecar and
+        summary naming different tasks. With need_summary=False a folder without summary.json gives {}."""
+    import math
+    from common import check_complete, check_meta, read_jsonl
+    if not os.path.isdir(folder):
+        raise UserError(f"evaluation folder not found: {folder}")
+    check_complete(folder, "evaluation", "evaluation (evaluate.py --out)")
+    path = os.path.join(folder, "predictions.jsonl")
+    meta = check_meta(path, "predictions")
+    types = types or PREDICTION_TYPES
+    rows = read_jsonl(path, "predictions", required=tuple(types),
+                      types={k: t for k, t in types.items() if t is not float})
+    if not rows:
+        raise UserError(f"{path} holds no predictions (an empty evaluation)")
+    seen = {}
+    for n, r in enumerate(rows, 1):
+        for k in (k for k, t in types.items() if t is float):
+            v = r[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise UserError(f"{path}:{n}: '{k}' must be a finite number, got {v!r}")
+        if r["context_type"] not in CONTEXT_TYPES:
+            raise UserError(f"{path}: row {n}: unknown context type {r['context_type']!r} (evaluate.py writes "
+                            f"{', '.join(CONTEXT_TYPES)})")
+        key = (r["id"], r["context_type"])
+        if key in seen:
+            raise UserError(f"{path}: rows {seen[key]} and {n} both hold test input {key[0]} under "
+                            f"{key[1]}: a prediction file holds each (id, context type) once")
+        seen[key] = n
+    summary_path = os.path.join(folder, "summary.json")
+    summary = read_json(summary_path, "summary") if need_summary or os.path.lexists(summary_path) else {}
+    if not isinstance(summary, dict):
+        raise UserError(f"{os.path.join(folder, 'summary.json')}: expected a JSON object")
+    if meta and meta.get("task") and summary.get("task") and meta["task"] != summary["task"]:
+        raise UserError(f"{folder}: predictions.jsonl is of task {meta['task']}, summary.json of task "
+                        f"{summary['task']}")
+    return rows, summary, meta
+
+
+def check_comparable(evals):
+    """evals: [(folder, rows, summary, sidecar)] read by read_eval_folder. ONE UserError when they cannot
+    share a table: another task, another metric (chrF beside exact match, or COMET), another test split
+    or test set (summary "test_fp", or a test id whose reference differs: two test sets with the same
+    ids). Fields a folder does not record (hand-made folders) are not compared."""
+    def value(summary, meta, key):
+        if key == "task":
+            return summary.get("task") or (meta or {}).get("task")
+        if key == "metric":
+            return summary.get("metric") or summary.get("task_metric")
+        return summary.get(key)
+    for key, what in (("task", "task"), ("metric", "metric"), ("split", "test split"),
+                      ("test_fp", "test set (fingerprint of its ids, inputs and references)")):
+        first = None
+        for d, _, summary, meta in evals:
+            v = value(summary, meta, key)
+            if v is None:
+                continue
+            if first is None:
+                first = (v, d)
+            elif v != first[0]:
+                raise UserError(f"{first[1]} and {d} differ in their {what}: {first[0]!r} vs {v!r}; only "
+                                f"evaluations of the same task, metric and test set can be compared")
+    refs = {}
+    for d, rows, _, _ in evals:
+        for r in rows:
+            if "reference" not in r:
+                continue
+            prev = refs.setdefault(r["id"], (r["reference"], d))
+            if prev[0] != r["reference"]:
+                raise UserError(f"test input {r['id']} has another reference in {d} than in {prev[1]}: the "
+                                f"folders were evaluated on different test sets that share ids")

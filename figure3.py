@@ -9,7 +9,10 @@ single folder, e.g. the untuned base, pairs with every seed).
 
 A folder evaluate.py wrote is read only when its cc_output.json records it as finished and its
 files unchanged since (an interrupted evaluation is refused); folders without that file (older
-ones, or made by hand) are read as they are. --out and --table must not lie inside an input folder.
+ones, or made by hand) are read as they are. predictions.jsonl must match its .meta.json sidecar
+(sha256), hold rows, and name only known context types. The folders must share task, metric (no
+chrF beside exact match), test split and test set (summary.json's test_fp, and the same reference
+for every shared test id). --out and --table must not lie inside an input folder.
 
 Writes the PNG (score per shared max_nsim bin, one bar per label) and a markdown table (--table,
 default: beside the PNG) with, in this order:
@@ -22,42 +25,32 @@ default: beside the PNG) with, in this order:
      merely re-sort context types.
 """
 import argparse
-import math
 import os
 import sys
 from collections import OrderedDict
 
 import evaluation as ev
 import stats
-from common import (UserError, atomic_path, check_complete, check_out_not_input, check_output_path, print_config,
-                    read_json, read_jsonl, run_main, write_text_atomic)
+from common import (UserError, atomic_path, check_out_not_input, check_output_path, print_config, run_main,
+                    write_text_atomic)
 from config import SEED, number
 
 
 def load_eval_dir(d):
-    if not os.path.isdir(d):
-        raise UserError(f"evaluation folder not found: {d}")
-    # a folder evaluate.py wrote is read only once it finished (predictions and summary of one run,
-    # unchanged since); folders without cc_output.json (older, or made by hand) are read as they are
-    check_complete(d, "evaluation", "evaluation (evaluate.py --out)")
-    path = os.path.join(d, "predictions.jsonl")
-    rows = read_jsonl(path, "predictions", required=("id", "context_type", "max_nsim", "score"))
-    for n, r in enumerate(rows, 1):
-        for k in ("score", "max_nsim"):
-            v = r[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise UserError(f"{path}:{n}: '{k}' must be a finite number, got {v!r}")
-    summ = read_json(os.path.join(d, "summary.json"), "summary")
-    if not isinstance(summ, dict):
-        raise UserError(f"{os.path.join(d, 'summary.json')}: expected a JSON object")
-    return rows, summ
+    """(rows, summary, sidecar) of an evaluation folder, checked (evaluation.read_eval_folder): finished and
+    unchanged (cc_output.json; folders without one, older or hand-made, are read as they are), predictions
+    matching their sidecar's sha256, not empty, known context types, finite scores."""
+    return ev.read_eval_folder(d)
 
 
 def compare(dirs, labels, fixed_bins=None, seed=0, ref=None):
-    """Everything the table and figure need, from folders grouped by label."""
+    """Everything the table and figure need, from folders grouped by label (refused when the folders
+    differ in task, metric or test set: evaluation.check_comparable)."""
+    loaded = [load_eval_dir(d) for d in dirs]
+    ev.check_comparable([(d, *x) for d, x in zip(dirs, loaded)])
     groups = OrderedDict()
-    for d, label in zip(dirs, labels):
-        groups.setdefault(label, []).append(load_eval_dir(d))
+    for (rows, summ, _), label in zip(loaded, labels):
+        groups.setdefault(label, []).append((rows, summ))
     ctx = {l: [r for rows, _ in g for r in rows if r["context_type"] != "zero"] for l, g in groups.items()}
     keys = [sorted((r["id"], r["context_type"]) for r in rows if r["context_type"] != "zero")
             for g in groups.values() for rows, _ in g]
@@ -179,6 +172,9 @@ def main(argv=None):
         raise UserError(f"--labels: got {len(labels)} labels for {len(args.dirs)} folders")
     fixed = ev.parse_bins(args.bins)
     table = args.table or os.path.splitext(args.out)[0] + ".md"
+    if os.path.realpath(table) == os.path.realpath(args.out):  # the figure would replace its own table
+        raise UserError(f"--table and --out are the same file ({args.out}); give the figure a .png name"
+                        + ("" if args.table else " (the table goes next to it, .md)"))
     for path in (args.out, table):
         check_output_path(path)
         check_out_not_input(path, args.dirs, what="--out" if path == args.out else "--table")

@@ -132,7 +132,7 @@ def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tok
 
 @torch.no_grad()  # without it the KV cache keeps every step's autograd graph alive: memory grows per token
 def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True,
-             return_stats=False, temperature=None, top_p=1.0, num_samples=1, seed=0):
+             return_stats=False, temperature=None, top_p=1.0, num_samples=1, seed=0, on_batch=None):
     """Answers for `prompts` (text before `stop`, stripped), in the prompts' order.
 
     Greedy by default. With temperature > 0: sampling (temperature, then nucleus top_p), and
@@ -142,6 +142,8 @@ def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32
     so the same call gives the same candidates whatever the batch size (up to the rare float
     near-tie that padding can flip, as for greedy decoding).
     With return_stats=True, also returns {"new_tokens": int} (tokens generated, stop included).
+    on_batch(n): called after each batch with the number of prompts it answered (e.g. a caller's
+    progress bar, so that it moves per batch).
     """
     if batch_size < 1 or max_new_tokens < 1 or num_samples < 1:
         raise ValueError("batch_size, max_new_tokens and num_samples must be >= 1")
@@ -184,6 +186,8 @@ def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32
             for i, t in zip(idx, texts):
                 answers[i] = t
             bar.update(len(idx))
+            if on_batch is not None:
+                on_batch(len(idx))
     finally:
         bar.close()
         if was_training:

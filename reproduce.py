@@ -257,6 +257,13 @@ def check_args(args):
         raise UserError(f"--test-paraphrases file not found: {args.test_paraphrases}")
     if args.data is None or not args.data.startswith("hub:"):
         task_from_args(args)  # bad --data / task flags fail here, not inside a stage
+    else:  # a hub data set is not downloaded here, but an unknown name or no network fails before any stage
+        import tasks
+        config.task_options(config.from_args(config.TaskConfig, args))
+        tasks.hub_plan(args.data[4:], args.src, args.tgt)
+        tasks._hub_datasets(args.data[4:])
+    import models
+    models.check_model_name(args.model)  # an unknown model fails here, before a stage writes anything
     return b, regimes
 
 
@@ -332,7 +339,7 @@ def eval_stages(args, b, runs, out, tf, p_test, timings, tpath):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     b, regimes = check_args(args)
-    print_config({**vars(args), **{f"budget.{k}": v for k, v in b.items()}}, "reproduce")
+    print_config({**config.applicable(args), **{f"budget.{k}": v for k, v in b.items()}}, "reproduce")
     out = os.path.abspath(args.out)
     # a missing or empty folder, a study of ours (cc_output.json) or an older one (its stage manifests);
     # never locked: regime subsets may run in parallel processes on one study (each stage locks its own folder)

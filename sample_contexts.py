@@ -32,7 +32,7 @@ def main(argv=None):
     p.add_argument("--seed", type=config.number(int, **config.SEED), default=0, help="sampling seed (default 0)")
     p.add_argument("--out", required=True, help="output JSONL")
     args = p.parse_args(argv)
-    print_config(args, "sample_contexts")
+    print_config(config.applicable(args), "sample_contexts")
     from common import check_out_not_input, check_output_path
     check_output_path(args.out)
     check_out_not_input(args.out, [args.data, args.paraphrases])  # e.g. --out DATA/train.en, --out PARA.jsonl

@@ -22,6 +22,12 @@ Fast top-M retrieval (`BM25.topk`) works on blocks of (deduplicated) queries:
      score; rows where that proof fails (e.g. big tie groups at the boundary) redo the
      selection over all docs whose float32 score is within the error bound.
 So topk returns exactly what a stable argsort of rank_bm25's scores returns.
+
+Memory is bounded whatever the input lengths (issue 22: one 300k-word line in train.en asked
+for a (200, 22,500,000) array): a block holds at most CELL_BUDGET query-token cells (queries
+padded to the block's longest), so a very long query forms a block of its own, and the exact
+rescoring reads its (candidate, query position) summands CELL_BUDGET at a time. Cost grows
+linearly with a query's length; results are unchanged.
 """
 
 import math
@@ -33,6 +39,7 @@ import scipy.sparse as sp
 from scipy.linalg.blas import sgemm
 
 _WORD = re.compile(r"\w+")
+CELL_BUDGET = 1 << 22  # query-token cells per topk block and summands per exact-rescoring chunk (~32 MB each)
 
 
 def word_tokenize(text):
@@ -108,11 +115,14 @@ class BM25:
 
     def _exact(self, T, C):
         """Exact scores of docs C (b x m) for padded query ids T (b x L): sum in query order."""
-        vals = self.W[np.repeat(C, T.shape[1], axis=1).ravel(), np.tile(T, (1, C.shape[1])).ravel()]
-        vals = vals.reshape(C.shape[0], C.shape[1], T.shape[1])
         score = np.zeros(C.shape)
-        for j in range(T.shape[1]):
-            score += vals[:, :, j]
+        step = max(1, CELL_BUDGET // max(1, C.size))  # query positions per chunk: bounded memory
+        for s in range(0, T.shape[1], step):
+            Tj = T[:, s : s + step]
+            vals = self.W[np.repeat(C, Tj.shape[1], axis=1).ravel(), np.tile(Tj, (1, C.shape[1])).ravel()]
+            vals = vals.reshape(C.shape[0], C.shape[1], Tj.shape[1])
+            for j in range(Tj.shape[1]):
+                score += vals[:, :, j]
         return score
 
     def score_pair(self, query, doc):
@@ -160,12 +170,20 @@ class BM25:
         scores = np.empty((len(keys), M), dtype=np.float32)
         # one score buffer for all blocks: fresh 100s-of-MB arrays cost a lot in page faults
         buf = np.empty((min(batch_size, len(keys)), self.N), dtype=np.float32)
-        blocks = range(0, len(keys), batch_size)
+        # blocks of at most batch_size queries and CELL_BUDGET padded query-token cells (queries sorted by
+        # length: the cells of a block are at most its size times its last query's length)
+        blocks, s = [], 0
+        while s < len(keys):
+            e = s + 1
+            while e < min(len(keys), s + batch_size) and (e - s + 1) * len(keys[by_len[e]][0]) <= CELL_BUDGET:
+                e += 1
+            blocks.append((s, e))
+            s = e
         if progress:
             from tqdm import tqdm
             blocks = tqdm(blocks, desc="bm25 top-M", unit="block")
-        for s in blocks:
-            rows = by_len[s : s + batch_size]
+        for s, e in blocks:
+            rows = by_len[s:e]
             idx[rows], scores[rows] = self._topk_block([keys[r] for r in rows], M, pad, buf[: len(rows)])
         return idx[inverse], scores[inverse]
 

@@ -45,6 +45,7 @@ import stats
 import synthetic
 import tasks
 from common import claim_output_dir, read_meta  # output folder: ownership marker, lock
+from common import SEED  # noqa: E402  (the --seed type of every script: an integer in [0, 2**32-1])
 from common import (UserError, atomic_path, check_meta, config_hash, is_complete, print_config, progress,
                     read_json, read_jsonl, run_main, write_json_atomic, write_jsonl_atomic, write_text_atomic)
 
@@ -71,60 +72,87 @@ PHASE = [("acc_random", "IWL: acceptance, random ctx"), ("icl", "ICL probe"), ("
          ("drift_paraphrase_drifted", "drift: paraphrase in ctx, drifted chunks")]
 
 
+def _bud(key):
+    """Help text: a default that comes from --budget."""
+    return " (default per --budget: " + ", ".join(f"{b} {v[key]}" for b, v in BUDGETS.items()) + ")"
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):               # bad flag values: ONE `error:` line, exit 2
         raise UserError(message)
 
 
-def parse_args(argv=None):
+def build_parser():
+    """sweep.py's flags: each with its help and its default (fixed, or per --budget)."""
     p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--budget", default="default", choices=list(BUDGETS), help="preset sizes (flags below override)")
+    p.add_argument("--budget", default="default", choices=list(BUDGETS), help="preset sizes (flags below override; "
+                   "default %(default)s)")
     g = p.add_argument_group("grid")
-    g.add_argument("--alphas", help="comma-separated shares of Random contexts (alpha)")
-    g.add_argument("--rhos", help="comma-separated paraphrase shares rho of the One-Near near example")
-    g.add_argument("--beta", type=float, default=0.2, help="share of Similar contexts in the contrastive grid")
-    g.add_argument("--fresh-rules", default="0.3", help="comma-separated rule-diversity shares F")
-    g.add_argument("--repeat", default="0", help="comma-separated exact-copy shares R of the near example")
+    g.add_argument("--alphas", help="comma-separated shares of Random contexts (alpha)" + _bud("alphas"))
+    g.add_argument("--rhos", help="comma-separated paraphrase shares rho of the One-Near near example" + _bud("rhos"))
+    g.add_argument("--beta", type=float, default=0.2, help="share of Similar contexts in the contrastive grid "
+                   "(default %(default)s)")
+    g.add_argument("--fresh-rules", default="0.3", help="comma-separated rule-diversity shares F (default %(default)s)")
+    g.add_argument("--repeat", default="0", help="comma-separated exact-copy shares R of the near example "
+                   "(default %(default)s)")
     g.add_argument("--counterfactual", default="0", help="comma-separated shares gamma of counterfactual near "
-                   "examples (one symbol swapped, its chunk under the sequence's rules; regimes.near_probs)")
-    g.add_argument("--zero-frac", default="0", help="comma-separated zero-context shares (out of alpha)")
-    g.add_argument("--rs-alpha", type=float, default=0.5, help="alpha of the random+similar regime")
-    g.add_argument("--regimes", default=",".join(REGIMES), help="regimes trained beside the grid ('none': grid only)")
-    g.add_argument("--seeds", type=int, help="seeds per grid cell")
-    g.add_argument("--regime-seeds", type=int, help="seeds per regime cell")
+                   "examples (one symbol swapped, its chunk under the sequence's rules; regimes.near_probs; "
+                   "default %(default)s)")
+    g.add_argument("--zero-frac", default="0", help="comma-separated zero-context shares (out of alpha; "
+                   "default %(default)s)")
+    g.add_argument("--rs-alpha", type=float, default=0.5, help="alpha of the random+similar regime "
+                   "(default %(default)s)")
+    g.add_argument("--regimes", default=",".join(REGIMES), help="regimes trained beside the grid ('none': grid "
+                   "only; default %(default)s)")
+    g.add_argument("--seeds", type=int, help="seeds per grid cell" + _bud("seeds"))
+    g.add_argument("--regime-seeds", type=int, help="seeds per regime cell" + _bud("regime_seeds"))
     m = p.add_argument_group("model and training")
-    m.add_argument("--layers", type=int)
-    m.add_argument("--width", type=int)
-    m.add_argument("--heads", type=int)
-    m.add_argument("--steps", type=int, help="Adam steps per run")
-    m.add_argument("--batch", type=int, default=32)
-    m.add_argument("--lr", type=float, default=1e-3, help="Adam lr (linear warm-up, then constant)")
-    m.add_argument("--warmup", type=int, default=100)
-    m.add_argument("--eval-every", type=int, help="evaluate every N steps (and at the last step)")
-    m.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each)")
-    m.add_argument("--group-size", type=int, default=0, help="runs per ensemble (0: spread evenly over --jobs)")
+    m.add_argument("--layers", type=int, help="transformer blocks of each model" + _bud("layers"))
+    m.add_argument("--width", type=int, help="model width (MLP 4x)" + _bud("width"))
+    m.add_argument("--heads", type=int, help="attention heads (must divide --width)" + _bud("heads"))
+    m.add_argument("--steps", "--max-steps", dest="steps", type=int,
+                   help="Adam steps per run (--max-steps: the same, train.py's name)" + _bud("steps"))
+    m.add_argument("--batch", "--batch-size", dest="batch", type=int, default=32,
+                   help="training sequences per Adam step of each run (--batch-size: the same, train.py's name; "
+                        "default %(default)s)")
+    m.add_argument("--lr", type=float, default=1e-3, help="Adam lr (linear warm-up, then constant; "
+                   "default %(default)s)")
+    m.add_argument("--warmup", "--warmup-steps", dest="warmup", type=int, default=100,
+                   help="linear warm-up steps (--warmup-steps: the same, train.py's name; default %(default)s)")
+    m.add_argument("--eval-every", type=int, help="evaluate every N steps (and at the last step)" + _bud("eval_every"))
+    m.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each; default %(default)s)")
+    m.add_argument("--group-size", type=int, default=0, help="runs per ensemble (0: spread evenly over --jobs; "
+                   "default %(default)s)")
     t = p.add_argument_group("task and evaluation")
-    t.add_argument("--task-seed", type=int, default=2)
-    t.add_argument("--align-m", type=int, default=3)
-    t.add_argument("--align-len", type=int, default=2)
-    t.add_argument("--k", type=int, default=4, help="context examples")
-    t.add_argument("--n-train", type=int, help="pool size")
-    t.add_argument("--n-test", type=int, help="test inputs (final evaluation)")
-    t.add_argument("--n-eval-mid", type=int, help="test inputs at intermediate evaluations")
-    t.add_argument("--n-rule-sets", type=int, help="alternative PFA tables for --fresh-rules")
-    t.add_argument("--drift", type=int, default=12, help="symbols with new PFAs in the drift test")
-    t.add_argument("--eval-seed", type=int, default=0)
-    t.add_argument("--mm-steps", type=int, help="minimal-model steps")
-    t.add_argument("--mm-n-test", type=int, help="minimal-model test queries")
+    t.add_argument("--task-seed", type=SEED, default=2, help="seed of the alignment task's automata (PFAs), "
+                   "alignment and data, an integer in [0, 2**32-1] (default %(default)s)")
+    t.add_argument("--align-m", type=int, default=3, help="input symbols per instance (default %(default)s)")
+    t.add_argument("--align-len", type=int, default=2, help="output letters per symbol (default %(default)s)")
+    t.add_argument("--k", type=int, default=4, help="context examples (default %(default)s)")
+    t.add_argument("--n-train", type=int, help="pool size" + _bud("n_train"))
+    t.add_argument("--n-test", type=int, help="test inputs (final evaluation)" + _bud("n_test"))
+    t.add_argument("--n-eval-mid", type=int, help="test inputs at intermediate evaluations" + _bud("n_eval_mid"))
+    t.add_argument("--n-rule-sets", type=int, help="alternative PFA tables for --fresh-rules" + _bud("n_rule_sets"))
+    t.add_argument("--drift", type=int, default=12, help="symbols with new PFAs in the drift test "
+                   "(default %(default)s)")
+    t.add_argument("--eval-seed", type=SEED, default=0, help="seed of the test inputs and evaluation contexts, an "
+                   "integer in [0, 2**32-1] (default %(default)s)")
+    t.add_argument("--mm-steps", type=int, help="minimal-model steps" + _bud("mm_steps"))
+    t.add_argument("--mm-n-test", type=int, help="minimal-model test queries" + _bud("mm_n_test"))
     t.add_argument("--transience-cells", default="regimes",
-                   help="cells drawn in transience.png: 'regimes' or comma-separated cell names")
-    t.add_argument("--no-plot", action="store_true")
+                   help="cells drawn in transience.png: 'regimes' or comma-separated cell names (default %(default)s)")
+    t.add_argument("--no-plot", action="store_true", help="write no PNG figures")
     t.add_argument("--show", type=int, default=0,
                    help="on a FINISHED sweep (same --out and flags): write examples.md with N raw training "
-                        "sequences and N drift / random-context predictions of seed 0 of each regime, train nothing")
-    args = p.parse_args(argv)
+                        "sequences and N drift / random-context predictions of seed 0 of each regime, train nothing "
+                        "(default 0: train)")
+    return p
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
     for key, val in BUDGETS[args.budget].items():
         if getattr(args, key) is None:
             setattr(args, key, val)
@@ -170,6 +198,8 @@ def check_args(args):
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
         raise UserError(f"unknown regime(s) {', '.join(bad)} (choose from {', '.join(REGIMES)})")
+    if len(set(regimes)) != len(regimes):
+        raise UserError(f"--regimes names a regime more than once: {args.regimes!r}")
     args.regime_list = regimes if args.regime_seeds > 0 else []
     if args.zero_list[0] > min(args.rs_alpha, 0.3) + 1e-9 and regimes:
         raise UserError(f"--zero-frac {args.zero_list[0]} exceeds the regimes' alpha")
@@ -185,6 +215,8 @@ def check_args(args):
             raise UserError(f"--{name.replace('_', '-')} must be in [{lo}, {hi}], got {v}")
     if args.width % args.heads:
         raise UserError(f"--width {args.width} is not divisible by --heads {args.heads}")
+    if args.k > args.n_train:  # a context draws k distinct pool examples
+        raise UserError(f"--k {args.k} is larger than the pool (--n-train {args.n_train})")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out exists and is not a folder: {args.out}")
 
@@ -332,7 +364,7 @@ def train_group(job):
                     torch.save({"ids": ids, "model": model.state_dict(), "opt": opt.state_dict(),
                                 "rng": [r.bit_generator.state for r in rngs], "counts": counts, "rows": rows,
                                 "step": step + 1}, tmp)
-            bar.set_postfix(loss=f"{rows[ids[0]][-1]['loss']:.3f}")
+            bar.set_postfix(loss=f"{rows[ids[0]][-1]['loss']:.3f}", refresh=False)
     bar.close()
     with atomic_path(ckpt_path) as tmp:      # the final weights (no optimiser state)
         torch.save({"ids": ids, "model": model.state_dict(), "step": args.steps, "final": True}, tmp)
@@ -342,8 +374,33 @@ def train_group(job):
     return {i: (rows[i], per_input[i]) for i in ids}, t_train, E * (args.steps - start)
 
 
+def _worker_init():
+    """In each --jobs worker: Ctrl-C is the main process's business (it stops the pool); SIGTERM (sent by the
+    pool when the main process stops, or to the whole process group) unwinds the job like in the main process,
+    so temporary files are removed, and then ends the worker quietly (_worker): no traceback per worker."""
+    import signal
+    from common import Terminated
+
+    def on_term(signum, frame):
+        if _IN_JOB:
+            raise Terminated(f"terminated by signal {signum}")
+        os._exit(143)  # idle, between jobs: nothing to clean up
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_term)
+
+
+_IN_JOB = []  # non-empty while a worker runs a job
+
+
 def _worker(job):
-    return train_group(job)
+    from common import Terminated
+    _IN_JOB.append(1)
+    try:
+        return train_group(job)
+    except Terminated:
+        os._exit(143)  # cleanups (finally blocks, atomic writes) have run; the main process reports the signal
+    finally:
+        _IN_JOB.clear()
 
 
 # ============================================================================ the sweep
@@ -431,7 +488,7 @@ def _sweep(args, runs, regime_cells, cfg, cfg_hash, out):
 
     if args.jobs > 1 and len(jobs) > 1:
         import multiprocessing as mp
-        with mp.get_context("fork").Pool(min(args.jobs, len(jobs))) as pool:
+        with mp.get_context("fork").Pool(min(args.jobs, len(jobs)), initializer=_worker_init) as pool:
             for result in pool.imap_unordered(_worker, jobs):
                 save(result)
     else:

@@ -35,6 +35,19 @@ def load_template(name):
         return json.load(f)
 
 
+# '#' separates the synthetic example ids of contexts from their pool id: <id>#copy, <id>#cf, <id>#p<j>
+# (contexts.py). A data id holding it could name another example's synthetic copy: refused at load.
+ID_RESERVED = "#"
+
+
+def check_example_id(ex_id, where):
+    if not isinstance(ex_id, str) or not ex_id:
+        raise UserError(f"{where}: example id must be a non-empty string, got {ex_id!r}")
+    if ID_RESERVED in ex_id:
+        raise UserError(f"{where}: example id '{ex_id}' contains '{ID_RESERVED}', which is reserved for the "
+                        f"synthetic context ids (<id>#copy, <id>#cf, <id>#p<j>); rename the id in the data")
+
+
 class Task:
     """Base class: a prompt template + pool/test data. Subclasses set tokenize/score/perturb."""
     name = "?"
@@ -49,6 +62,7 @@ class Task:
         for ex in pool + [e for t in tests.values() for e in t]:
             if "\n" in ex["y"]:
                 raise UserError(f"task {self.name}: label of {ex['id']} spans several lines")
+            check_example_id(ex["id"], f"task {self.name}")
 
     # -- prompting ---------------------------------------------------------------------
     def prompt_fields(self, meta):
@@ -582,6 +596,18 @@ class MTTask(Task):
 
 
 # ===================================================================================== semparse
+def is_logical_form(text):
+    """An MTOP logical form: starts with an intent "[IN:", brackets balance and close at the very end."""
+    s, depth = text.strip(), 0
+    if not s.startswith("[IN:"):
+        return False
+    for i, ch in enumerate(s):
+        depth += (ch == "[") - (ch == "]")
+        if depth < 0 or (depth == 0 and i < len(s) - 1):
+            return False
+    return depth == 0
+
+
 class SemParseTask(Task):
     """MTOP in the XSemPLR layout: [{"id", "question": {lang: text}, "mr": {"slot_intent": {lang: lf}}}]."""
     name, metric_name = "semparse", "exact_match"
@@ -636,6 +662,12 @@ class SemParseTask(Task):
             if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
                 raise UserError(f"{path}: item {i}: id must be a string or an integer")
             ex_id = str(raw_id)
+            check_example_id(ex_id, f"{path}: item {i}")
+            if not x.strip():
+                raise UserError(f"{path}: item {i} (id '{ex_id}'): the question is empty")
+            if not is_logical_form(y):
+                raise UserError(f"{path}: item {i} (id '{ex_id}'): malformed logical form {json.dumps(y)[:80]} "
+                                f"(expected one bracketed intent \"[IN:... ]\" with balanced brackets)")
             if ex_id in first:
                 raise UserError(f"{path}: duplicate id '{ex_id}' (items {first[ex_id]} and {i})")
             first[ex_id] = i
@@ -647,14 +679,7 @@ class SemParseTask(Task):
 
     def well_formed(self, prediction):
         """A logical form: starts with an intent "[IN:", brackets balance and close at the very end."""
-        s, depth = prediction.strip(), 0
-        if not s.startswith("[IN:"):
-            return False
-        for i, ch in enumerate(s):
-            depth += (ch == "[") - (ch == "]")
-            if depth < 0 or (depth == 0 and i < len(s) - 1):
-                return False
-        return depth == 0
+        return is_logical_form(prediction)
 
     def perturb(self, example, rng, n):
         slots = re.findall(r"\[SL:\S+ ([^\[\]]+?) \]", example["y"])
@@ -667,7 +692,15 @@ def sqlite_ro(path):
     Untrusted (generated) SQL goes through `execute_sql`, which adds the sandbox."""
     if not os.path.isfile(path):
         raise UserError(f"SQLite database not found: {path}")
-    return sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, check_same_thread=False)
+    return sqlite3.connect(sqlite_uri(path), uri=True, check_same_thread=False)
+
+
+def sqlite_uri(path):
+    """The read-only `file:` URI of a database path. The path is percent-encoded: a raw '#' or '?'
+    in it (a --data folder named "x#my") would end SQLite's path there, and SQLite would open, and
+    create, read-write, a database at the truncated path outside --data."""
+    from urllib.parse import quote
+    return f"file:{quote(os.path.abspath(path), safe='/')}?mode=ro"
 
 
 # Sandbox of generated SQL (predictions and gold queries alike):
@@ -833,6 +866,44 @@ class SQLTask(Task):
             raise UserError(f"no dev.json or test.json in {data}")
         self._schemas, self._gold, self._columns = {}, {}, {}
         super().__init__(pool, splits, load_template("sql"))
+        self.check_gold()
+
+    def check_gold(self):
+        """Every gold query must be able to run: its database exists, and the query compiles (EXPLAIN:
+        nothing runs) in the sandbox as one read-only SELECT. A gold query that cannot run would score
+        every prediction 0 (an unwinnable test item) or teach a broken answer: refused at load, naming
+        the item. (A query that compiles but fails or times out at run time is only seen when scored.)"""
+        by_db = {}
+        for ex in self.pool + [e for t in self.tests.values() for e in t]:
+            by_db.setdefault(ex["meta"]["db_id"], []).append(ex)
+        bad = []
+        for db_id, exs in sorted(by_db.items()):
+            db = self.db_path(db_id)
+            if not os.path.isfile(db):
+                bad += [(ex, f"database {db} not found") for ex in exs]
+                continue
+            conn, helper = sandboxed_connection(db, time.monotonic() + max(60.0, self.timeout * len(exs)))
+            try:
+                for ex in exs:
+                    try:
+                        if not ex["y"].strip():
+                            why = "empty SQL"
+                        elif not sql_is_read_only(conn, ex["y"]):
+                            why = "not a read-only SELECT (the sandbox refuses it)"
+                        else:
+                            continue
+                    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, RecursionError) as e:
+                        why = " ".join(str(e).split())[:120] or type(e).__name__
+                    bad.append((ex, why))
+            finally:
+                conn.close()
+                helper.close()
+        if bad:
+            ex, why = bad[0]
+            raise UserError(f"task sql: {len(bad)} gold quer{'y' if len(bad) == 1 else 'ies'} in {self.data} cannot "
+                            f"run, so those items could never score (first: {ex['id']}, i.e. item "
+                            f"{ex['id'].rsplit('-', 1)[1]} of {ex['id'].rsplit('-', 1)[0]}.json, db "
+                            f"{ex['meta']['db_id']}: {why}); fix or remove them")
 
     def _load(self, path, split):
         items = read_json(path, "BIRD")

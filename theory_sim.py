@@ -89,9 +89,10 @@ def parse_args(argv=None):
                         "(--mix is an old alias)")
     p.add_argument("--sweep", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
                    help="comma-separated shares of random (vs one_near) contexts to sweep; 'none' to skip")
-    p.add_argument("--steps", type=int, default=2000, help="gradient steps per model")
-    p.add_argument("--n-train", "--batch", dest="n_train", type=int, default=256,
-                   help="fresh training contexts per step (the batch size)")
+    p.add_argument("--steps", "--max-steps", dest="steps", type=int, default=2000,
+                   help="gradient steps per model (--max-steps: the same, train.py's name)")
+    p.add_argument("--n-train", "--batch", "--batch-size", dest="n_train", type=int, default=256,
+                   help="fresh training contexts per step (the batch size; --batch-size: the same, train.py's name)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam peak learning rate (cosine decay to 0)")
     p.add_argument("--n-test", type=int, default=4000, help="fixed test queries per test context")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
@@ -134,7 +135,27 @@ def parse_sweep(text):
         raise UserError(f"--sweep must be comma-separated numbers in [0, 1] or 'none', got {text!r}") from None
     if not all(0 <= f <= 1 for f in fracs):
         raise UserError(f"--sweep values must be in [0, 1], got {text!r}")
+    if len({f"{f:g}" for f in fracs}) != len(fracs):  # one model per value (named by f"{f:g}"): no duplicate rows
+        raise UserError(f"--sweep has repeated values: {text!r}")
     return fracs
+
+
+DIVERGED = 100.0  # a test MSE this many times that of predicting 0 means training diverged
+
+
+def check_converged(res, args):
+    """UserError when some model's training diverged: a test MSE (of the model, or of its in-weights
+    estimator f_theta alone) above DIVERGED x the MSE of always predicting 0, or not finite. Such numbers
+    (e.g. --lr 1e6: MSE 3.5e9) are no result; nothing is written."""
+    zero = min(b["zero"] for b in res["baselines"].values())
+    found = [(r, t, v) for r, row in res["mse"].items() for t, v in row.items()]
+    found += [(r, "f_theta alone", d["f_theta_mse"]) for r, d in res["derived"].items()]
+    found += [(f"sweep p_random={s['p_random']:g}", t, v) for s in res["sweep"] for t, v in s["mse"].items()]
+    found += [(f"sweep p_random={s['p_random']:g}", "f_theta alone", s["f_theta_mse"]) for s in res["sweep"]]
+    for r, t, v in found:
+        if not math.isfinite(v) or v > DIVERGED * zero:
+            raise UserError(f"training diverged: model {r} has test MSE {v:.3g} on {t} (predicting 0 gives "
+                            f"{zero:.3g}); lower --lr (now {args.lr:g}); nothing written")
 
 
 def simulate(args):
@@ -313,10 +334,11 @@ def main(argv=None):
     check_args(args)
     print_config({k: v for k, v in vars(args).items() if k != "sweep_fracs"}, "theory_sim")
     common.check_output_path(args.out, is_dir=True)
-    os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)   # tiny tensors: one thread is fastest and never oversubscribes shared cores
     t0 = time.time()
     res = simulate(args)
+    check_converged(res, args)  # diverged training publishes nothing
+    os.makedirs(args.out, exist_ok=True)
     write_json_atomic(os.path.join(args.out, "results.json"), res)
     md = render_md(res)
     write_text_atomic(os.path.join(args.out, "results.md"), md)

@@ -31,11 +31,12 @@ paraphrases on the fly (the task's exact perturbation, written to RUN/paraphrase
 
 Run folder: cc_output.json (the marker that makes it a run of this program), config.json, contexts.jsonl
 (+ .meta.json; sampled runs only), train_log.jsonl ({step, loss, lr, tokens_per_s}), checkpoint-<step>/
-and final/ (a peft adapter, or with --full a whole model). --out must be missing, empty or a run
-(its cc_output.json; a folder without it is never written into or deleted, not even with
---overwrite, which empties only a run, and only after every input was validated); it is locked
-(.cc_lock) while train.py runs, so a second train.py on it stops with one error line; a run that
-fails before training starts leaves nothing behind in a new folder.
+and final/ (a peft adapter, or with --full a whole model; only the newest --keep-checkpoints N, default 1,
+keep the optimizer/scheduler/RNG state --resume needs, older ones keep the weights probes.py scores).
+--out must be missing, empty or a run (its cc_output.json; a folder without it is never written into
+or deleted, not even with --overwrite, which empties only a run, and only after every input was
+validated); it is locked (.cc_lock) while train.py runs, so a second train.py on it stops with one
+error line; a run that fails before training starts leaves nothing behind in a new folder.
 """
 import argparse
 import os
@@ -55,7 +56,7 @@ from tasks import add_task_args, task_config, task_from_args
 
 # flags that do not change the trained weights (may differ between a run and its --resume)
 NON_SEMANTIC = {"resume", "overwrite", "stop_after", "save_every", "log_every", "threads", "cpu_threads", "out",
-                "eval_limit", "contexts"}
+                "eval_limit", "contexts", "keep_checkpoints"}
 
 
 def get_args(argv=None):
@@ -69,6 +70,10 @@ def get_args(argv=None):
     g.add_argument("--out", default=None, help="run folder (default runs/<task>-<regime>-<model>-s<seed>)")
     g.add_argument("--save-every", type=config.number(int, 0), default=50, help="checkpoint every N steps "
                    "(0 = final only; default 50)")
+    g.add_argument("--keep-checkpoints", type=config.number(int, 0, 1_000_000), default=1,
+                   help="keep the resumable state (optimizer, scheduler, RNG: 2/3 of a full-weight checkpoint) "
+                        "in the newest N checkpoints only; older checkpoint-<step>/ folders keep their weights, "
+                        "which probes.py scores (0 = keep everything; default 1)")
     g.add_argument("--log-every", type=config.number(int, 1), default=1, help="train_log.jsonl row every N steps")
     g.add_argument("--eval-limit", type=config.number(int, 0, 100_000), default=24, help="test inputs of the "
                    "before/after check printed at the end (0 = none; default 24)")
@@ -111,7 +116,7 @@ def main(argv=None):
 def _train(args, tc, cc, acc, precision, out):
     show = acc.is_main_process
     if show:
-        print_config(args, "train")
+        print_config(config.applicable(args), "train")  # only the flags that apply (config.applicable)
     set_seed(tc.seed)
 
     # --- data: task, contexts, token sequences, the plan of optimizer steps ------------------
@@ -157,6 +162,8 @@ def _train(args, tc, cc, acc, precision, out):
         training.check_resume(args.out, run_config, NON_SEMANTIC)
     start, log_rows, ckpt = training.resume_state(acc, args.out, model, optimizer, scheduler, tc.full) \
         if args.resume else (0, [], None)
+    rng = training.load_state_file(os.path.join(ckpt, f"rng_state_{acc.process_index}.pt"), "RNG state") \
+        if ckpt else None  # read (and checked) now, applied last
     if show:  # everything is validated: only now is the folder emptied (--overwrite) and written
         out.start()
         if on_the_fly:
@@ -167,12 +174,11 @@ def _train(args, tc, cc, acc, precision, out):
         print(f"model {tc.model}: {n_train / 1e6:.2f}M trainable parameters ("
               f"{'all weights' if tc.full else 'LoRA on ' + ', '.join(lora_modules)}); device {acc.device}, "
               f"precision {precision}", flush=True)
-    before = training.quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k) if show and args.eval_limit and not start \
-        else None
+    before = training.quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k, desc="check before") \
+        if show and args.eval_limit and not start else None
     model, optimizer = acc.prepare(model, optimizer)
     if ckpt:  # last, so that nothing above changes the restored random streams
-        training.set_rng_state(torch.load(os.path.join(ckpt, f"rng_state_{acc.process_index}.pt"),
-                                          map_location="cpu", weights_only=False))
+        training.set_rng_state(rng)
 
     # --- train, save, report -----------------------------------------------------------------
     if out is not None:  # from here a failure leaves the run (with its marker) for --resume / --overwrite
@@ -187,7 +193,8 @@ def _train(args, tc, cc, acc, precision, out):
         print(f"done: {len(plan)} steps; loss {np.mean(first):.4f} (first 10 steps) -> {np.mean(last):.4f} "
               f"(last 10); weights in {os.path.join(args.out, 'final')}", flush=True)
         if args.eval_limit:
-            after = training.quick_eval(acc.unwrap_model(model), tok, task, args.eval_limit, tc.seed, cc.k)
+            after = training.quick_eval(acc.unwrap_model(model), tok, task, args.eval_limit, tc.seed, cc.k,
+                                        desc="check after")
             cols = ([before] if before else []) + [after]
             print(f"\nmean {task.metric_name} on the first {args.eval_limit} test inputs, by evaluation context:")
             print(format_by_type(cols, (["before"] if before else []) + ["after"]), flush=True)

@@ -101,14 +101,21 @@ def loss_fn(model, batch, last_only):
                                              ignore_index=-100)
 
 
-def encode_rows(rows, task, tok, paraphrases, max_len, desc, show):
-    """Token sequences of one epoch's rows; and how many prompts were shortened."""
+def encode_rows(rows, task, tok, paraphrases, max_len, desc, show, bar=None):
+    """Token sequences of one epoch's rows; and how many prompts were shortened. `bar`: a progress
+    bar advanced per row (plan_run's one bar for every epoch); without it, a bar of its own if `show`."""
     seqs, dropped = [], 0
     pool = contexts.pool_by_id(task)
-    for r in progress(rows, desc=desc, **({} if show else {"disable": True})):
+    own = None
+    if bar is None:
+        bar = own = progress(total=len(rows), desc=desc, **({} if show else {"disable": True}))
+    for r in rows:
         s = encode(tok, task, contexts.resolve(r, task, paraphrases), pool[r["target"]], max_len)
         dropped += s.pop("dropped") > 0
         seqs.append(s)
+        bar.update(1)
+    if own is not None:
+        own.close()
     return seqs, dropped
 
 
@@ -137,19 +144,30 @@ def plan_run(epoch_rows, task, tok, paraphrases, tc, world, show):
     --max-steps is reached: exactly the epochs the run uses, no guessing.
     Returns (rows used, per-epoch sequences, steps, prompts shortened)."""
     rows_used, epoch_seqs, plan, dropped, e = [], [], [], 0, 0
-    while (len(plan) < tc.max_steps) if tc.max_steps else (e < tc.epochs):
-        rows = epoch_rows(e)
-        if not rows:
-            raise UserError(f"epoch {e} has no training rows (did --min-avg-sim filter them all out?)")
-        if (len(rows_used) + len(rows)) > MAX_SEQUENCES:
-            raise UserError(f"the run would hold more than {MAX_SEQUENCES:,} sequences in memory "
-                            f"({e + 1} epochs of {len(rows)}); lower --max-steps / --epochs")
-        seqs, d = encode_rows(rows, task, tok, paraphrases, tc.max_len, f"tokenise epoch {e}", show)
-        rows_used += rows
-        epoch_seqs.append(seqs)
-        dropped += d
-        plan += plan_epoch(seqs, e, tc.batch_size, tc.grad_accum, world, tc.seed)
-        e += 1
+    # ONE bar for all epochs (sampling + tokenising), not two per epoch: its total is known after epoch 0
+    bar = progress(total=None, desc="contexts + tokens", unit="seq", **({} if show else {"disable": True}))
+    try:
+        while (len(plan) < tc.max_steps) if tc.max_steps else (e < tc.epochs):
+            rows = epoch_rows(e)
+            if not rows:
+                raise UserError(f"epoch {e} has no training rows (did --min-avg-sim filter them all out?)")
+            if (len(rows_used) + len(rows)) > MAX_SEQUENCES:
+                raise UserError(f"the run would hold more than {MAX_SEQUENCES:,} sequences in memory "
+                                f"({e + 1} epochs of {len(rows)}); lower --max-steps / --epochs")
+            bar.set_description(f"contexts + tokens, epoch {e}", refresh=False)
+            seqs, d = encode_rows(rows, task, tok, paraphrases, tc.max_len, f"tokenise epoch {e}", show, bar=bar)
+            rows_used += rows
+            epoch_seqs.append(seqs)
+            dropped += d
+            steps = plan_epoch(seqs, e, tc.batch_size, tc.grad_accum, world, tc.seed)
+            plan += steps
+            if e == 0:
+                epochs = math.ceil(tc.max_steps / max(len(steps), 1)) if tc.max_steps else tc.epochs
+                bar.total = len(rows) * epochs
+                bar.refresh()
+            e += 1
+    finally:
+        bar.close()
     return rows_used, epoch_seqs, plan[:tc.max_steps] if tc.max_steps else plan, dropped
 
 
@@ -283,7 +301,9 @@ def final_step(run_dir, default):
                       (os.path.join(run_dir, "config.json"), "total_steps")):
         if os.path.isfile(path):
             data = read_json(path, "trainer state" if key == "step" else "run config")
-            step = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(data, dict):
+                raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
+            step = data.get(key)
             if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
                 raise UserError(f"{path}: \"{key}\" must be an integer >= 1, got {step!r}")
             if step is not None:
@@ -299,6 +319,25 @@ def list_checkpoints(run_dir):
     if checkpoint_kind(final):
         found.setdefault(final_step(run_dir, max(found, default=0) + 1), ("final", final))
     return [(s, name, d, checkpoint_kind(d)) for s, (name, d) in sorted(found.items())]
+
+
+RESUME_STATE = "trainer_state.pt"  # with rng_state_<rank>.pt: what --resume needs beyond the weights
+
+
+def slim_checkpoints(run_dir, keep):
+    """--keep-checkpoints: only the newest `keep` checkpoint-<step>/ folders stay resumable; the older
+    ones lose their optimizer/scheduler/RNG state (trainer_state.pt, rng_state_*.pt: 2/3 of a full-weight
+    checkpoint) and keep their weights and trainer_state.json (probes.py scores every checkpoint's
+    weights). keep = 0: keep everything. trainer_state.pt goes first, so an interrupted slimming leaves
+    a folder that --resume no longer picks (last_checkpoint), never a half-resumable one."""
+    if not keep:
+        return
+    resumable = sorted((s, d) for s, d in _step_checkpoints(run_dir).items()
+                       if os.path.isfile(os.path.join(d, RESUME_STATE)))
+    for _, d in resumable[:-keep]:
+        os.remove(os.path.join(d, RESUME_STATE))
+        for f in glob.glob(os.path.join(d, "rng_state_*.pt")):
+            os.remove(f)
 
 
 def last_checkpoint(run_dir):
@@ -347,7 +386,7 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
             log_rows.append({"step": step, "loss": round(loss_mean, 6), "lr": lr,
                              "tokens_per_s": round(tokens / max(dt, 1e-9), 1)})
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_mean:.4f}", tok_s=f"{tokens / max(dt, 1e-9):.0f}")
+        bar.set_postfix(loss=f"{loss_mean:.4f}", tok_s=f"{tokens / max(dt, 1e-9):.0f}", refresh=False)
         if step == start + 3 and show and total - step > 0:
             per = (time.time() - t_start) / 3
             print(f"\nestimated time: {per * (total - step) / 60:.1f} min for the remaining {total - step} steps "
@@ -357,6 +396,8 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
                 write_jsonl_atomic(log_path, log_rows)
             save_checkpoint(acc, os.path.join(args.out, f"checkpoint-{step}"), model, tok, full, optimizer,
                             scheduler, step, log_rows)
+            if show:
+                slim_checkpoints(args.out, getattr(args, "keep_checkpoints", 0))
         elif show and step % 25 == 0:
             write_jsonl_atomic(log_path, log_rows)
         if args.stop_after and step >= args.stop_after and step < total:
@@ -396,7 +437,7 @@ def context_source(contexts_path, task, cc, seed, paraphrases, show):
         return file_epochs(rows, contexts_path, show)
     if show:
         contexts.note_unused_rho(cc, paraphrases)
-    sampler = contexts.Sampler(task, cc, seed, paraphrases, show_progress=show)
+    sampler = contexts.Sampler(task, cc, seed, paraphrases, show_progress=False)  # plan_run's bar covers it
     return sampler.epoch
 
 
@@ -415,25 +456,54 @@ def resume_state(acc, out, model, optimizer, scheduler, full):
         if acc.is_main_process:
             print(f"--resume: no checkpoint in {out}; starting from scratch", flush=True)
         return 0, [], None
-    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), map_location="cpu", weights_only=False)
+    state_path = os.path.join(ckpt, "trainer_state.pt")
+    state = load_state_file(state_path, "trainer state")
+    if not isinstance(state, dict) or not all(k in state for k in ("optimizer", "scheduler", "step", "world")) \
+            or not isinstance(state["step"], int) or isinstance(state["step"], bool) or state["step"] < 0:
+        raise UserError(f"{state_path} is not a trainer state of train.py (optimizer, scheduler, step, world); "
+                        f"{_DAMAGED.format(ckpt=ckpt)}")
     if state["world"] != acc.num_processes:
         raise UserError(f"{ckpt} was written by {state['world']} processes, now {acc.num_processes}")
     load_weights(model, ckpt, full)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise UserError(f"{state_path}: the optimizer state does not fit this run ({type(e).__name__}: "
+                        f"{str(e)[:120]}); {_DAMAGED.format(ckpt=ckpt)}") from None
     start = state["step"]
     log_path = os.path.join(out, "train_log.jsonl")
     if isinstance(state.get("log_rows"), list):  # the checkpoint's own copy: whatever happened to the log file
-        log_rows = [r for r in state["log_rows"] if isinstance(r, dict) and r.get("step", start + 1) <= start]
-    else:  # a checkpoint written before checkpoints held the log
-        log_rows = [r for r in read_jsonl(log_path, "train log") if r["step"] <= start] if os.path.isfile(log_path) \
-            else []
+        log_rows = [r for r in state["log_rows"] if isinstance(r, dict) and isinstance(r.get("step"), int)
+                    and r["step"] <= start]
+    else:  # a checkpoint written before checkpoints held the log: every row must say its step
+        log_rows = [r for r in read_jsonl(log_path, "train log", types={"step": int}) if r["step"] <= start] \
+            if os.path.isfile(log_path) else []
     if acc.is_main_process:
         print(f"resuming from {ckpt} (step {start})", flush=True)
     return start, log_rows, ckpt
 
 
-def quick_eval(model, tok, task, limit, seed=0, k=4):
+_DAMAGED = "remove {ckpt} to resume from an earlier checkpoint, or start again with --overwrite"
+
+
+def load_state_file(path, what):
+    """torch.load of a state file train.py saved (trainer_state.pt, rng_state_<rank>.pt). A truncated or
+    otherwise unreadable file (torch raises OSError EINVAL, RuntimeError, EOFError, UnpicklingError...) is
+    ONE UserError naming it and the way out; running out of memory is left to run_main."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file makes torch or pickle raise
+        from common import environment_error
+        if environment_error(e) is not None:
+            raise
+        raise UserError(f"{path}: unreadable {what}, the file is damaged ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:100]}); {_DAMAGED.format(ckpt=os.path.dirname(path))}") from None
+
+
+def quick_eval(model, tok, task, limit, seed=0, k=4, desc="generate"):
     """Mean score per context type on the first `limit` test inputs (evaluation.py's contexts):
     the short before/after check train.py prints."""
     import evaluation as ev
@@ -444,7 +514,8 @@ def quick_eval(model, tok, task, limit, seed=0, k=4):
     use_cache = getattr(model.config, "use_cache", None)
     model.config.use_cache = True
     try:
-        rows, _ = ev.predict(model, tok, task, instances, ev.default_max_new_tokens(task, tok), batch_size=16)
+        rows, _ = ev.predict(model, tok, task, instances, ev.default_max_new_tokens(task, tok), batch_size=16,
+                             desc=desc)
     finally:
         model.config.use_cache = use_cache
         model.train(was_training)

@@ -22,12 +22,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import contexts  # noqa: E402
-from common import (UserError, check_complete, check_out_not_input, check_output_path, print_config,  # noqa: E402
-                    read_jsonl, run_main, write_text_atomic)
+import evaluation  # noqa: E402
+from common import (UserError, check_out_not_input, check_output_path, print_config,  # noqa: E402
+                    run_main, write_text_atomic)
+from common import finite_float  # noqa: E402
 from similarity import is_no_answer  # noqa: E402
 from tasks import add_task_args, task_from_args  # noqa: E402
 
 TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
+PREDICTION_FIELDS = {"id": str, "context_type": str, "prediction": str, "context": list, "score": float}
 
 
 def main(argv=None):
@@ -36,15 +39,21 @@ def main(argv=None):
     p.add_argument("evals", nargs="+", help="evaluate.py output folders")
     p.add_argument("--labels", nargs="+", required=True)
     p.add_argument("--paraphrases", default=None, help="the paraphrase file the evaluation used")
-    p.add_argument("--threshold", type=float, default=90.0)
+    p.add_argument("--threshold", type=finite_float(0, 100, lo_open=True), default=90.0,
+                   help="chrF (0-100] from which an answer counts as a copy of a label (default 90)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if len(args.labels) != len(args.evals):
         raise UserError(f"{len(args.evals)} folders but {len(args.labels)} labels")
     check_output_path(args.out)
     check_out_not_input(args.out, [*args.evals, args.data, args.paraphrases])
-    for d in args.evals:  # a folder evaluate.py did not finish (or that changed since) is refused
-        check_complete(d, "evaluation", "evaluation (evaluate.py --out)")
+    # a folder evaluate.py did not finish (or that changed since), predictions that no longer match their
+    # sidecar, rows without an id, a string prediction, a list of context ids or a finite score: one error line
+    evals = [evaluation.read_eval_folder(d, types=PREDICTION_FIELDS, need_summary=False) for d in args.evals]
+    for d, (rows, _, _) in zip(args.evals, evals):
+        for n, r in enumerate(rows, 1):
+            if not all(isinstance(c, str) for c in r["context"]):
+                raise UserError(f"{d}/predictions.jsonl:{n}: 'context' must be a list of example ids")
     print_config(args, "context_use")
     import sacrebleu
     task = task_from_args(args)
@@ -53,8 +62,8 @@ def main(argv=None):
         for exs in contexts.load_paraphrases(args.paraphrases, task).values():
             by_id.update({e["id"]: e for e in exs})
     acc, fail, form = {}, {}, {}
-    for label, d in zip(args.labels, args.evals):
-        for r in read_jsonl(os.path.join(d, "predictions.jsonl"), "predictions"):
+    for label, d, (rows, _, _) in zip(args.labels, args.evals, evals):
+        for r in rows:
             if r["id"] not in by_id:
                 raise UserError(f"{d}: test input {r['id']} not found (wrong task flags?)")
             f = fail.setdefault((label, r["context_type"]), [0, 0])

@@ -11,7 +11,10 @@ Case ids name the issue item: item<N>-<script>-<what> (issue 13), i22-item<N>-<s
 (issue 22: data loss). `figure3` is the Figure-3 comparison (`figure3.py`); `studies/context_use`
 is studies/context_use.py. A case's setup may return a callable, run after the case (e.g. to
 release a lock it holds).
-Kinds:  error   exit 2, one error line, no traceback, disk unchanged
+Kinds:  error   exit 2, one error line (matching the case's `match` regex, if any), no traceback,
+                disk unchanged
+        ok      exit 0, no error line, no traceback, nothing new or changed on disk but the outputs
+                (`allow`): input the scripts must accept
         clean   exit 0 or the `error` contract (input the scripts may legitimately accept,
                 e.g. a test input without any BM25 token): never a traceback
         signal  SIGTERM mid-work: exit 143, one error line, no traceback, no hidden *.tmp or
@@ -106,12 +109,14 @@ def run_inprocess(script, argv, timeout=90):
     return code, out.getvalue(), err.getvalue() + (tb or ""), tb
 
 
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # torch + a model reserve GBs of address space
+def _limit_memory(mem=6 << 30, fsize=None):
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))  # torch + a model reserve GBs of address space
+    if fsize is not None:  # a file-size limit (ulimit -f): writes beyond it fail with EFBIG (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     os.setsid()
 
 
-def run_subprocess(script, argv, cwd, timeout=60, sigterm_after=None, wait_for=None):
+def run_subprocess(script, argv, cwd, timeout=60, sigterm_after=None, wait_for=None, limits=None):
     """(exit code, stdout, stderr) of `python script argv` under a 6 GB address-space limit. With
     sigterm_after: once a stdout line matches the regex `wait_for` (the script is at work, its
     handlers installed), wait sigterm_after seconds more and send SIGTERM."""
@@ -120,7 +125,8 @@ def run_subprocess(script, argv, cwd, timeout=60, sigterm_after=None, wait_for=N
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CC_NO_PROGRESS="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, prog), *prefix, *argv], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: _limit_memory(**(limits or {})))
     out, err = [], []
     readers = [threading.Thread(target=lambda f=f, acc=acc: acc.extend(iter(f.readline, "")), daemon=True)
                for f, acc in ((proc.stdout, out), (proc.stderr, err))]
@@ -240,7 +246,56 @@ def world(tmp_path_factory):
     code, out, err, tb = run_inprocess("evaluate", al + ["--model", "tiny", "--limit", "3", "--max-new-tokens", "4",
                                                          "--threads", "1", "--out", f"{w}/ev_real"])
     assert code == 0, f"fixture evaluate failed:\n{err[-3000:]}"
+    _world_issue22_item10(w, al)
     return w
+
+
+def _rewrite(src, dst, edit):
+    """dst = the rows of src changed by edit(rows), with a VALID sidecar (src's meta): the file is refused for
+    its content, not for a stale sha256 or a missing sidecar."""
+    import common
+    rows = common.read_jsonl(src)
+    meta = {k: v for k, v in (common.read_meta(src) or {}).items() if k not in ("rows", "sha256")}
+    common.write_jsonl_atomic(dst, edit([dict(r) for r in rows]), meta=meta or None)
+
+
+def _world_issue22_item10(w, al):
+    """Inputs of issue 22 item 10: bad paraphrase rows, bad contexts rows, MTOP / BIRD data that cannot be
+    used as it is, and a run that trained all weights."""
+    def para(i, **change):
+        return lambda rows: [dict(r, **change) if n == i else r for n, r in enumerate(rows)]
+    _rewrite(f"{w}/para_al.jsonl", f"{w}/para_intlabel.jsonl",
+             lambda rows: [dict(r, labels=[7] * len(r["labels"])) if n == 2 else r for n, r in enumerate(rows)])
+    _rewrite(f"{w}/para_al.jsonl", f"{w}/para_nl_label.jsonl",
+             lambda rows: [dict(r, labels=["ab\ncd"] + r["labels"][1:]) if n == 2 else r for n, r in enumerate(rows)])
+    _rewrite(f"{w}/para_mt.jsonl", f"{w}/para_mt_empty.jsonl", para(1, paraphrases=["  "]))
+    _rewrite(f"{w}/ctx_al.jsonl", f"{w}/ctx_dup.jsonl", lambda rows: rows[:5] + [rows[3]] + rows[5:])
+    _rewrite(f"{w}/ctx_al.jsonl", f"{w}/ctx_self.jsonl",
+             lambda rows: [dict(r, context=[r["target"]] + r["context"][1:]) if n == 4 else r
+                           for n, r in enumerate(rows)])
+    for name, change in (("mtop_hash", dict(id="1003#copy")), ("mtop_hashp", dict(id="1004#p0")),
+                         ("mtop_badlf", dict(mr={"slot_intent": {"en": "[IN:CREATE_CALL [SL:CONTACT Bob ]"}})),
+                         ("mtop_emptyq", dict(question={"en": "   "}))):
+        os.makedirs(f"{w}/{name}")
+        items = [_mtop_item(i) for i in range(30)]
+        items[5] = dict(items[5], **change)
+        json.dump(items, open(f"{w}/{name}/dev.json", "w"))
+        json.dump([_mtop_item(i) for i in range(30, 36)], open(f"{w}/{name}/test.json", "w"))
+    import sqlite3
+    os.makedirs(f"{w}/bird_badgold/databases/shop")
+    conn = sqlite3.connect(f"{w}/bird_badgold/databases/shop/shop.sqlite")
+    conn.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
+    conn.executemany("INSERT INTO customer VALUES (?, ?, ?)", [(i, f"n{i}", "Rome") for i in range(8)])
+    conn.commit()
+    conn.close()
+    q = [{"db_id": "shop", "question": f"How many customers are called n{i}?",
+          "SQL": f"SELECT COUNT(*) FROM customer WHERE name = 'n{i}'"} for i in range(12)]
+    json.dump(q, open(f"{w}/bird_badgold/train.json", "w"))
+    json.dump(q[:2] + [{"db_id": "shop", "question": "Where do customers live?", "SQL": "SELECT town FROM customer"}],
+              open(f"{w}/bird_badgold/dev.json", "w"))
+    code, out, err, tb = run_inprocess("train", al + ["--model", "tiny", "--full", "--max-steps", "2", "--eval-limit",
+                                                      "0", "--threads", "1", "--out", f"{w}/fullrun"])
+    assert code == 0, f"fixture train --full failed:\n{err[-3000:]}"
 
 
 # ============================================================================ the catalogue
@@ -363,8 +418,9 @@ def _ctx_in_folder(w, t):
     shutil.copy(f"{w}/ctx_al.jsonl", f"{t}/run/ctx.jsonl")
 
 
-def C(id, script, argv, kind="error", setup=None, allow=None, mode="inproc", **kw):
-    return pytest.param(dict(script=script, argv=argv, kind=kind, setup=setup, allow=allow, mode=mode, **kw), id=id)
+def C(id, script, argv, kind="error", setup=None, allow=None, mode="inproc", marks=(), **kw):
+    return pytest.param(dict(script=script, argv=argv, kind=kind, setup=setup, allow=allow, mode=mode, **kw), id=id,
+                        marks=marks)
 
 
 CASES = [
@@ -575,7 +631,297 @@ CASES = [
     C("i22-item6-train-partial-paraphrases", "train", AL + TR + ["--regime", "contrastive", "--paraphrases",
                                                                  "{t}/p.jsonl", "--out", "{t}/run"],
       setup=_partial_para),
+    # ---- 10. smaller: bad rows of paraphrase / contexts files, data the scripts cannot use, contradictory flags
+    C("i22-item10-sample_contexts-paraphrase-integer-labels", "sample_contexts",
+      SC + ["--paraphrases", "{w}/para_intlabel.jsonl"]),
+    C("i22-item10-train-paraphrase-label-with-newline", "train",
+      AL + TR + ["--regime", "contrastive", "--paraphrases", "{w}/para_nl_label.jsonl", "--out", "{t}/run"]),
+    C("i22-item10-evaluate-paraphrase-empty", "evaluate", EVAL + ["--paraphrases", "{w}/para_mt_empty.jsonl"]),
+    C("i22-item10-train-contexts-duplicate-epoch-target", "train", TRAIN + ["--contexts", "{w}/ctx_dup.jsonl"]),
+    C("i22-item10-train-contexts-target-in-own-context", "train", TRAIN + ["--contexts", "{w}/ctx_self.jsonl"]),
+    C("i22-item10-sample_contexts-mtop-id-ends-copy", "sample_contexts",
+      ["--task", "semparse", "--data", "{w}/mtop_hash", "--out", "{t}/c.jsonl"]),
+    C("i22-item10-train-mtop-id-ends-copy", "train", ["--task", "semparse", "--data", "{w}/mtop_hash"] + TR +
+      ["--out", "{t}/run"]),
+    C("i22-item10-evaluate-mtop-id-ends-paraphrase-suffix", "evaluate",
+      ["--model", "tiny", "--task", "semparse", "--data", "{w}/mtop_hashp", "--threads", "1", "--out", "{t}/ev"]),
+    C("i22-item10-paraphrase-mtop-id-ends-copy", "paraphrase",
+      ["--task", "semparse", "--data", "{w}/mtop_hash", "--out", "{t}/p.jsonl"]),
+    C("i22-item10-sample_contexts-mtop-malformed-logical-form", "sample_contexts",
+      ["--task", "semparse", "--data", "{w}/mtop_badlf", "--out", "{t}/c.jsonl"]),
+    C("i22-item10-evaluate-mtop-malformed-logical-form", "evaluate",
+      ["--model", "tiny", "--task", "semparse", "--data", "{w}/mtop_badlf", "--threads", "1", "--out", "{t}/ev"]),
+    C("i22-item10-sample_contexts-mtop-empty-question", "sample_contexts",
+      ["--task", "semparse", "--data", "{w}/mtop_emptyq", "--out", "{t}/c.jsonl"]),
+    C("i22-item10-sample_contexts-sql-gold-cannot-run", "sample_contexts",
+      ["--task", "sql", "--data", "{w}/bird_badgold", "--regime", "random", "--out", "{t}/c.jsonl"]),
+    C("i22-item10-evaluate-sql-gold-cannot-run", "evaluate",
+      ["--model", "tiny", "--task", "sql", "--data", "{w}/bird_badgold", "--threads", "1", "--out", "{t}/ev"]),
+    C("i22-item10-evaluate-context-types-twice", "evaluate", EVAL + ["--context-types", "zero,zero,random"]),
+    C("i22-item10-evaluate-full-run-with-other-model", "evaluate",
+      ["--adapter", "{w}/fullrun", "--model", "scratch", "--limit", "3", "--threads", "1", "--out", "{t}/ev"]),
+    C("i22-item10-figure3-table-is-out", "figure3", FIG[:-2] + ["--out", "{t}/fig.png", "--table", "{t}/fig.png"]),
+    C("i22-item10-figure3-out-md-is-default-table", "figure3", FIG[:-2] + ["--out", "{t}/fig.md"]),
+    C("i22-item10-context_use-threshold-nan", "studies/context_use",
+      ["{w}/ev_a", "--labels", "a", "--task", "mt", "--data", "{w}/mt", "--threshold", "nan", "--out", "{t}/cu.md"]),
+    C("i22-item10-context_use-threshold-negative", "studies/context_use",
+      ["{w}/ev_a", "--labels", "a", "--task", "mt", "--data", "{w}/mt", "--threshold", "-1", "--out", "{t}/cu.md"]),
+    C("i22-item10-theory_sim-lr-diverges", "theory_sim",
+      ["--steps", "50", "--n-test", "50", "--sweep", "none", "--lr", "1e6", "--no-plot", "--out", "{t}/ts"]),
+    C("i22-item10-theory_sim-sweep-repeated", "theory_sim", TS + ["--sweep", "0.5,0.5,0.5"]),
+    C("i22-item10-sweep-rhos-repeated", "sweep", ["--budget", "smoke", "--rhos", "0.5,0.5,0.5", "--no-plot",
+                                                  "--out", "{t}/sw"]),
+    C("i22-item10-sweep-regimes-repeated", "sweep", ["--budget", "smoke", "--regimes", "random,random", "--no-plot",
+                                                     "--out", "{t}/sw"]),
+    C("i22-item10-sweep-task-seed-negative", "sweep", ["--budget", "smoke", "--task-seed", "-1", "--no-plot",
+                                                       "--out", "{t}/sw"]),
+    C("i22-item10-paraphrase-limit-0", "paraphrase", PARA + ["--limit", "0"]),
+    C("i22-item10-reproduce-unknown-model-writes-nothing", "reproduce", REPRO + ["--model", "nosuchmodel"]),
+    C("i22-item10-reproduce-offline-hub-writes-nothing", "reproduce",
+      REPRO[:-2] + ["--task", "mt", "--data", "hub:europarl", "--out", "{t}/study"]),
 ]
+
+# ==== issue 22, items 8, 9, 11, 12 (kept apart from CASES above, which other items extend) ====
+def _copy_ev(name, rows=None, summary=None):
+    """Setup: {t}/<name> = the real evaluation folder ev_real as committed results/*/eval/ folders are (no
+    cc_output.json), with its rows and summary changed by rows(list) / summary(dict) and a VALID sidecar
+    (the folder is refused for the change, not for a stale sha256)."""
+    def setup(w, t):
+        import common
+        d = f"{t}/{name}"
+        shutil.copytree(f"{w}/ev_real", d)
+        os.remove(f"{d}/cc_output.json")
+        if rows is not None:
+            path = f"{d}/predictions.jsonl"
+            meta = {k: v for k, v in common.read_meta(path).items() if k not in ("rows", "sha256")}
+            common.write_jsonl_atomic(path, rows(common.read_jsonl(path)), meta=meta)
+        if summary is not None:
+            s = json.load(open(f"{d}/summary.json"))
+            summary(s)
+            json.dump(s, open(f"{d}/summary.json", "w"))
+    return setup
+
+
+def _setups(*fns):
+    def setup(w, t):
+        for fn in fns:
+            fn(w, t)
+    return setup
+
+
+def _ev_stale_sidecar(w, t):
+    """A committed-style evaluation folder whose predictions changed after its sidecar was written."""
+    _copy_ev("ev")(w, t)
+    rows = [json.loads(l) for l in open(f"{t}/ev/predictions.jsonl")]
+    rows[1]["score"] = 100.0 - rows[1]["score"]
+    with open(f"{t}/ev/predictions.jsonl", "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _set(i, **change):
+    return lambda rows: [dict(r, **change) if n == i else r for n, r in enumerate(rows)]
+
+
+def _drop(i, field):
+    return lambda rows: [{k: v for k, v in r.items() if k != field or n != i} for n, r in enumerate(rows)]
+
+
+def _no_test_fp(s):
+    s.pop("test_fp", None)
+
+
+def _ctx_no_sidecar(w, t):
+    shutil.copy(f"{w}/ctx_al.jsonl", f"{t}/c.jsonl")
+
+
+def _ctx_no_task_fp(w, t):
+    _ctx_no_sidecar(w, t)
+    meta = json.load(open(f"{w}/ctx_al.jsonl.meta.json"))
+    del meta["task_fp"]
+    json.dump(meta, open(f"{t}/c.jsonl.meta.json", "w"))
+
+
+def _bird_with_hash(w, t):
+    """A BIRD folder whose path holds '#': SQLite's file: URI ended the path there (and created x read-write)."""
+    import sqlite3
+    d = f"{t}/x#my/bird"
+    os.makedirs(f"{d}/databases/shop")
+    conn = sqlite3.connect(f"{d}/databases/shop/shop.sqlite")
+    conn.execute("CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
+    conn.executemany("INSERT INTO customer VALUES (?, ?, ?)",
+                     [(i, f"n{i}", ["Paris", "Rome", "Berlin"][i % 3]) for i in range(12)])
+    conn.commit()
+    conn.close()
+    q = [{"db_id": "shop", "question": f"How many customers live in {c}?",
+          "SQL": f"SELECT COUNT(*) FROM customer WHERE city = '{c}'"} for c in ["Paris", "Rome", "Berlin"] * 4]
+    json.dump(q, open(f"{d}/train.json", "w"))
+    json.dump(q[:3], open(f"{d}/dev.json", "w"))
+
+
+def _mt_long_line(w, t):
+    """MT data with ONE line of 300,000 words (2.6 MB) among ordinary sentences."""
+    pairs = _pairs(60)
+    words = " ".join(f"{_SUBJ[i % 8].split()[-1].lower()}{i % 997}" for i in range(300_000))
+    pairs[17] = (words, "Ein sehr langer Satz.")
+    _write_mt(f"{t}/mt", pairs, _pairs(6, offset=3))
+
+
+def _symlink_to_run(w, t):
+    _copy_run(w, t)
+    os.symlink("run", f"{t}/link")
+
+
+def _broken_symlink(w, t):
+    os.symlink("nowhere", f"{t}/link")
+
+
+def _edit_run(edit):
+    def setup(w, t):
+        _copy_run(w, t)
+        edit(f"{t}/run")
+    return setup
+
+
+def _config_model_int(run):
+    cfg = json.load(open(f"{run}/config.json"))
+    cfg["model"] = 123
+    json.dump(cfg, open(f"{run}/config.json", "w"))
+
+
+def _final_state(value):
+    """A run with final/ (weights and trainer_state.json, as train.py saves it) whose trainer_state.json is `value`."""
+    def edit(run):
+        shutil.copytree(f"{run}/checkpoint-2", f"{run}/final")
+        for f in os.listdir(f"{run}/final"):
+            if f.endswith(".pt"):
+                os.remove(f"{run}/final/{f}")
+        json.dump(value, open(f"{run}/final/trainer_state.json", "w"))
+    return edit
+
+
+def _truncate_trainer_state(run):
+    p = f"{run}/checkpoint-2/trainer_state.pt"
+    data = open(p, "rb").read()
+    open(p, "wb").write(data[: len(data) // 2])
+
+
+def _old_checkpoint_log_row_without_step(run):
+    """A checkpoint made before checkpoints held the log (the log is read from train_log.jsonl on resume),
+    and a log row without "step"."""
+    import torch
+    p = f"{run}/checkpoint-2/trainer_state.pt"
+    state = torch.load(p, weights_only=False)
+    del state["log_rows"]
+    torch.save(state, p)
+    with open(f"{run}/train_log.jsonl", "a") as f:
+        f.write('{"loss": 1.0}\n')
+
+
+RESUME = AL + ["--regime", "random", "--contexts", "{t}/ctx.jsonl", "--model", "tiny", "--max-steps", "4",
+               "--save-every", "2", "--threads", "1", "--resume", "--out", "{t}/run"]
+
+
+def _resumable(edit):
+    """Setup: a copy of resume/run with its own copy of the contexts file it trained on (an earlier case,
+    item3-train-resume-changed-contexts, changes resume/ctx.jsonl; ctx_al.jsonl is the same file, made by the
+    same command), then edit(run)."""
+    def setup(w, t):
+        _copy_run(w, t)
+        for suffix in ("", ".meta.json"):
+            shutil.copy(f"{w}/ctx_al.jsonl{suffix}", f"{t}/ctx.jsonl{suffix}")
+        cfg = json.load(open(f"{t}/run/config.json"))
+        cfg["contexts"] = cfg["contexts_source"] = f"{t}/ctx.jsonl"
+        json.dump(cfg, open(f"{t}/run/config.json", "w"))
+        edit(f"{t}/run")
+    return setup
+EV_AL = ["--task", "alignment", "--n-train", "50", "--n-test", "20"]
+SLOW = pytest.mark.slow
+
+CASES += [
+    # ---- 8. figure3 reads only what it can compare honestly; contexts files name their data set; probes
+    C("i22-item8-figure3-predictions-differ-from-sidecar", "figure3", ["{t}/ev", "{w}/ev_real", "--out", "{t}/f.png"],
+      setup=_ev_stale_sidecar, match="changed since it was written"),
+    C("i22-item8-figure3-two-test-sets-same-ids", "figure3", ["{t}/a", "{t}/b", "--out", "{t}/f.png"],
+      setup=_setups(_copy_ev("a", summary=_no_test_fp),
+                    _copy_ev("b", rows=lambda rows: [dict(r, reference=r["reference"] + "q") for r in rows],
+                             summary=_no_test_fp)), match="another reference"),
+    C("i22-item8-figure3-test-fingerprints-differ", "figure3", ["{t}/a", "{t}/b", "--out", "{t}/f.png"],
+      setup=_setups(_copy_ev("a"), _copy_ev("b", summary=lambda s: s.update(test_fp="0123456789ab"))),
+      match="differ in their test set"),
+    C("i22-item8-figure3-chrf-beside-exact-match", "figure3", ["{t}/a", "{t}/b", "--out", "{t}/f.png"],
+      setup=_setups(_copy_ev("a", summary=lambda s: s.update(metric="chrf")),
+                    _copy_ev("b", summary=lambda s: s.update(metric="exact_match"))), match="differ in their metric"),
+    C("i22-item8-figure3-empty-predictions", "figure3", ["{t}/a", "{w}/ev_real", "--out", "{t}/f.png"],
+      setup=_copy_ev("a", rows=lambda rows: []), match="holds no predictions"),
+    C("i22-item8-figure3-unknown-context-type", "figure3", ["{t}/a", "{w}/ev_real", "--out", "{t}/f.png"],
+      setup=_copy_ev("a", rows=_set(2, context_type="random+bogus")), match="unknown context type"),
+    C("i22-item8-figure3-same-instance-twice", "figure3", ["{t}/a", "{w}/ev_real", "--out", "{t}/f.png"],
+      setup=_copy_ev("a", rows=lambda rows: rows + rows[:1]), match="both hold test input"),
+    C("i22-item8-figure3-random+counterfactual-is-a-context-type", "figure3",
+      ["{w}/ev_real", "{t}/a", "--ref", "a", "--out", "{t}/f.png"], kind="ok", setup=_copy_ev("a"),
+      allow=r"/f\.(png|md)$"),
+    C("i22-item8-context_use-predictions-differ-from-sidecar", "studies/context_use",
+      ["{t}/ev", "--labels", "a"] + EV_AL + ["--out", "{t}/cu.md"], setup=_ev_stale_sidecar,
+      match="changed since it was written"),
+    C("i22-item8-train-contexts-without-sidecar-other-data-set", "train",
+      AL + ["--task-seed", "3"] + TR + ["--regime", "random", "--contexts", "{t}/c.jsonl", "--out", "{t}/run"],
+      setup=_ctx_no_sidecar, match="does not say which data set"),
+    C("i22-item8-train-contexts-sidecar-without-task-fp", "train",
+      AL + ["--task-seed", "3"] + TR + ["--regime", "random", "--contexts", "{t}/c.jsonl", "--out", "{t}/run"],
+      setup=_ctx_no_task_fp, match="names no task or task_fp"),
+    # ---- 9. SQL: a --data path with '#' is read in place, read-only; nothing is created outside the outputs
+    C("i22-item9-paraphrase-sql-data-path-with-hash", "paraphrase",
+      ["--task", "sql", "--data", "{t}/x#my/bird", "--backend", "perturb", "--n", "2", "--out", "{t}/p.jsonl"],
+      kind="ok", setup=_bird_with_hash, allow=r"/p\.jsonl(\.meta\.json)?$"),
+    # ---- 11. a 300k-word line: bounded memory (was 20 GB and the OOM killer)
+    C("i22-item11-sample_contexts-300k-word-line", "sample_contexts",
+      ["--task", "mt", "--data", "{t}/mt", "--regime", "contrastive", "--out", "{t}/c.jsonl"], kind="ok",
+      mode="subproc", setup=_mt_long_line, allow=r"/c\.jsonl(\.meta\.json)?$", timeout=90, marks=SLOW),
+    # ---- 12. one error line instead of a traceback
+    C("i22-item12-sample_contexts-file-size-limit", "sample_contexts", SC, mode="subproc",
+      limits={"fsize": 4096}, match="File too large.*ulimit -f", marks=SLOW),
+    C("i22-item12-train-file-size-limit", "train", TRAIN, mode="subproc", limits={"fsize": 4096},
+      match="File too large.*ulimit -f", marks=SLOW),
+    C("i22-item12-sample_contexts-out-in-proc", "sample_contexts", SC[:-2] + ["--out", "/proc/cc-x.jsonl"],
+      match="/proc"),
+    C("i22-item12-train-out-in-proc", "train", TRAIN[:-2] + ["--out", "/proc/cc-x"], match="/proc"),
+    C("i22-item12-train-overwrite-out-symlink-to-run", "train", TRAIN[:-2] + ["--overwrite", "--out", "{t}/link"],
+      kind="clean", setup=_symlink_to_run, marks=SLOW),
+    C("i22-item12-train-out-broken-symlink", "train", TRAIN[:-2] + ["--overwrite", "--out", "{t}/link"],
+      setup=_broken_symlink, match="broken symbolic link"),
+    C("i22-item12-context_use-row-without-id", "studies/context_use",
+      ["{t}/a", "--labels", "a"] + EV_AL + ["--out", "{t}/cu.md"], setup=_copy_ev("a", rows=_drop(3, "id")),
+      match="id"),
+    C("i22-item12-context_use-prediction-not-a-string", "studies/context_use",
+      ["{t}/a", "--labels", "a"] + EV_AL + ["--out", "{t}/cu.md"], setup=_copy_ev("a", rows=_set(3, prediction=5)),
+      match="'prediction' must be a string"),
+    C("i22-item12-evaluate-run-config-model-int", "evaluate",
+      ["--adapter", "{t}/run/checkpoint-2", "--limit", "3", "--threads", "1", "--out", "{t}/ev"],
+      setup=_edit_run(_config_model_int), match='"model" must be a model name'),
+    C("i22-item12-probes-run-config-model-int", "probes", ["--run", "{t}/run"] + PROBES[2:],
+      setup=_edit_run(_config_model_int), match='"model" must be a model name'),
+    C("i22-item12-probes-trainer-state-json-list", "probes", ["--run", "{t}/run"] + PROBES[2:],
+      setup=_edit_run(_final_state([1, 2])), match="trainer_state.json: expected a JSON object"),
+    C("i22-item12-probes-trainer-state-json-step-abc", "probes", ["--run", "{t}/run"] + PROBES[2:],
+      setup=_edit_run(_final_state({"step": "abc"})), match='"step" must be an integer'),
+    C("i22-item12-train-resume-truncated-trainer-state", "train", RESUME,
+      setup=_resumable(_truncate_trainer_state), match="unreadable trainer state"),
+    C("i22-item12-train-resume-log-row-without-step", "train", RESUME,
+      setup=_resumable(_old_checkpoint_log_row_without_step), match="train_log.jsonl:\\d+: missing field 'step'"),
+    C("i22-item12-sweep-eval-seed-negative", "sweep", ["--budget", "smoke", "--eval-seed", "-1", "--no-plot",
+                                                       "--out", "{t}/sw"], match="--eval-seed"),
+    C("i22-item12-sweep-k-larger-than-pool", "sweep", ["--budget", "smoke", "--k", "64", "--n-train", "10",
+                                                       "--no-plot", "--out", "{t}/sw"], match="--k 64"),
+    C("i22-item12-train-model-too-big-for-6gb", "train",
+      AL + ["--model", "scratch:64x8192x64", "--max-steps", "2", "--threads", "1", "--regime", "random",
+            "--out", "{t}/r"], mode="subproc", match="out of memory", timeout=90, marks=SLOW),
+    C("i22-item12-train-n-train-10M-out-of-memory", "train",
+      ["--task", "alignment", "--n-train", "10000000"] + TR + ["--regime", "random", "--out", "{t}/r"],
+      mode="subproc", limits={"mem": 5 << 29}, match="out of memory", timeout=150, marks=SLOW),
+    C("i22-item12-sweep-jobs-2-sigterm", "sweep", ["--budget", "smoke", "--no-plot", "--jobs", "2", "--out", "{t}/sw"],
+      kind="signal", mode="signal", wait_for=r"to train", after=4.0, marks=SLOW),
+]
+
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -592,7 +938,8 @@ def test_bad_input(case, world, tmp_path, monkeypatch, request):
     if case["mode"] == "inproc":
         code, out, err, tb = run_inprocess(case["script"], argv)
     elif case["mode"] == "subproc":
-        code, out, err = run_subprocess(case["script"], argv, t, timeout=30)
+        code, out, err = run_subprocess(case["script"], argv, t, timeout=case.get("timeout", 30),
+                                        limits=case.get("limits"))
     else:
         code, out, err = run_subprocess(case["script"], argv, t, timeout=90, sigterm_after=case["after"],
                                         wait_for=case.get("wait_for"))
@@ -609,7 +956,14 @@ def test_bad_input(case, world, tmp_path, monkeypatch, request):
         return
     if case["kind"] == "clean" and code == 0:
         return
+    if case["kind"] == "ok":  # the input must be accepted, and nothing but the outputs (`allow`) appear
+        assert code == 0 and not error_lines(err), report
+        changes = diff_snapshots(before, after, case["allow"])
+        assert not changes, "disk changed beyond the outputs:\n" + "\n".join(changes[:20]) + "\n" + report
+        return
     assert code == 2, report
     assert len(error_lines(err)) == 1, report
+    if case.get("match"):  # the error the case is about, not an earlier one
+        assert re.search(case["match"], error_lines(err)[0]), report
     changes = diff_snapshots(before, after, case["allow"])
     assert not changes, "disk changed:\n" + "\n".join(changes[:20]) + "\n" + report

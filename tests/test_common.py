@@ -343,6 +343,48 @@ def test_run_main_one_line(capsys):
     assert capsys.readouterr().err == "error: first second\n"
 
 
+
+def test_environment_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
+    """Issue 22 item 12: errors of the machine (file-size limit, disk full, out of memory), also as torch
+    and safetensors raise them, are one `error:` line with exit 2; any other exception still raises."""
+    import errno
+    cases = [(OSError(errno.EFBIG, "File too large"), "ulimit -f"),
+             (OSError(errno.ENOSPC, "No space left on device"), "disk is full"),
+             (MemoryError(), "out of memory"),
+             (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 268435456 bytes."), "out of memory"),
+             (Exception("Error while serializing: I/O error: File too large (os error 27)"), "cannot write")]
+    for exc, text in cases:
+        def fail(exc=exc):
+            raise exc
+        with pytest.raises(SystemExit) as e:
+            common.run_main(fail)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and text in err, err
+    try:  # the cause of a re-raised error counts too
+        try:
+            raise MemoryError()
+        except MemoryError as m:
+            raise RuntimeError("while building the index") from m
+    except RuntimeError as chained:
+        assert "out of memory" in common.environment_error(chained)
+    for bug in (KeyError("step"), ValueError("bad value"), OSError(errno.ENOENT, "No such file"), TypeError("x")):
+        assert common.environment_error(bug) is None
+        with pytest.raises(type(bug)):
+            common.run_main(lambda bug=bug: (_ for _ in ()).throw(bug))
+
+
+def test_outputs_where_the_os_refuses_files_are_one_line(tmp_path):
+    """--out /proc/x.jsonl (mkstemp: ENOENT) or a folder under /proc, and a broken symbolic link: UserError."""
+    with pytest.raises(UserError, match="cannot create files in /proc|/proc is not writable"):  # root | user
+        common.write_jsonl_atomic("/proc/cc-test-x.jsonl", [{"a": 1}], meta={"kind": "t"})
+    with pytest.raises(UserError, match="cannot make the folder /proc/cc-test-x|/proc is not writable"):
+        common.claim_output_dir("/proc/cc-test-x", "train-run", "test")
+    os.symlink(tmp_path / "nowhere", tmp_path / "link")
+    with pytest.raises(UserError, match="broken symbolic link"):
+        common.check_output_path(tmp_path / "link", is_dir=True)
+    assert os.listdir(tmp_path) == ["link"]
+
 def test_sigterm_swallowed_in_del_still_terminates_and_publishes_nothing(tmp_path, capsys):
     """A SIGTERM whose exception fires inside a __del__ is printed as "Exception ignored" by
     Python and the program goes on; run_main must still exit 143 without writing the output."""

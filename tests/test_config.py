@@ -1,5 +1,6 @@
 """config.py: flags derived from the dataclasses, finite-number types, task options, to_argv round trip."""
 import argparse
+import re
 
 import pytest
 
@@ -51,3 +52,36 @@ def test_task_options_reject_flags_of_other_tasks():
         config.task_options(config.TaskConfig(task="mt", n_train=5))
     assert config.task_config_dict(config.TaskConfig(task="semparse", data="x")) == {
         "task": "semparse", "data": "x", "lang": "en", "max_pool": None, "test_size": None}
+
+
+def _default_statements(help_text):
+    return len(re.findall(r"\(default\b|\bdefault:|\bdefault \d", help_text))
+
+
+def test_help_states_each_default_once(capsys):
+    """Issue 22 item 13: a help text that already states its default ("(default: 2; 20 for --model
+    scratch)") gets no second "(default: none)"; every other flag gets its default appended."""
+    for action in parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert _default_statements(action.help) == 1, (action.option_strings, action.help)
+    import train
+    with pytest.raises(SystemExit) as e:
+        train.get_args(["-h"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 2; 20 for --model scratch)" in text and "(default: 2; 8 for --model scratch)" in text
+    assert "for --model scratch) (default" not in text and "for --full) (default" not in text
+    assert "the paper's method) (default" not in text
+
+
+def test_printed_config_shows_only_what_applies():
+    """Issue 22 item 13: an alignment run's printed config has no MT / MTOP / SQL flags, a --full run no
+    LoRA flags, a regime no knobs of other regimes; what applies stays."""
+    p = parser()
+    shown = config.applicable(p.parse_args(["--regime", "random", "--full"]))
+    assert {"task", "n_train", "task_seed", "regime", "k", "zero_frac", "full", "lr", "seed"} <= set(shown)
+    assert not {"metric", "src", "tgt", "lang", "data", "sql_schema", "test_size", "alpha", "beta", "rho",
+                "min_avg_sim", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"} & set(shown)
+    shown = config.applicable(p.parse_args(["--task", "mt", "--data", "d", "--regime", "contrastive"]))
+    assert {"metric", "src", "tgt", "data", "alpha", "beta", "rho", "lora_r"} <= set(shown)
+    assert not {"n_train", "task_seed", "align_m", "lang", "min_avg_sim"} & set(shown)

@@ -199,6 +199,30 @@ def test_read_rows_refuses_other_task_and_bad_types(tmp_path, mt_task):
         contexts.read_rows(path, align)
 
 
+
+def test_contexts_file_must_name_its_data_set(tmp_path):
+    """Issue 22 item 8: a contexts file holds only ids ("train-3"), which another data set of the same task
+    has too. Without its sidecar, or with "task_fp" removed from it, train.py trained on the other data set's
+    examples. Such a file is refused, naming the one-line sidecar that declares it made for this data set."""
+    align = tasks.load_task("alignment", n_train=30)
+    other = tasks.load_task("alignment", n_train=30, seed=5)  # the same ids, other data
+    rows = sample(align, "random", epochs=1)
+    path, side = tmp_path / "c.jsonl", tmp_path / "c.jsonl.meta.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # hand-made: no sidecar
+    with pytest.raises(UserError, match="does not say which data set it was made for.*no .*c.jsonl.meta.json"):
+        contexts.read_rows(path, other)
+    contexts.write_rows(path, rows, align)
+    meta = json.loads(side.read_text())
+    del meta["task_fp"]
+    side.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="its sidecar names no task or task_fp"):
+        contexts.read_rows(path, other)
+    # the sidecar the message asks for, written by hand: accepted for that data set only
+    side.write_text(json.dumps({"kind": "contexts", "task": "alignment", "task_fp": align.fingerprint()}))
+    assert contexts.read_rows(path, align) == rows
+    with pytest.raises(UserError, match="another alignment data set"):
+        contexts.read_rows(path, other)
+
 def test_load_paraphrases_drops_copies_and_checks_inputs(tmp_path, mt_task):
     ex = mt_task.pool[0]
     f = tmp_path / "p.jsonl"

@@ -363,3 +363,17 @@ def test_evaluate_resumes_after_sigterm_with_identical_predictions(run_script, t
     proc = run_script("evaluate.py", *args, "--max-new-tokens", "20", "--out", tmp_path / "other")
     assert proc.returncode == 0 and "not reusing" in proc.stdout and "resuming" not in proc.stdout, proc.stderr[-2000:]
     assert len(_read_jsonl(tmp_path / "other" / "predictions.jsonl")) == 180
+
+
+def test_flag_aliases_share_one_name_across_scripts():
+    """Issue 22 item 13: the canonical names work everywhere: --eval-limit (train.py, reproduce.py) in
+    evaluate.py beside its --limit; --max-steps / --batch-size (train.py) in theory_sim.py and sweep.py
+    beside their --steps / --batch (kept: committed commands use them)."""
+    import sweep
+    import theory_sim
+    p = evaluate.build_parser()
+    assert p.parse_args(["--out", "e", "--eval-limit", "3"]).limit == p.parse_args(["--out", "e", "--limit", "3"]).limit == 3
+    a = theory_sim.parse_args(["--out", "s", "--max-steps", "5", "--batch-size", "7"])
+    assert (a.steps, a.n_train) == (5, 7)
+    a = sweep.parse_args(["--out", "s", "--max-steps", "5", "--batch-size", "7"])
+    assert (a.steps, a.batch) == (5, 7)

@@ -29,8 +29,13 @@ def fingerprint(out):
                                             for r in ctx])
     for label in ["base"] + REGIMES.split(","):
         pred = _rows(os.path.join(out, "eval", label, "predictions.jsonl"))
+        # the five context types recorded before random+counterfactual existed keep their digest;
+        # the counterfactual rows (issue 20) have their own
         fp[f"eval/{label}"] = _digest([{k: r[k] for k in ("id", "context_type", "context", "prediction", "score")}
-                                       for r in pred])
+                                       for r in pred if r["context_type"] != "random+counterfactual"])
+        fp[f"eval_cf/{label}"] = _digest([{k: r[k] for k in ("id", "context", "prediction", "score", "cf_copy",
+                                                             "edit_ok")}
+                                          for r in pred if r["context_type"] == "random+counterfactual"])
     probes = _rows(os.path.join(out, "probes.jsonl"))
     fp["probes"] = _digest(sorted((os.path.basename(r["run"]), r["step"], r["probe"], round(r["score"], 6))
                                   for r in probes))

@@ -243,3 +243,26 @@ def test_probes_score_every_checkpoint_of_a_full_weight_run(tmp_path):
     with pytest.raises(UserError, match="holds no saved weights"):
         probes.main(["--run", str(empty), "--limit", "2", "--out", str(tmp_path / "q.jsonl")])
     assert not (tmp_path / "q.jsonl").exists()
+
+
+def test_probes_do_not_reuse_step_0_of_a_run_retrained_on_other_data(tiny_run, tmp_path, capsys):
+    """Issue 22 item 8: step 0 (the base model) has no weights of its own, so its reuse key was only
+    (run, 0, "base"): after the run folder was retrained on another task or data set, probes.py reused the
+    old step-0 scores. The key now holds the setting (model, task flags, data fingerprint, probe inputs)."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    out = tmp_path / "p.jsonl"
+    argv = ["--run", str(run), "--steps", "0", "--limit", "2", "--max-new-tokens", "4", "--threads", "1",
+            "--out", str(out)]
+    probes.main(argv)
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    probes.main(argv)  # unchanged: reused
+    assert "(reused)" in capsys.readouterr().out
+    cfg = json.loads((run / "config.json").read_text())  # retrained on another alignment data set
+    cfg["task_config"]["task_seed"] = cfg["task_seed"] = 7
+    (run / "config.json").write_text(json.dumps(cfg))
+    probes.main(argv)
+    assert "(reused)" not in capsys.readouterr().out
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["step"] for r in again] == [0, 0, 0] and again[0]["setting"] != first[0]["setting"]

@@ -40,3 +40,32 @@ def test_readme_by_hand_block_runs_as_written(tmp_path):
     assert steps[0] == 0 and len(steps) >= 3 and {r["checkpoint"] for r in rows} >= {"base", "final"}
     for f in ("figure3.png", "probes.png", "sim/results.json"):
         assert (tmp_path / f).stat().st_size > 0, f
+
+
+def _git_ignored(paths):
+    """The paths git would ignore by the repository's .gitignore (whether tracked or not)."""
+    proc = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO, input="\n".join(paths) + "\n",
+                          capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        pytest.skip(f"git check-ignore unavailable: {proc.stderr.strip()[:200]}")
+    return set(proc.stdout.split())
+
+
+def test_gitignore_covers_by_hand_outputs_but_never_results():
+    """Issue 22 item 13: what the README's commands write into the repository root is ignored by git;
+    nothing under results/ (the committed studies) and no source file is."""
+    outs = []
+    for cmd in by_hand_block():
+        for flag in ("--out", "--plot", "--table"):
+            if flag in cmd:
+                outs.append(cmd[cmd.index(flag) + 1])
+    outs += [o + ".meta.json" for o in outs if o.endswith(".jsonl")]
+    outs += ["figure3.md", "probes.jsonl.partial.jsonl", "sweep/sweep.jsonl", "runs/alignment-contrastive/config.json"]
+    made = [o.rstrip("/") + ("/x" if not os.path.splitext(o)[1] else "") for o in outs]  # a folder: a file in it
+    assert len(made) >= 10 and {"para.jsonl", "ctx.jsonl", "evals/base/x", "sim/x"} <= set(made)
+    assert _git_ignored(made) == set(made)
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    keep = [f for f in tracked if f.startswith("results/") or f.endswith((".py", ".md", ".json", ".sh"))]
+    keep += ["results/mt/new_table.md", "results/x/eval/base/summary.json", "results/x/probes.jsonl",
+             "results/synthetic/sweep/sweep.jsonl", "figure3.py", "probes.py", "sweep.py"]
+    assert len(keep) > 50 and not _git_ignored(keep)

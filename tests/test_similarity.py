@@ -125,3 +125,28 @@ def test_pool_index_nsim():
     assert P.nsim("???", ["a man"]) == [0.0]  # no tokens -> self-score 0 -> nsim 0
     idx, _ = P.topk(["a man rides a horse"], 2, exclude=[P.duplicates_of("A man rides a horse.")])
     assert idx[0].tolist() == [5, 1]
+
+
+def test_topk_memory_is_bounded_for_a_very_long_input():
+    """Issue 22 item 11: one 300k-word line in train.en made sample_contexts.py ask for a (200, 22,500,000)
+    array (every query of a block padded to the longest, and all (candidate, query position) summands of
+    the exact rescoring at once) and the OOM killer ended it. Blocks are now bounded in query-token cells
+    and the rescoring is chunked: the peak stays small and the result is still exactly rank_bm25's."""
+    import tracemalloc
+    rng = random.Random(0)
+    docs = make_corpus(n=100)
+    docs.append([f"w{rng.randrange(60)}" if i % 3 else f"u{i % 3000}" for i in range(10_000)])  # one long input
+    ours = BM25(docs)
+    excl = [[i] for i in range(len(docs))]
+    tracemalloc.start()
+    try:
+        idx, _ = ours.topk(docs, 4, exclude=excl)  # every pool input queries the pool, as the sampler does
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 250e6, f"peak {peak / 1e6:.0f} MB"  # unbounded: ~490 MB here, 20 GB for the 300k-word line
+    ref = BM25Okapi(docs)
+    for i in (0, 7, len(docs) - 1):
+        s = ref.get_scores(docs[i])
+        s[i] = -np.inf
+        assert idx[i].tolist() == np.argsort(-s, kind="stable")[:4].tolist()

@@ -265,3 +265,23 @@ def test_show_examples_on_a_finished_sweep(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| ") and line.count("|") == 8][1:]
     matches = [line.split("|")[-2].strip() for line in rows if not line.startswith("|---")]
     assert len(matches) == 5 and all(a == b for a, b in (m_.split("/") for m_ in matches)), matches
+
+
+def test_every_flag_has_help_and_says_its_default(capsys):
+    """Issue 22 item 13: `sweep.py -h` explains every flag and its default (fixed, or per --budget);
+    train.py's names --batch-size / --max-steps / --warmup-steps are aliases of --batch / --steps / --warmup."""
+    p = sweep.build_parser()
+    for a in p._actions:
+        if not a.option_strings or a.dest == "help":
+            continue
+        assert a.help and len(a.help) > 10, a.option_strings
+        if a.dest not in ("out", "no_plot"):  # --out is required, --no-plot a switch
+            assert "default" in a.help, (a.option_strings, a.help)
+            assert "default per --budget" in a.help or a.default is not None, a.option_strings
+    with pytest.raises(SystemExit):
+        sweep.parse_args(["-h"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default per --budget: smoke 40, default 1200, long 8000" in text
+    a = sweep.parse_args(["--out", "x", "--budget", "smoke", "--batch-size", "8", "--max-steps", "7",
+                          "--warmup-steps", "3"])
+    assert (a.batch, a.steps, a.warmup) == (8, 7, 3)

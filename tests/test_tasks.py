@@ -127,6 +127,29 @@ def test_sql_execution_and_perturbation(bird_dir):
         assert tasks.execute_sql(f"{bird_dir}/databases/shop/shop.sqlite", sql2) is not None
 
 
+@pytest.mark.parametrize("name", ["x#my", "q?mode=rwc", "p%23c", "sp ace"])
+def test_sql_data_path_with_uri_characters_is_read_in_place(bird_dir, tmp_path, name):
+    """Issue 22 item 9: a --data path holding '#' (or '?', '%') was pasted into SQLite's `file:` URI
+    unescaped: SQLite opened and CREATED, read-write, a database at the truncated path outside --data,
+    and every score was 0. The path is percent-encoded now: the real database is read, read-only."""
+    import os
+    import shutil
+    import sqlite3
+    data = tmp_path / "where" / name
+    shutil.copytree(bird_dir, data)
+    shutil.rmtree(bird_dir)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    t = tasks.load_task("sql", data=str(data))
+    ex = t.tests["dev"][0]
+    assert "CREATE TABLE customer" in t.schema("shop")
+    assert t.score(ex["y"], ex) == 100.0
+    assert tasks.execute_sql(t.db_path("shop"), "SELECT COUNT(*) FROM customer WHERE city = 'Rome'") == [(5,)]
+    with pytest.raises(sqlite3.OperationalError):  # still read-only
+        tasks.sqlite_ro(t.db_path("shop")).execute("CREATE TABLE t (a)")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing created anywhere
+    assert os.listdir(tmp_path / "where") == [name]
+
+
 # ----------------------------------------------------------------------------- SQL sandbox
 def _db(bird_dir):
     return f"{bird_dir}/databases/shop/shop.sqlite"

@@ -1,8 +1,10 @@
 """train.py and training.py: label masking, truncation, batching plan, loss falls, exact resume,
 run folders, full training, CLI errors."""
+import glob
 import importlib.util
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -148,12 +150,14 @@ def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path
     # same --contexts path, other content: --resume notices (hash, not path)
     copy = tmp_path / "ctx.jsonl"
     copy.write_text(open(ctx).read())
+    meta = {k: v for k, v in common.read_meta(ctx).items() if k not in ("rows", "sha256")}
+    common.write_jsonl_atomic(copy, read_jsonl(ctx), meta=meta)  # with its sidecar: it names the data set
     run = str(tmp_path / "r")
     train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--paraphrases", paras, "--out", run,
                 "--stop-after", "2", "--save-every", "2", "--eval-limit", "0"])
     rows = read_jsonl(copy)
     rows[0]["context"] = rows[1]["context"][:0] + rows[0]["context"][::-1]
-    copy.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common.write_jsonl_atomic(copy, rows, meta=meta)  # other content, sidecar and all
     with pytest.raises(UserError, match="contexts_sha256"):
         train.main([*TINY_RUN_ARGS, "--max-steps", "4", "--contexts", str(copy), "--paraphrases", paras, "--out", run,
                     "--resume", "--save-every", "2", "--eval-limit", "0"])
@@ -276,3 +280,47 @@ def test_torchrun_two_processes_equal_one_process_with_grad_accum_2(tmp_path):
     assert sorted(os.listdir(two / "checkpoint-2")) == sorted(os.listdir(one / "checkpoint-2") + ["rng_state_1.pt"])
     w2, w1 = load_file(str(two / "final" / "model.safetensors")), load_file(str(one / "final" / "model.safetensors"))
     assert w2.keys() == w1.keys() and all(torch.allclose(w2[k], w1[k], atol=1e-5) for k in w1)
+
+
+def test_keep_checkpoints_slims_old_checkpoints_and_resume_stays_exact(tmp_path, capsys):
+    """Issue 22 item 13: --keep-checkpoints N (default 1) leaves the resumable state (optimizer, scheduler,
+    RNG) in the newest N checkpoints only; older ones keep the weights probes.py scores; --resume after an
+    interruption still ends with the weights of an uninterrupted run. Also: the printed config of a --full
+    alignment run lists no LoRA and no MT flags."""
+    args = ["--model", "tiny", "--full", "--threads", "1", "--n-train", "20", "--regime", "random", "--max-steps", "7",
+            "--save-every", "2", "--eval-limit", "0", "--lr", "5e-3"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    train.main([*args, "--out", a])
+    printed = capsys.readouterr().out
+    assert "\n  keep_checkpoints 1\n" in printed and "\n  n_train " in printed
+    assert not re.search(r"\n  (lora_r|lora_dropout|metric|src|tgt|alpha|rho) ", printed)
+
+    def state(run):  # step -> (weights, trainer_state.json, trainer_state.pt, rng_state_*.pt)
+        return {s: tuple(bool(glob.glob(os.path.join(d, f))) for f in ("model.safetensors", "trainer_state.json",
+                                                                         "trainer_state.pt", "rng_state_*.pt"))
+                for s, _, d, _ in training.list_checkpoints(run)}
+
+    def size(folder):
+        return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(folder) for f in fs)
+    slim, whole = (True, True, False, False), (True, True, True, True)
+    assert state(a) == {2: slim, 4: slim, 6: whole, 7: slim}  # 7 = final/ (weights only, as always)
+    train.main([*args, "--keep-checkpoints", "0", "--out", b, "--stop-after", "5"])  # killed after step 5
+    assert state(b) == {2: whole, 4: whole}
+    assert size(os.path.join(a, "checkpoint-2")) < 0.5 * size(os.path.join(b, "checkpoint-2"))
+    train.main([*args, "--out", b, "--resume"])  # from checkpoint-4, then the default --keep-checkpoints 1
+    assert state(b) == state(a)
+    wa, wb = (load_file(os.path.join(r, "final", "model.safetensors")) for r in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_long_run_shows_few_progress_bars(tmp_path, capsys, monkeypatch):
+    """Issue 22 item 13: 20 epochs of contexts make ONE preparation bar (not two per epoch), and the
+    training bar is not redrawn at every step (74 KB of stderr for the 37 s headline run before)."""
+    monkeypatch.setenv("CC_NO_PROGRESS", "0")
+    train.main(["--model", "tiny", "--full", "--threads", "1", "--n-train", "24", "--regime", "contrastive",
+                "--epochs", "20", "--batch-size", "8", "--save-every", "0", "--eval-limit", "2",
+                "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    bars = {re.sub(r", epoch \d+$", "", d) for d in re.findall(r"(?:^|[\r\n])([^\r\n:]+): +\d+%", err)}
+    assert bars == {"contexts + tokens", "check before", "train", "check after"}, bars
+    assert len(err) < 4000, len(err)
