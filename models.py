@@ -356,18 +356,9 @@ def load(name, device=None, dtype=None):
         folder = packaged_folder(name)
     elif os.path.isfile(name) and name.endswith(".gguf"):
         folder = gguf_folder(name)
-    elif os.path.isdir(name):
-        if not os.path.isfile(os.path.join(name, "config.json")):
-            raise UserError(f"model folder {name} has no config.json (not a Hugging Face model folder)")
-        folder = name
-    elif os.path.exists(name):
-        raise UserError(f"model path {name} is neither an HF folder nor a .gguf file")
-    elif _offline() or "/" not in name:
-        raise UserError(f"unknown model '{name}': not one of {', '.join(MODEL_CHOICES)}, not a local "
-                        f"folder" + (", and hub names need network access (offline mode is set)" if _offline()
-                                     else " (hub names look like org/name)"))
     else:
-        folder = name  # hub name, online
+        check_model_name(name)  # a local HF folder, or a hub name when online; one error line otherwise
+        folder = name
     # transformers 4.57.3+ wrongly suspects any local folder saved by 4.57.x of carrying Mistral's
     # broken pre-tokenizer regex and warns; our packaged models are not Mistral models
     tok_kw = {"fix_mistral_regex": False} if name in PACKAGED and (4, 57) <= _tf_version() < (5, 0) else {}
