@@ -138,18 +138,16 @@ def _de_present(text, stem, cls):
 LEAF_SLOT = re.compile(r"\[SL:(\S+) ([^\[\]]+?) \]")
 
 
-@functools.lru_cache(maxsize=8)
-def _slot_values_cached(key, pool_items):
-    values = {}
-    for y in pool_items:
-        for typ, val in LEAF_SLOT.findall(y):
-            values.setdefault(typ, set()).add(" ".join(val.split()))
-    return {t: sorted(v) for t, v in values.items()}
-
-
 def slot_values(task):
-    """{slot type: sorted distinct leaf values} over the task's pool labels (cached per pool)."""
-    return _slot_values_cached(task.fingerprint(), tuple(ex["y"] for ex in task.pool))
+    """{slot type: sorted distinct leaf values} over the task's pool labels, computed once per task."""
+    values = getattr(task, "_cf_slot_values", None)
+    if values is None:
+        found = {}
+        for ex in task.pool:
+            for typ, val in LEAF_SLOT.findall(ex["y"]):
+                found.setdefault(typ, set()).add(" ".join(val.split()))
+        values = task._cf_slot_values = {t: sorted(v) for t, v in found.items()}
+    return values
 
 
 def _word_pattern(value):

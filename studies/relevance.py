@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import stats  # noqa: E402
 from counterfactual import judge  # noqa: E402
-from common import UserError, print_config, read_json, read_jsonl, run_main, write_text_atomic  # noqa: E402
+from common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
+from evaluation import read_eval_folder  # noqa: E402
 
 COLS = ("edit_ok", "cf_copy", "edit_ok_random", "harm", "score", "gain")
 NAMES = {"edit_ok": "edit-ok %", "cf_copy": "cf-copy %", "edit_ok_random": "span right under random %",
@@ -46,15 +47,13 @@ def load(root, eval_root=None):
         d = os.path.join(root, name)
         if not os.path.isfile(os.path.join(d, "summary.json")):
             continue
-        rows = read_jsonl(os.path.join(d, "predictions.jsonl"), "predictions",
-                          required=("id", "context_type", "score"))
-        rows = [r for r in rows if r["context_type"] == "random+counterfactual"]
+        rows = [r for r in read_eval_folder(d)[0] if r["context_type"] == "random+counterfactual"]
         if not rows or any("edit_ok" not in r for r in rows):
             raise UserError(f"{d}: no scored random+counterfactual rows")
         rnd = {}
         if eval_root and os.path.isfile(os.path.join(eval_root, name, "predictions.jsonl")):
-            rnd = {r["id"]: r for r in read_jsonl(os.path.join(eval_root, name, "predictions.jsonl"),
-                                                  "predictions") if r["context_type"] == "random"}
+            rnd = {r["id"]: r for r in read_eval_folder(os.path.join(eval_root, name))[0]
+                   if r["context_type"] == "random"}
         by_id = {}
         for r in rows:
             cf = {"x": r.get("cf_x"), "y": r["cf_reference"], "edit": r["edit"]}
@@ -66,8 +65,7 @@ def load(root, eval_root=None):
                               "edit_ok_random": known, "harm": None if known is None else 100.0 * r["edit_ok"] - known,
                               "prediction": r["prediction"], "reference": r["reference"],
                               "cf_reference": r["cf_reference"], "cf_x": r.get("cf_x")}
-        label = name.split("@s")[0]
-        groups.setdefault(label, []).append((name, by_id, read_json(os.path.join(d, "summary.json"), "summary")))
+        groups.setdefault(name.split("@s")[0], []).append((name, by_id))
     if not groups:
         raise UserError(f"{root}: no evaluation folders with summary.json")
     return groups
@@ -75,7 +73,7 @@ def load(root, eval_root=None):
 
 def column(seeds, col):
     vals, ids = [], []
-    for _, by_id, _ in seeds:
+    for _, by_id in seeds:
         for i, r in by_id.items():
             if r[col] is not None:
                 vals.append(r[col])
@@ -184,7 +182,7 @@ def main(argv=None):
     write_text_atomic(args.out, md)
     print(md, flush=True)
     if args.samples and args.ref in groups:
-        name, by_id, _ = groups[args.ref][0]
+        name, by_id = groups[args.ref][0]
         for i, (k, r) in enumerate(by_id.items()):
             if i >= args.samples:
                 break
