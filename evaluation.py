@@ -347,10 +347,11 @@ def by_context_type(rows, context_types, seed=0, key="score"):
 def format_by_type(summaries, labels):
     """A small text table: one line per context type, one column per model (mean only)."""
     types = list(dict.fromkeys(t for s in summaries for t in s))
-    lines = [f"{'context type':<18}" + "".join(f"{l:>14}" for l in labels)]
+    w = max([len("context type")] + [len(t) for t in types]) + 2
+    lines = [f"{'context type':<{w}}" + "".join(f"{l:>14}" for l in labels)]
     for t in types:
         cells = [f"{s[t]['mean']:>14.1f}" if t in s and s[t]["mean"] is not None else f"{'—':>14}" for s in summaries]
-        lines.append(f"{t:<18}" + "".join(cells))
+        lines.append(f"{t:<{w}}" + "".join(cells))
     return "\n".join(lines)
 
 
