@@ -8,7 +8,7 @@
 #
 # Runs, in the order the two 1-thread workers take them (each: train, evaluate on the five context
 # types x 200 inputs, evaluate on random+counterfactual x 340 inputs = ~204 instances):
-#   worker-a: contrastive (gamma 0), random,  contrastive@s1, base, copier
+#   worker-a: copier, contrastive (gamma 0), random, contrastive@s1, base
 #   worker-b: contrastive-cf1 (gamma 1), similar, contrastive-cf1@s1
 # gamma = 1: every One-Near example that is neither a paraphrase (rho = 0.5) nor lacks a
 # counterfactual becomes one; at 1,000 targets x 1 epoch that is still only ~150 counterfactual
@@ -46,11 +46,11 @@ run() { # label, regime flags
 }
 mkdir -p "$out"
 if [ "$which" = worker-a ] || [ "$which" = all ]; then
+    evaluate copier --model copier
     run contrastive
     run random --regime random
     run contrastive@s1 --seed 1
     evaluate base --model smollm2-135m
-    evaluate copier --model copier
 fi
 if [ "$which" = worker-b ] || [ "$which" = all ]; then
     run contrastive-cf1 --counterfactual 1
