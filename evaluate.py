@@ -38,14 +38,14 @@ import os
 import sys
 import time
 
-import config
-import evaluation as ev
-import tasks
-from common import (UserError, add_threads_arg, check_output_path, config_hash, meta_path, output_digest,
+from contrastive_context import config
+from contrastive_context import evaluation as ev
+from contrastive_context import tasks
+from contrastive_context.common import (UserError, add_threads_arg, check_output_path, config_hash, meta_path, output_digest,
                     print_config, read_progress, run_main, set_seed, set_threads, write_json_atomic,
                     write_jsonl_atomic, write_text_atomic)
-from common import check_complete, check_out_not_input, claim_output_dir  # output folder: ownership, lock
-from config import SEED, number
+from contrastive_context.common import check_complete, check_out_not_input, claim_output_dir  # output folder: ownership, lock
+from contrastive_context.config import SEED, number
 
 
 def build_parser():
@@ -106,7 +106,7 @@ def _evaluate(argv, parser, args, out):
                             f"apply; leave out --model")
         args.model, adapter_dir = adapter_dir, None
     if args.model is None and adapter_dir:  # a bare adapter folder (e.g. a published one): the base it records
-        import models
+        from contrastive_context import models
         args.model = models.adapter_base(adapter_dir)
         taken += ["model"] if args.model else []
     if args.model is None:
@@ -126,7 +126,7 @@ def _evaluate(argv, parser, args, out):
     print(f"torch CPU threads: {set_threads(args.threads)}", flush=True)
 
     # --- task, test inputs, contexts (model-independent) ---------------------------------
-    import contexts
+    from contrastive_context import contexts
     task = tasks.task_from_args(args)
     split = args.split or next(iter(task.tests))
     examples = task.test_split(split)[:args.limit]
@@ -139,7 +139,7 @@ def _evaluate(argv, parser, args, out):
         raise UserError("no evaluation instances (empty split, or no paraphrases for any input)")
 
     # --- model, generation, scores --------------------------------------------------------
-    import models
+    from contrastive_context import models
     comet_model = ev.load_comet(args.comet) if args.comet else None   # fail early, before generating
     if args.model == ev.COPIER:
         model, tok, max_new = ev.COPIER, None, 0

@@ -29,11 +29,11 @@ import os
 import sys
 from collections import OrderedDict
 
-import evaluation as ev
-import stats
-from common import (UserError, atomic_path, check_out_not_input, check_output_path, print_config, run_main,
+from contrastive_context import evaluation as ev
+from contrastive_context import stats
+from contrastive_context.common import (UserError, atomic_path, check_out_not_input, check_output_path, print_config, run_main,
                     write_text_atomic)
-from config import SEED, number
+from contrastive_context.config import SEED, number
 
 
 def load_eval_dir(d):

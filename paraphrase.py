@@ -59,11 +59,11 @@ import re
 import time
 from collections import Counter
 
-import common
-import config
-import tasks
-from contexts import make_row, perturb_row
-from common import UserError
+from contrastive_context import common
+from contrastive_context import config
+from contrastive_context import tasks
+from contrastive_context.contexts import make_row, perturb_row
+from contrastive_context.common import UserError
 
 LLM_TASKS = ("mt", "semparse")  # tasks whose label survives a free-form rewording of x
 
@@ -180,7 +180,7 @@ class Validator:
     drift) or >= max_nsim (too close to a copy), or (semparse) no longer quotes a slot value."""
 
     def __init__(self, task, index, min_nsim, max_nsim=0.95):
-        from similarity import normalize_for_copy
+        from contrastive_context.similarity import normalize_for_copy
         self.norm = normalize_for_copy
         self.task, self.index, self.min_nsim, self.max_nsim = task, index, min_nsim, max_nsim
         self.inputs = {self.norm(e["x"]) for e in task.pool + [e for t in task.tests.values() for e in t]}
@@ -452,7 +452,7 @@ class LLMBackend:
 
     def __init__(self, model_name, task, language, validator, n, batch_size, max_new_tokens=None,
                  temperature=None, top_p=1.0, samples=1, fallback=None):
-        import models
+        from contrastive_context import models
         self.model, self.tok = models.load(model_name)
         self.task, self.language, self.validator = task, language, validator
         self.n, self.batch_size, self.max_new_tokens = n, batch_size, max_new_tokens
@@ -462,7 +462,7 @@ class LLMBackend:
         self.stats = Counter()
 
     def _ask(self, exs, retry, seed):
-        import generation
+        from contrastive_context import generation
         prefills = [retry_prefill(e["x"]) if retry else "" for e in exs]
         prompts = [render_prompt(self.tok, self.template, self.n, self.language, e["x"], pre)
                    for e, pre in zip(exs, prefills)]
@@ -613,7 +613,7 @@ def main(argv=None):
     print(f"{len(inputs)} inputs ({args.split}): {len(inputs) - len(todo)} cached in {args.out}, "
           f"{len(todo)} to do with the {backend} back-end", flush=True)
 
-    import similarity
+    from contrastive_context import similarity
     index = similarity.PoolIndex(task.pool, task.tokenize)
     validator = Validator(task, index, args.min_nsim, args.max_nsim)
     maker = None

@@ -42,10 +42,10 @@ import sys
 
 import numpy as np
 
-import contexts
-import evaluation as evaluate
-import tasks
-from common import (SEED, UserError, add_threads_arg, atomic_path, check_output_path, config_hash, meta_path,
+from contrastive_context import contexts
+from contrastive_context import evaluation as evaluate
+from contrastive_context import tasks
+from contrastive_context.common import (SEED, UserError, add_threads_arg, atomic_path, check_output_path, config_hash, meta_path,
                     output_digest, print_config, read_json, read_progress, run_main, set_seed, set_threads,
                     write_jsonl_atomic)
 
@@ -149,7 +149,7 @@ def zero_prompt_failed(prediction, x):
     punctuation). IWL compares ŷ(random) with ŷ(∅), so a model that collapses under the zero prompt
     scores low for a reason that has nothing to do with in-weights learning: the rate is reported
     beside the IWL score (`zero_fail`, percent)."""
-    from similarity import is_no_answer
+    from contrastive_context.similarity import is_no_answer
     return is_no_answer(prediction, x)
 
 
@@ -157,7 +157,7 @@ def zero_prompt_failed(prediction, x):
 def run_checkpoints(run_dir):
     """[(step, name, folder or None, kind)]: step 0 = the base model (no folder), then every saved
     checkpoint of the run, LoRA or full weights (training.list_checkpoints)."""
-    import training
+    from contrastive_context import training
     return [(0, "base", None, None)] + [c for c in training.list_checkpoints(run_dir) if c[0] > 0]
 
 
@@ -256,14 +256,14 @@ def main(argv=None):
     if args.plot:
         if check_output_path(args.plot, what="--plot") == out_path:
             raise UserError("--plot and --out name the same file")
-    from common import check_out_not_input  # e.g. --out RUN/config.json, --plot inside a run folder
+    from contrastive_context.common import check_out_not_input  # e.g. --out RUN/config.json, --plot inside a run folder
     for path, flag in ((args.out, "--out"), (args.plot, "--plot")):
         check_out_not_input(path, [*args.run, args.paraphrases, args.data, args.model], what=flag)
     print_config(args, "probes")
     set_seed(args.seed)
     print(f"torch CPU threads: {set_threads(args.threads)}", flush=True)
-    import generation
-    import models
+    from contrastive_context import generation
+    from contrastive_context import models
 
     partial = partial_path(args.out)
     check_output_path(partial, what="progress file")

@@ -31,13 +31,13 @@ import subprocess
 import sys
 import time
 
-import config
-from common import (SEED_MAX, UserError, add_threads_arg, check_output_path, finite_float, int_range, is_done,
+from contrastive_context import config
+from contrastive_context.common import (SEED_MAX, UserError, add_threads_arg, check_output_path, finite_float, int_range, is_done,
                     output_digest, print_config, read_json, read_jsonl, run_main, write_done, write_json_atomic,
                     write_text_atomic)
-from common import check_out_not_input, claim_output_dir, read_owner  # output folder ownership
-from stats import fmt
-from tasks import add_task_args, task_from_args
+from contrastive_context.common import check_out_not_input, claim_output_dir, read_owner  # output folder ownership
+from contrastive_context.stats import fmt
+from contrastive_context.tasks import add_task_args, task_from_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUDGETS = {  # training steps/epochs, eval and probe sizes
@@ -258,11 +258,11 @@ def check_args(args):
     if args.data is None or not args.data.startswith("hub:"):
         task_from_args(args)  # bad --data / task flags fail here, not inside a stage
     else:  # a hub data set is not downloaded here, but an unknown name or no network fails before any stage
-        import tasks
+        from contrastive_context import tasks
         config.task_options(config.from_args(config.TaskConfig, args))
         tasks.hub_plan(args.data[4:], args.src, args.tgt)
         tasks._hub_datasets(args.data[4:])
-    import models
+    from contrastive_context import models
     models.check_model_name(args.model)  # an unknown model fails here, before a stage writes anything
     return b, regimes
 
@@ -307,7 +307,7 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
 def export_adapters(runs, out):
     """<out>/adapters/<label>/: each finished LoRA run's final adapter in fp16 (a few MB, small
     enough to commit beside the results; evaluate.py --adapter takes the folder)."""
-    import models
+    from contrastive_context import models
     for label, run in runs:
         final = os.path.join(run, "final")
         if os.path.isfile(os.path.join(final, "adapter_model.safetensors")):

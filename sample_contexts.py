@@ -17,10 +17,10 @@ command writes a byte-identical file. --out must not be an input (--paraphrases)
 """
 import argparse
 
-import config
-import contexts
-from common import print_config, run_main
-from tasks import add_task_args, task_from_args
+from contrastive_context import config
+from contrastive_context import contexts
+from contrastive_context.common import print_config, run_main
+from contrastive_context.tasks import add_task_args, task_from_args
 
 
 def main(argv=None):
@@ -33,7 +33,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output JSONL")
     args = p.parse_args(argv)
     print_config(config.applicable(args), "sample_contexts")
-    from common import check_out_not_input, check_output_path
+    from contrastive_context.common import check_out_not_input, check_output_path
     check_output_path(args.out)
     check_out_not_input(args.out, [args.data, args.paraphrases])  # e.g. --out DATA/train.en, --out PARA.jsonl
     task = task_from_args(args)

@@ -39,14 +39,14 @@ import time
 import numpy as np
 import torch
 
-import minimal_model
-import scratch
-import stats
-import synthetic
-import tasks
-from common import claim_output_dir, read_meta  # output folder: ownership marker, lock
-from common import SEED  # noqa: E402  (the --seed type of every script: an integer in [0, 2**32-1])
-from common import (UserError, atomic_path, check_meta, config_hash, is_complete, print_config, progress,
+from contrastive_context import minimal_model
+from contrastive_context import scratch
+from contrastive_context import stats
+from contrastive_context import synthetic
+from contrastive_context import tasks
+from contrastive_context.common import claim_output_dir, read_meta  # output folder: ownership marker, lock
+from contrastive_context.common import SEED  # noqa: E402  (the --seed type of every script: an integer in [0, 2**32-1])
+from contrastive_context.common import (UserError, atomic_path, check_meta, config_hash, is_complete, print_config, progress,
                     read_json, read_jsonl, run_main, write_json_atomic, write_jsonl_atomic, write_text_atomic)
 
 REGIMES = ("zero", "random", "similar", "random+similar", "contrastive")
@@ -379,7 +379,7 @@ def _worker_init():
     pool when the main process stops, or to the whole process group) unwinds the job like in the main process,
     so temporary files are removed, and then ends the worker quietly (_worker): no traceback per worker."""
     import signal
-    from common import Terminated
+    from contrastive_context.common import Terminated
 
     def on_term(signum, frame):
         if _IN_JOB:
@@ -393,7 +393,7 @@ _IN_JOB = []  # non-empty while a worker runs a job
 
 
 def _worker(job):
-    from common import Terminated
+    from contrastive_context.common import Terminated
     _IN_JOB.append(1)
     try:
         return train_group(job)

@@ -50,10 +50,10 @@ import time
 import numpy as np
 import torch
 
-import common
-from common import UserError, atomic_path, print_config, run_main, set_seed
-from common import write_json_atomic, write_text_atomic
-from minimal_model import (EXTRA_TESTS, KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle,  # noqa: F401
+from contrastive_context import common
+from contrastive_context.common import UserError, atomic_path, print_config, run_main, set_seed
+from contrastive_context.common import write_json_atomic, write_text_atomic
+from contrastive_context.minimal_model import (EXTRA_TESTS, KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle,  # noqa: F401
                            baselines, evaluate, forward, init_params, make_test_set, mixture_probs,
                            regime_probs, sample_contexts, similarity_reference, sphere, threshold, train)
 

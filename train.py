@@ -45,14 +45,14 @@ import tempfile
 import numpy as np
 import torch
 
-import config
-import contexts
-import models
-import training
-from common import (UserError, add_threads_arg, check_out_not_input, claim_output_dir, file_sha256, print_config,
+from contrastive_context import config
+from contrastive_context import contexts
+from contrastive_context import models
+from contrastive_context import training
+from contrastive_context.common import (UserError, add_threads_arg, check_out_not_input, claim_output_dir, file_sha256, print_config,
                     run_main, set_seed, write_json_atomic)
-from evaluation import format_by_type
-from tasks import add_task_args, task_config, task_from_args
+from contrastive_context.evaluation import format_by_type
+from contrastive_context.tasks import add_task_args, task_config, task_from_args
 
 # flags that do not change the trained weights (may differ between a run and its --resume)
 NON_SEMANTIC = {"resume", "overwrite", "stop_after", "save_every", "log_every", "threads", "cpu_threads", "out",

@@ -50,8 +50,8 @@ def main():
     import numpy as np
     from rank_bm25 import BM25Okapi
 
-    from common import UserError, print_config
-    from similarity import BM25, word_tokenize
+    from contrastive_context.common import UserError, print_config
+    from contrastive_context.similarity import BM25, word_tokenize
 
     print_config(args, "bm25 benchmark")
     print(f"  cpus             {os.cpu_count()} (threads used: {args.threads})")
@@ -112,5 +112,5 @@ def main():
 
 
 if __name__ == "__main__":
-    from common import run_main
+    from contrastive_context.common import run_main
     run_main(main)

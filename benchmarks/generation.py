@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import torch  # noqa: E402
 
-import evaluation  # noqa: E402
-import generation  # noqa: E402
-import models  # noqa: E402
-import tasks  # noqa: E402
-from common import print_config, run_main, write_json_atomic  # noqa: E402
+from contrastive_context import evaluation  # noqa: E402
+from contrastive_context import generation  # noqa: E402
+from contrastive_context import models  # noqa: E402
+from contrastive_context import tasks  # noqa: E402
+from contrastive_context.common import print_config, run_main, write_json_atomic  # noqa: E402
 
 
 def timed(model, tok, prompts, max_new, batch_size, stop):

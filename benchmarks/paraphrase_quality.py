@@ -30,10 +30,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
 
-import common  # noqa: E402
-import tasks  # noqa: E402
-from common import UserError  # noqa: E402
-from similarity import PoolIndex, is_copy, word_tokenize  # noqa: E402
+from contrastive_context import common  # noqa: E402
+from contrastive_context import tasks  # noqa: E402
+from contrastive_context.common import UserError  # noqa: E402
+from contrastive_context.similarity import PoolIndex, is_copy, word_tokenize  # noqa: E402
 
 def slot_values(task, ex):
     """Slot values a semparse label quotes (same rule as paraphrase.slot_values; scripts do not import scripts)."""
@@ -176,8 +176,8 @@ def cmd_quality(args, argv):
 def cmd_model_choice(args, argv):
     import sacrebleu
     import torch
-    import generation
-    import models
+    from contrastive_context import generation
+    from contrastive_context import models
     torch.set_num_threads(args.threads)
     task = tasks.load_task("mt", data=args.mt_data, max_pool=args.max_pool or 2000)
     tests = task.tests["test"][:args.n]

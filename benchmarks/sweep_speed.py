@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import scratch  # noqa: E402
-import synthetic  # noqa: E402
-import tasks  # noqa: E402
+from contrastive_context import scratch  # noqa: E402
+from contrastive_context import synthetic  # noqa: E402
+from contrastive_context import tasks  # noqa: E402
 
 
 def matmul_peak(n=1024, reps=5):

@@ -20,12 +20,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import models  # noqa: E402
-import contexts  # noqa: E402
-import training  # noqa: E402
-from config import ContextConfig  # noqa: E402
-from common import print_config, run_main, write_json_atomic  # noqa: E402
-from tasks import load_task  # noqa: E402
+from contrastive_context import models  # noqa: E402
+from contrastive_context import contexts  # noqa: E402
+from contrastive_context import training  # noqa: E402
+from contrastive_context.config import ContextConfig  # noqa: E402
+from contrastive_context.common import print_config, run_main, write_json_atomic  # noqa: E402
+from contrastive_context.tasks import load_task  # noqa: E402
 
 
 def matmul_peak(n=1024, reps=10):

@@ -21,13 +21,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import contexts  # noqa: E402
-import evaluation  # noqa: E402
-from common import (UserError, check_out_not_input, check_output_path, print_config,  # noqa: E402
+from contrastive_context import contexts  # noqa: E402
+from contrastive_context import evaluation  # noqa: E402
+from contrastive_context.common import (UserError, check_out_not_input, check_output_path, print_config,  # noqa: E402
                     run_main, write_text_atomic)
-from common import finite_float  # noqa: E402
-from similarity import is_no_answer  # noqa: E402
-from tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context.common import finite_float  # noqa: E402
+from contrastive_context.similarity import is_no_answer  # noqa: E402
+from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
 
 TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
 PREDICTION_FIELDS = {"id": str, "context_type": str, "prediction": str, "context": list, "score": float}

@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-import config  # noqa: E402
-import contexts  # noqa: E402
-import evaluation as ev  # noqa: E402
-from common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
-from tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context import config  # noqa: E402
+from contrastive_context import contexts  # noqa: E402
+from contrastive_context import evaluation as ev  # noqa: E402
+from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
+from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
 
 
 def describe(values):

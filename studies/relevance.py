@@ -27,10 +27,10 @@ from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import stats  # noqa: E402
-from counterfactual import judge  # noqa: E402
-from common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
-from evaluation import read_eval_folder  # noqa: E402
+from contrastive_context import stats  # noqa: E402
+from contrastive_context.counterfactual import judge  # noqa: E402
+from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
+from contrastive_context.evaluation import read_eval_folder  # noqa: E402
 
 COLS = ("edit_ok", "cf_copy", "edit_ok_random", "harm", "score", "gain")
 NAMES = {"edit_ok": "edit-ok %", "cf_copy": "cf-copy %", "edit_ok_random": "span right under random %",

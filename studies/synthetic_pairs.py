@@ -13,8 +13,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import stats  # noqa: E402
-from common import UserError, run_main  # noqa: E402
+from contrastive_context import stats  # noqa: E402
+from contrastive_context.common import UserError, run_main  # noqa: E402
 
 
 def main(argv=None):

@@ -80,7 +80,7 @@ def _script_main(script):
 
 def run_inprocess(script, argv, timeout=90):
     """(exit code, stdout, stderr, traceback text or None), running main like `python script.py argv`."""
-    import common
+    from contrastive_context import common
     mod, main, prog, prefix = _script_main(script)
     argv = prefix + list(argv)
     out, err = io.StringIO(), io.StringIO()
@@ -253,7 +253,7 @@ def world(tmp_path_factory):
 def _rewrite(src, dst, edit):
     """dst = the rows of src changed by edit(rows), with a VALID sidecar (src's meta): the file is refused for
     its content, not for a stale sha256 or a missing sidecar."""
-    import common
+    from contrastive_context import common
     rows = common.read_jsonl(src)
     meta = {k: v for k, v in (common.read_meta(src) or {}).items() if k not in ("rows", "sha256")}
     common.write_jsonl_atomic(dst, edit([dict(r) for r in rows]), meta=meta or None)
@@ -379,7 +379,7 @@ def _locked(kind, folder, copy):
     """Setup: a copy of an output folder of ours, locked by this (test) process like a running job."""
     def setup(w, t):
         copy(w, t)
-        import common
+        from contrastive_context import common
         held = common.claim_output_dir(f"{t}/{folder}", kind, "test", reuse=True)
         return held.release
     return setup
@@ -406,7 +406,7 @@ def _ev_changed(w, t):
 
 def _partial_para(w, t):
     """The periodic save of an interrupted paraphrase.py: rows and sidecar intact, "complete": false."""
-    import common
+    from contrastive_context import common
     rows = common.read_jsonl(f"{w}/para_al.jsonl")
     meta = {k: v for k, v in common.read_meta(f"{w}/para_al.jsonl").items() if k not in ("rows", "sha256")}
     common.write_jsonl_atomic(f"{t}/p.jsonl", rows[:len(rows) // 3], meta={**meta, "complete": False,
@@ -687,7 +687,7 @@ def _copy_ev(name, rows=None, summary=None):
     cc_output.json), with its rows and summary changed by rows(list) / summary(dict) and a VALID sidecar
     (the folder is refused for the change, not for a stale sha256)."""
     def setup(w, t):
-        import common
+        from contrastive_context import common
         d = f"{t}/{name}"
         shutil.copytree(f"{w}/ev_real", d)
         os.remove(f"{d}/cc_output.json")

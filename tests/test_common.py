@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-import common
-from common import UserError
+from contrastive_context import common
+from contrastive_context.common import UserError
 
 
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "abc", "", "1e400"])
@@ -111,7 +111,7 @@ def test_sigterm_cleans_temporary_files_and_exits_143(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
-        from common import atomic_path, run_main
+        from contrastive_context.common import atomic_path, run_main
         def main():
             with atomic_path({str(tmp_path / 'out' / 'o.txt')!r}) as tmp:
                 open(tmp, 'w').write('x')
@@ -231,7 +231,7 @@ def test_output_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
-        import common
+        from contrastive_context import common
         out = common.claim_output_dir({str(run)!r}, "train-run", "holder", resume=True)
         print("locked", flush=True)
         time.sleep(60)

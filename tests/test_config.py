@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-import config
-from common import UserError
+from contrastive_context import config
+from contrastive_context.common import UserError
 
 
 def parser():

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-import contexts
+from contrastive_context import contexts
 import sample_contexts
-import tasks
-from common import UserError
-from config import ContextConfig
+from contrastive_context import tasks
+from contrastive_context.common import UserError
+from contrastive_context.config import ContextConfig
 
 
 def sample(task, regime, epochs=1, seed=0, paraphrases=None, **kw):
@@ -134,7 +134,7 @@ def test_determinism_and_cli(run_script, tmp_path):
 ])
 def test_bad_input_one_line_error_and_no_output(tmp_path, capsys, args, msg):
     import re
-    from common import run_main
+    from contrastive_context.common import run_main
     out = tmp_path / "x.jsonl"
     with pytest.raises(SystemExit) as e:
         run_main(lambda: sample_contexts.main([*args, "--out", str(out)]))

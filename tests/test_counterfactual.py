@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-import counterfactual as cf
-import evaluation as ev
-import tasks
+from contrastive_context import counterfactual as cf
+from contrastive_context import evaluation as ev
+from contrastive_context import tasks
 
 
 # ------------------------------------------------------------------------------------- MT

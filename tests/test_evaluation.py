@@ -4,12 +4,12 @@ import os
 
 import pytest
 
-import contexts
+from contrastive_context import contexts
 import evaluate
-import evaluation as ev
+from contrastive_context import evaluation as ev
 import figure3
-import tasks
-from common import UserError
+from contrastive_context import tasks
+from contrastive_context.common import UserError
 
 
 # ----------------------------------------------------------------------------- bins
@@ -82,7 +82,7 @@ def test_contexts_independent_of_limit_types_and_model(align):
     sel = [i for i in _ids(full) if i[0] in {e["id"] for e in exs[:3]} and i[1] in ("random", "random+nearest")]
     assert sorted(_ids(part)) == sorted(sel)
     # the builder takes no model; a second identical call after loading one gives the same contexts
-    import models
+    from contrastive_context import models
     models.load("tiny", device="cpu")
     assert _ids(ev.build_eval_contexts(align, exs[:8], 4, 0, None)) == _ids(full)
 
@@ -186,7 +186,7 @@ def test_evaluate_with_adapter_shares_contexts(tiny_run, tmp_path):
 def test_evaluate_a_published_adapter_alone(tiny_run, tmp_path):
     """A bare adapter folder (as reproduce.py publishes under OUT/adapters/<regime>/, no run config
     beside it) needs no --model: its recorded base is used, with the same predictions as naming it."""
-    import models
+    from contrastive_context import models
     ada = models.export_adapter(tiny_run, str(tmp_path / "adapters" / "contrastive"))
     assert not os.path.exists(tmp_path / "adapters" / "config.json")
     common = ["--adapter", ada, "--limit", "3", "--threads", "1", "--max-new-tokens", "6", "--context-types",
@@ -290,8 +290,8 @@ def test_predict_in_chunks_and_resumed_equals_one_call(align):
     """predict() generates in chunks of whole batches, longest prompt first: the predictions equal
     one generate() call over all prompts (the same batches), and a resumed call reuses whole
     chunks only and ends with the same predictions."""
-    import generation
-    import models
+    from contrastive_context import generation
+    from contrastive_context import models
     model, tok = models.load_with_adapter("tiny", None)
     five = [t for t in ev.CONTEXT_TYPES if t != "random+counterfactual"]
     instances = ev.build_eval_contexts(align, align.tests["test"][:5], 2, 0, None, five, "test")

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-import generation
-import models
+from contrastive_context import generation
+from contrastive_context import models
 
 
 class ScriptCache:

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-import models
-from common import UserError
+from contrastive_context import models
+from contrastive_context.common import UserError
 
 torch.set_num_threads(1)
 TEXTS = ["ACB: rijjpr\nBCA:", "Äpfel über Straße — Grüße, 日本語 🙂", " leading space\tand tab\n"]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-import common
+from contrastive_context import common
 from conftest import REPO, TINY_RUN_ARGS
 
 ENV = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", CC_NO_PROGRESS="1", HF_HUB_OFFLINE="1",

@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-import common
-import contexts
+from contrastive_context import common
+from contrastive_context import contexts
 import paraphrase
-import tasks
-from similarity import PoolIndex, is_copy, normalize_for_copy
+from contrastive_context import tasks
+from contrastive_context.similarity import PoolIndex, is_copy, normalize_for_copy
 
 
 # ----------------------------------------------------------------------------- perturbations
@@ -76,7 +76,7 @@ def test_default_backend_cache_determinism_and_sidecar(run_script, tmp_path, mt_
     p = run_script("paraphrase.py", *args, "--out", "a.jsonl", check=True)
     assert "60 cached" in p.stdout and "0 to do" in p.stdout and (tmp_path / "a.jsonl").read_bytes() == a
     t = tasks.load_task("mt", data=mt_dir)
-    import contexts
+    from contrastive_context import contexts
     paras = contexts.load_paraphrases(tmp_path / "a.jsonl", t)
     assert len(paras) == 60 and paras["train-0"][0]["id"] == "train-0#p0"
     meta = common.check_meta(str(tmp_path / "a.jsonl"), "paraphrases", task="mt", task_fp=t.fingerprint(),
@@ -122,8 +122,8 @@ class FakeTok:
 def test_llm_path_with_fake_generator(monkeypatch, tmp_path, mt_dir):
     """Good answer -> llm row; garbage then good (retry) -> llm row; garbage twice -> rules
     fallback. A second run reads everything from the cache and never calls the generator."""
-    import generation
-    import models
+    from contrastive_context import generation
+    from contrastive_context import models
     calls = []
 
     def fake_generate(model, tok, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True):
@@ -160,8 +160,8 @@ def test_llm_path_with_fake_generator(monkeypatch, tmp_path, mt_dir):
 
 
 def test_interrupted_run_leaves_a_valid_file_and_resumes(monkeypatch, tmp_path, mt_dir):
-    import generation
-    import models
+    from contrastive_context import generation
+    from contrastive_context import models
     calls = []
 
     def flaky_generate(model, tok, prompts, **kw):
@@ -280,8 +280,8 @@ def test_rules_never_touch_slot_values():
 def test_llm_sampling_fake_candidates_are_pooled(monkeypatch, tmp_path, mt_dir):
     """--temperature > 0: the generator is asked for --samples answers per input (seeded per input
     id), their candidates are pooled, validated, and copies among them dropped."""
-    import generation
-    import models
+    from contrastive_context import generation
+    from contrastive_context import models
     seen = {}
 
     def fake_generate(model, tok, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True,

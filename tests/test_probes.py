@@ -7,8 +7,8 @@ import random
 import pytest
 
 import probes
-import tasks
-from common import UserError
+from contrastive_context import tasks
+from contrastive_context.common import UserError
 
 K = 4
 

@@ -5,13 +5,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-import config
-import contexts
-import minimal_model
-import regimes
-import synthetic
-import tasks
-from common import UserError
+from contrastive_context import config
+from contrastive_context import contexts
+from contrastive_context import minimal_model
+from contrastive_context import regimes
+from contrastive_context import synthetic
+from contrastive_context import tasks
+from contrastive_context.common import UserError
 
 FLAGS = [("random", 0.3, 0.2, 0.0), ("random", 0.3, 0.2, 0.1), ("contrastive", 0.3, 0.2, 0.0),
          ("contrastive", 0.4, 0.1, 0.1), ("random+similar", 0.5, 0.0, 0.2), ("similar", 0.3, 0.2, 0.0)]

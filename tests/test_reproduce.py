@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import reproduce
-from common import UserError
+from contrastive_context.common import UserError
 
 
 def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
@@ -65,7 +65,7 @@ def test_reproduce_with_its_documented_defaults(run_script, tmp_path):
 def test_threads_flag_is_one_flag_everywhere():
     """reproduce.py passes its --threads to train.py, evaluate.py and probes.py: the same type and
     default everywhere, so any value one accepts the others accept; 0 means auto_threads()."""
-    import common
+    from contrastive_context import common
     import evaluate
     import probes
     import train
@@ -156,7 +156,7 @@ def test_stage_skips_only_complete_outputs(tmp_path, capsys):
 def test_reproduce_bad_flags_fail_before_any_work(tmp_path, capsys, argv, msg):
     out = tmp_path / "study"
     with pytest.raises(SystemExit) as e:
-        from common import run_main
+        from contrastive_context.common import run_main
         run_main(reproduce.main, ["--budget", "smoke", "--out", str(out)] + argv if "--budget" not in argv
                  else ["--out", str(out)] + argv)
     assert e.value.code == 2

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-import scratch
-import synthetic
-import tasks
+from contrastive_context import scratch
+from contrastive_context import synthetic
+from contrastive_context import tasks
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_loss_is_on_the_label_only(data):
 
 def test_build_scratch_hf_model():
     """models.build_scratch: an HF decoder of the requested size with the byte tokenizer, seeded."""
-    import models
+    from contrastive_context import models
     a, tok = models.build_scratch(layers=1, width=32, heads=2, seed=3)
     b, _ = models.build_scratch(layers=1, width=32, heads=2, seed=3)
     assert a.config.num_hidden_layers == 1 and a.config.hidden_size == 32 and len(tok) == a.config.vocab_size

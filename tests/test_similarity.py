@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from similarity import BM25, PoolIndex, word_tokenize
+from contrastive_context.similarity import BM25, PoolIndex, word_tokenize
 
 
 def make_corpus(n=300, vocab=60, seed=0):

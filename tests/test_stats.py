@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import stats
+from contrastive_context import stats
 
 
 def test_paired_diff_mean_and_counts():

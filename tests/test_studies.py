@@ -3,7 +3,7 @@ import json
 import os
 import subprocess
 
-import tasks
+from contrastive_context import tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,11 +6,11 @@ import re
 import numpy as np
 import pytest
 
-import scratch
+from contrastive_context import scratch
 import sweep
-import synthetic
-import tasks
-from common import UserError
+from contrastive_context import synthetic
+from contrastive_context import tasks
+from contrastive_context.common import UserError
 
 
 @pytest.fixture(scope="module")

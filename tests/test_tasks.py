@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import tasks
-from common import UserError
+from contrastive_context import tasks
+from contrastive_context.common import UserError
 
 
 def test_alignment_is_deterministic_and_valid():

@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import common
-import models
+from contrastive_context import common
+from contrastive_context import models
 import train
-import training
-from common import UserError
+from contrastive_context import training
+from contrastive_context.common import UserError
 from conftest import TINY_RUN_ARGS
-from tasks import load_task
+from contrastive_context.tasks import load_task
 
 torch.set_num_threads(1)
 
@@ -76,8 +76,8 @@ def test_plan_covers_each_epoch_and_is_seeded():
 
 
 def test_plan_run_samples_exactly_the_epochs_it_uses():
-    import contexts
-    from config import ContextConfig, TrainConfig
+    from contrastive_context import contexts
+    from contrastive_context.config import ContextConfig, TrainConfig
     task = load_task("alignment", n_train=20)
     _, tok = models.load("tiny", device="cpu")
     asked = []

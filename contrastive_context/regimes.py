@@ -19,7 +19,7 @@ so P(paraphrase) = rho (1 - R), P(counterfactual) = gamma (1 - R)(1 - rho). A ta
 paraphrase (or a counterfactual) falls through to the next option. R = rho = gamma = 0 and zeta = 0
 is the paper's method with its defaults alpha 0.3, beta 0.2 (rho 0.5 in the paper).
 """
-from common import UserError
+from .common import UserError
 
 REGIMES = ("zero", "random", "similar", "contrastive", "random+similar")
 KINDS = ("zero", "random", "similar", "one_near")

@@ -22,7 +22,7 @@ import inspect
 
 import torch
 
-from common import progress as progress_bar
+from .common import progress as progress_bar
 
 
 def _eos_ids(model, tokenizer):

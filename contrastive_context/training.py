@@ -24,9 +24,9 @@ import time
 import numpy as np
 import torch
 
-import contexts
-import models
-from common import UserError, progress, read_json, set_threads, write_json_atomic, write_jsonl_atomic
+from . import contexts
+from . import models
+from .common import UserError, progress, read_json, set_threads, write_json_atomic, write_jsonl_atomic
 
 LORA_TARGETS = {  # module names shared by Llama, Gemma3, Mistral, Qwen2 ...
     "attn": ["q_proj", "k_proj", "v_proj"],  # the paper: q, k, v (not o)
@@ -450,7 +450,7 @@ def optimizer_for(model, tc, total):
 
 def resume_state(acc, out, model, optimizer, scheduler, full):
     """(start step, log rows, checkpoint folder or None) after restoring the last checkpoint of `out`."""
-    from common import read_jsonl
+    from .common import read_jsonl
     ckpt = last_checkpoint(out)
     if ckpt is None:
         if acc.is_main_process:
@@ -496,7 +496,7 @@ def load_state_file(path, what):
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever a damaged file makes torch or pickle raise
-        from common import environment_error
+        from .common import environment_error
         if environment_error(e) is not None:
             raise
         raise UserError(f"{path}: unreadable {what}, the file is damaged ({type(e).__name__}: "
@@ -506,7 +506,7 @@ def load_state_file(path, what):
 def quick_eval(model, tok, task, limit, seed=0, k=4, desc="generate"):
     """Mean score per context type on the first `limit` test inputs (evaluation.py's contexts):
     the short before/after check train.py prints."""
-    import evaluation as ev
+    from . import evaluation as ev
     examples = next(iter(task.tests.values()))[:limit]
     instances = ev.build_eval_contexts(task, examples, min(k, len(task.pool)), seed)
     was_training = model.training

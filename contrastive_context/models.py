@@ -25,7 +25,7 @@ import tempfile
 
 import torch
 
-from common import UserError
+from .common import UserError
 
 MODEL_CHOICES = ["tiny", "scratch", "smollm2-135m", "gemma3-270m"]
 
@@ -415,7 +415,7 @@ def base_signature(model):
 def write_base_signature(adapter_dir, model):
     """Record the base model's signature beside a saved adapter (train.py calls this when it saves
     checkpoint-*/ and final/). `load_with_adapter` refuses a base model with another signature."""
-    from common import write_json_atomic
+    from .common import write_json_atomic
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     write_json_atomic(os.path.join(adapter_dir, BASE_SIGNATURE_FILE), base_signature(base))
 
@@ -453,7 +453,7 @@ def check_base_signature(adapter_dir, model, name):
     path = os.path.join(adapter_dir, BASE_SIGNATURE_FILE)
     if not os.path.isfile(path):
         return
-    from common import read_json
+    from .common import read_json
     want, got = read_json(path, "adapter base signature"), base_signature(model)
     if not isinstance(want, dict):
         raise UserError(f"{path}: expected a JSON object")
@@ -521,7 +521,7 @@ def load_with_adapter(name, adapter_dir=None, device=None, dtype=None, merge=Tru
 
 if __name__ == "__main__":  # python models.py NAME: load, print a summary and a greedy continuation
     import argparse
-    from common import run_main
+    from .common import run_main
 
     def main():
         p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,10 +26,10 @@ Sequences are token rows of equal length: a zero context is k examples of <pad>.
 import numpy as np
 import torch
 
-import regimes
-import scratch
+from . import regimes
+from . import scratch
 
-from regimes import KINDS  # noqa: E402
+from .regimes import KINDS  # noqa: E402
 NEAR_KINDS = ("pool", "paraphrase", "copy", "counterfactual")
 TOP_M = 50
 
@@ -37,7 +37,7 @@ TOP_M = 50
 def regime_probs(regime, alpha=0.3, beta=0.2, zero_frac=0.0):
     """Probabilities over KINDS for a regime: regimes.kind_probs, the one definition shared with the
     real-LM contexts (a ValueError here, for the synthetic library's callers)."""
-    from common import UserError
+    from .common import UserError
     try:
         return np.array(regimes.kind_probs(regime, alpha, beta, zero_frac), dtype=np.float64)
     except UserError as e:

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from common import SEED_MAX, UserError, finite_float, int_range
+from .common import SEED_MAX, UserError, finite_float, int_range
 
-from regimes import REGIMES  # noqa: E402  (the regimes are defined in regimes.py)
+from .regimes import REGIMES  # noqa: E402  (the regimes are defined in regimes.py)
 
 TASKS = ("alignment", "mt", "semparse", "sql")
 

@@ -23,10 +23,10 @@ import json
 import random
 from collections import defaultdict
 
-import regimes
-from common import UserError, check_meta, meta_path, read_jsonl, write_jsonl_atomic
-from counterfactual import CF_SUFFIX
-from regimes import KINDS
+from . import regimes
+from .common import UserError, check_meta, meta_path, read_jsonl, write_jsonl_atomic
+from .counterfactual import CF_SUFFIX
+from .regimes import KINDS
 
 PARA_SEP, COPY_SUFFIX = "#p", "#copy"
 
@@ -93,7 +93,7 @@ def validate(cfg, pool_size):
 def train_counterfactual(task, ex):
     """The counterfactual near-duplicate of pool example ex used in training (or None): the same for
     every epoch and seed, so its id `<id>#cf` names it exactly."""
-    import counterfactual
+    from . import counterfactual
     return counterfactual.make(task, ex, random.Random(f"train-counterfactual|{task.name}|{ex['id']}"))
 
 
@@ -101,7 +101,7 @@ class Sampler:
     """Draws the context of any (epoch, target) of task.pool under a ContextConfig."""
 
     def __init__(self, task, cfg, seed, paraphrases=None, index=None, show_progress=True):
-        from similarity import PoolIndex
+        from .similarity import PoolIndex
         validate(cfg, len(task.pool))
         self.task, self.cfg, self.seed, self.show = task, cfg, seed, show_progress
         self.pool = task.pool
@@ -177,7 +177,7 @@ class Sampler:
     def epoch(self, e, bar=None):
         """Rows of one epoch (after the App. C.1 filter when --min-avg-sim is set). `bar`: a progress bar
         advanced per target (one bar for all epochs); without it, a bar of this epoch if show_progress."""
-        from common import progress
+        from .common import progress
         own = None
         if bar is None:
             bar = own = progress(total=self.n_targets, desc=f"contexts[{self.cfg.regime}] epoch {e}",
@@ -197,7 +197,7 @@ def sample_rows(task, cfg, epochs, seed=0, paraphrases=None, index=None, show_pr
     """Rows of the contract for epochs 0..epochs-1 of task.pool."""
     if epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {epochs}")
-    from common import progress
+    from .common import progress
     s = Sampler(task, cfg, seed, paraphrases, index, show_progress)
     bar = progress(total=epochs * s.n_targets, desc=f"contexts[{cfg.regime}] x {epochs} epoch(s)", unit="row",
                    **({} if show_progress else {"disable": True}))  # one bar for every epoch
@@ -325,7 +325,7 @@ def load_paraphrases(path, task):
     else the original example's y (from the task's pool and test splits). A "paraphrase" identical
     to its input up to casing, punctuation and spacing is a copy of the answer, not a paraphrase:
     it is dropped (and counted in the note printed)."""
-    from similarity import is_copy
+    from .similarity import is_copy
     check_meta(path, "paraphrases", task=task.name)
     rows = read_jsonl(path, "paraphrase", required=("id", "x", "paraphrases"))
     by_id = {ex["id"]: ex for ex in task.pool + [e for t in task.tests.values() for e in t]}
@@ -392,7 +392,7 @@ def make_row(task, ex, paras, labels, backend):
     """One paraphrase-file row (paraphrase.py's format). Whatever the back-end, a paraphrase that
     is a copy of x (equal up to casing, punctuation, spacing, contractions: similarity.is_copy)
     is never written."""
-    from similarity import is_copy
+    from .similarity import is_copy
     keep = [(p, y) for p, y in zip(paras, labels) if not is_copy(ex["x"], p)]
     paras, labels = [p for p, _ in keep], [y for _, y in keep]
     row = {"id": ex["id"], "x": ex["x"], "paraphrases": list(paras)}

@@ -22,10 +22,10 @@ import sqlite3
 import string
 import time
 
-import config
-from common import UserError, read_json, read_jsonl, require_types
-from config import TASKS
-from similarity import word_tokenize
+from . import config
+from .common import UserError, read_json, read_jsonl, require_types
+from .config import TASKS
+from .similarity import word_tokenize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LANG_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "lt": "Lithuanian",

@@ -24,11 +24,11 @@ import random
 
 import numpy as np
 
-import config
-import contexts
-from common import UserError, read_json
-from common import progress as progress_bar
-from stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
+from . import config
+from . import contexts
+from .common import UserError, read_json
+from .common import progress as progress_bar
+from .stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
 
 CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase", "random+counterfactual")
 COPIER = "copier"
@@ -81,7 +81,7 @@ def bin_summary(rows, edges, seed=0):
 
 # ============================================================================ evaluation contexts
 def pool_index(task):
-    from similarity import PoolIndex
+    from .similarity import PoolIndex
     return PoolIndex(task.pool, task.tokenize)
 
 
@@ -107,7 +107,7 @@ def eval_paraphrase(task, ex, seed, paraphrases=None, split="test"):
 def eval_counterfactual(task, ex, seed, split="test"):
     """The counterfactual near-duplicate of a test input (seeded by the stream
     "eval-counterfactual|task|split|seed|id", independent of k and of the model), or None."""
-    import counterfactual
+    from . import counterfactual
     return counterfactual.make(task, ex, random.Random(f"eval-counterfactual|{task.name}|{split}|{seed}|{ex['id']}"))
 
 
@@ -179,7 +179,7 @@ def run_task_flags(cfg):
 
 def resolve_adapter(path):
     """--adapter RUN, RUN/final or RUN/checkpoint-N -> (adapter dir, run config or None)."""
-    from models import resolve_adapter_dir
+    from .models import resolve_adapter_dir
     if not os.path.isdir(path):
         raise UserError(f"adapter folder not found: {path}")
     # a --full run saved whole models: RUN (-> RUN/final) or RUN/final, RUN/checkpoint-N
@@ -295,10 +295,10 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
     saves its progress file there). stats = {"new_tokens": generated here, "reused": len(done)}.
     The progress bar (`desc`) moves after every batch, not every chunk."""
     if model == COPIER:  # the copier baseline: no weights, no generation
-        import counterfactual
+        from . import counterfactual
         preds = {i: counterfactual.copier_answer(it["context"], it["nsim"]) for i, it in enumerate(instances)}
         return score_rows(task, instances, preds), {"new_tokens": 0, "reused": 0}
-    import generation
+    from . import generation
     prompts = instance_prompts(task, instances)
     lengths = [len(ids) for ids in tok(prompts, add_special_tokens=True)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
@@ -325,7 +325,7 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
 def score_rows(task, instances, preds):
     """The predictions.jsonl rows: prediction, score against the reference, and for counterfactual
     instances the counterfactual's label and edit with cf_copy / edit_ok (counterfactual.judge)."""
-    import counterfactual
+    from . import counterfactual
     rows = []
     for i, it in enumerate(instances):
         ex, pred = it["example"], preds[i]
@@ -436,7 +436,7 @@ def read_eval_folder(folder, types=None, need_summary=True):
         (CONTEXT_TYPES), or repeating an (id, context type); summary.json not an object; sidecar and
         summary naming different tasks. With need_summary=False a folder without summary.json gives {}."""
     import math
-    from common import check_complete, check_meta, read_jsonl
+    from .common import check_complete, check_meta, read_jsonl
     if not os.path.isdir(folder):
         raise UserError(f"evaluation folder not found: {folder}")
     check_complete(folder, "evaluation", "evaluation (evaluate.py --out)")

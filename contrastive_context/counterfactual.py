@@ -30,7 +30,7 @@ import json
 import os
 import re
 
-from common import UserError
+from .common import UserError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CF_SUFFIX = "#cf"
