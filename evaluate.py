@@ -40,12 +40,13 @@ import time
 
 from contrastive_context import config
 from contrastive_context import evaluation as ev
+from contrastive_context import runs
 from contrastive_context import tasks
-from contrastive_context.common import (UserError, add_threads_arg, check_output_path, config_hash, meta_path, output_digest,
-                    print_config, read_progress, run_main, set_seed, set_threads, write_json_atomic,
-                    write_jsonl_atomic, write_text_atomic)
-from contrastive_context.common import check_complete, check_out_not_input, claim_output_dir  # output folder: ownership, lock
-from contrastive_context.config import SEED, number
+from contrastive_context.common import (UserError, check_output_path, config_hash, meta_path, output_digest,
+                                        print_config, read_progress, run_main, set_seed, write_json_atomic,
+                                        write_jsonl_atomic, write_text_atomic)
+from contrastive_context.config import set_threads
+from contrastive_context.outputs import check_complete, check_out_not_input, claim_output_dir  # ownership, lock
 
 
 def build_parser():
@@ -61,24 +62,19 @@ def build_parser():
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace a complete evaluation of another configuration "
                    "in --out (only a folder evaluate.py wrote: its cc_output.json)")
-    p.add_argument("--split", default=None, help="test split (default: the task's first)")
-    p.add_argument("--k", type=number(int, 1, 512), default=4, help="context size (default 4)")
-    p.add_argument("--seed", type=number(int, **SEED), default=0, help="seed of the evaluation contexts and bootstrap")
-    p.add_argument("--limit", "--eval-limit", dest="limit", type=number(int, 1), default=None,
-                   help="evaluate the first N test inputs only (--eval-limit: the same, the name train.py and "
-                        "reproduce.py use)")
+    for name in ("split", "k", "seed"):  # the flags reproduce.py and probes.py share: config.EvalConfig
+        config.add_eval_arg(p, name)
+    config.add_eval_arg(p, "limit", "--limit", "--eval-limit", help="evaluate the first N test inputs only "
+                        "(--eval-limit: the same, the name train.py and reproduce.py use)")
     p.add_argument("--context-types", default=",".join(ev.CONTEXT_TYPES), help="comma-separated subset of "
                    + ", ".join(ev.CONTEXT_TYPES))
-    p.add_argument("--paraphrases", default=None, help="paraphrase JSONL (paraphrase.py) for random+paraphrase; "
-                   "default: the task's perturbation with an evaluation seed stream")
-    p.add_argument("--batch-size", type=number(int, 1, 4096), default=32, help="generation batch size")
-    p.add_argument("--max-new-tokens", type=number(int, 1, 8192), default=None,
-                   help="default: longest pool answer + 25%%")
+    for name in ("paraphrases", "batch_size", "max_new_tokens"):
+        config.add_eval_arg(p, name)
     p.add_argument("--bins", default="tertiles", help="'tertiles' of max_nsim (default) or fixed edges 'a,b'")
     p.add_argument("--comet", default=None, help="COMET checkpoint path or name (e.g. Unbabel/wmt22-comet-da): "
                    "MT scores become COMET-22 (task metric kept as task_score)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    add_threads_arg(p)
+    config.add_eval_arg(p, "device")
+    config.add_threads_arg(p)
     return p
 
 
@@ -94,23 +90,7 @@ def main(argv=None):
 
 
 def _evaluate(argv, parser, args, out):
-    if args.model == ev.COPIER and args.adapter:
-        raise UserError("--model copier has no weights: it takes no --adapter")
-    adapter_dir, run_cfg = ev.resolve_adapter(args.adapter) if args.adapter else (None, None)
-    ev.check_run_config(run_cfg, f"{args.adapter}: its run config.json")  # e.g. "model": 123, before any use
-    taken = ev.apply_run_config(args, run_cfg, ev.explicit_dests(parser, argv))
-    if run_cfg and run_cfg.get("full"):  # a --full run saved a whole model, not an adapter
-        if "model" not in taken and args.model is not None and args.model != run_cfg.get("model"):
-            raise UserError(f"--adapter {args.adapter} is a run that trained all weights (--full): its weights are the "
-                            f"whole model (trained from {run_cfg.get('model')!r}), so --model {args.model} cannot "
-                            f"apply; leave out --model")
-        args.model, adapter_dir = adapter_dir, None
-    if args.model is None and adapter_dir:  # a bare adapter folder (e.g. a published one): the base it records
-        from contrastive_context import models
-        args.model = models.adapter_base(adapter_dir)
-        taken += ["model"] if args.model else []
-    if args.model is None:
-        raise UserError("--model is required (or give --adapter with a run folder or adapter that names it)")
+    adapter_dir, taken = _model_and_adapter(args, config.explicit_dests(parser, argv))
     context_types = [t.strip() for t in args.context_types.split(",") if t.strip()]
     twice = sorted({t for t in context_types if context_types.count(t) > 1})
     if twice or not context_types:
@@ -124,19 +104,7 @@ def _evaluate(argv, parser, args, out):
         print(f"from --adapter {args.adapter}: {', '.join(f'{k}={getattr(args, k)}' for k in taken)}", flush=True)
     set_seed(args.seed)
     print(f"torch CPU threads: {set_threads(args.threads)}", flush=True)
-
-    # --- task, test inputs, contexts (model-independent) ---------------------------------
-    from contrastive_context import contexts
-    task = tasks.task_from_args(args)
-    split = args.split or next(iter(task.tests))
-    examples = task.test_split(split)[:args.limit]
-    print(task.describe(), f"| evaluating {len(examples)} inputs of '{split}'", flush=True)
-    paraphrases = contexts.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
-    para_source = (f"file {args.paraphrases}" if args.paraphrases else
-                   "generated by the task's perturbation (seed stream 'eval-paraphrase', distinct from training)")
-    instances = ev.build_eval_contexts(task, examples, args.k, args.seed, paraphrases, context_types, split)
-    if not instances:
-        raise UserError("no evaluation instances (empty split, or no paraphrases for any input)")
+    task, split, examples, instances, para_source = _instances(args, context_types)
 
     # --- model, generation, scores --------------------------------------------------------
     from contrastive_context import models
@@ -171,15 +139,7 @@ def _evaluate(argv, parser, args, out):
     gen_s = time.time() - t0
     print(f"generated {stats['new_tokens']} tokens in {gen_s:.1f}s"
           + (f" ({stats['reused']} predictions reused from {partial})" if stats["reused"] else ""), flush=True)
-    metric = task.metric_name
-    if comet_model is not None:
-        for r, it in zip(rows, instances):
-            r["x"] = it["example"]["x"]
-        for r, s in zip(rows, ev.comet_scores(comet_model, rows, args.batch_size)):
-            r["task_score"], r["score"] = r["score"], s
-        for r in rows:
-            del r["x"]
-        metric = f"comet:{args.comet}"
+    metric = _comet_rescore(comet_model, args, rows, instances) if comet_model is not None else task.metric_name
 
     # --- summary ----------------------------------------------------------------------------
     summary = ev.build_summary(task, rows, instances, context_types, args.seed, fixed_bins, args.bins,
@@ -190,6 +150,63 @@ def _evaluate(argv, parser, args, out):
                                "reused": stats["reused"]},
                    task_config=tasks.task_config(args),
                    test_fp=ev.test_fingerprint(task.test_split(split)))  # figure3.py: same test set?
+    _write_outputs(args, out, task, rows, summary, result_conf, adapter_dir, partial)
+
+
+def _model_and_adapter(args, given):
+    """Resolve --adapter (runs.resolve_weights) and fill --model and the task flags from the run it belongs
+    to, where the command line (`given`) did not set them. Returns (adapter folder or None, flags taken)."""
+    if args.model == ev.COPIER and args.adapter:
+        raise UserError("--model copier has no weights: it takes no --adapter")
+    weights = runs.resolve_weights(args.adapter) if args.adapter else None  # e.g. "model": 123: refused here
+    run_cfg = weights.config if weights else None
+    adapter_dir = weights.folder if weights else None
+    taken = runs.apply_config(args, run_cfg, given)
+    if weights and weights.kind == "full":  # a --full run saved a whole model, not an adapter
+        if "model" not in taken and args.model is not None and args.model != run_cfg.get("model"):
+            raise UserError(f"--adapter {args.adapter} is a run that trained all weights (--full): its weights are the "
+                            f"whole model (trained from {run_cfg.get('model')!r}), so --model {args.model} cannot "
+                            f"apply; leave out --model")
+        args.model, adapter_dir = adapter_dir, None
+    if args.model is None and adapter_dir:  # a bare adapter folder (e.g. a published one): the base it records
+        args.model = runs.adapter_base(adapter_dir)
+        taken += ["model"] if args.model else []
+    if args.model is None:
+        raise UserError("--model is required (or give --adapter with a run folder or adapter that names it)")
+    return adapter_dir, taken
+
+
+def _instances(args, context_types):
+    """(task, split, test inputs, evaluation instances, where the paraphrases come from): all
+    model-independent (evaluation.build_eval_contexts)."""
+    from contrastive_context.paraphrases import load_paraphrases
+    task = tasks.task_from_args(args)
+    split = args.split or next(iter(task.tests))
+    examples = task.test_split(split)[:args.limit]
+    print(task.describe(), f"| evaluating {len(examples)} inputs of '{split}'", flush=True)
+    paraphrases = load_paraphrases(args.paraphrases, task) if args.paraphrases else None
+    para_source = (f"file {args.paraphrases}" if args.paraphrases else
+                   "generated by the task's perturbation (seed stream 'eval-paraphrase', distinct from training)")
+    instances = ev.build_eval_contexts(task, examples, args.k, args.seed, paraphrases, context_types, split)
+    if not instances:
+        raise UserError("no evaluation instances (empty split, or no paraphrases for any input)")
+    return task, split, examples, instances, para_source
+
+
+def _comet_rescore(comet_model, args, rows, instances):
+    """--comet: each row's score becomes its COMET-22 score (the task metric kept as task_score); the metric name."""
+    for r, it in zip(rows, instances):
+        r["x"] = it["example"]["x"]
+    for r, s in zip(rows, ev.comet_scores(comet_model, rows, args.batch_size)):
+        r["task_score"], r["score"] = r["score"], s
+    for r in rows:
+        del r["x"]
+    return f"comet:{args.comet}"
+
+
+def _write_outputs(args, out, task, rows, summary, result_conf, adapter_dir, partial):
+    """predictions.jsonl, summary.json, summary.md, then LAST the completion record in cc_output.json; the
+    progress file goes."""
     write_jsonl_atomic(os.path.join(args.out, "predictions.jsonl"), rows,
                        meta={"kind": "predictions", "task": task.name, "task_fp": task.fingerprint()})
     write_json_atomic(os.path.join(args.out, "summary.json"), summary)

@@ -31,9 +31,10 @@ from collections import OrderedDict
 
 from contrastive_context import evaluation as ev
 from contrastive_context import stats
-from contrastive_context.common import (UserError, atomic_path, check_out_not_input, check_output_path, print_config, run_main,
-                    write_text_atomic)
-from contrastive_context.config import SEED, number
+from contrastive_context.common import (UserError, atomic_path, check_output_path, print_config, run_main,
+                                        write_text_atomic)
+from contrastive_context.config import SEED
+from contrastive_context.outputs import check_out_not_input
 
 
 def load_eval_dir(d):
@@ -165,7 +166,7 @@ def main(argv=None):
     p.add_argument("--table", default=None, help="markdown table (default: next to the figure, .md)")
     p.add_argument("--bins", default="tertiles", help="'tertiles' over the union of all folders, or 'a,b'")
     p.add_argument("--title", default=None)
-    p.add_argument("--seed", type=number(int, **SEED), default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=SEED, default=0, help="bootstrap seed")
     args = p.parse_args(argv)
     labels = args.labels or [os.path.basename(os.path.normpath(d)) for d in args.dirs]
     if len(labels) != len(args.dirs):

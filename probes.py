@@ -42,12 +42,16 @@ import sys
 
 import numpy as np
 
-from contrastive_context import contexts
+from contrastive_context import config
+from contrastive_context.paraphrases import load_paraphrases
 from contrastive_context import evaluation as evaluate
+from contrastive_context import runs
 from contrastive_context import tasks
-from contrastive_context.common import (SEED, UserError, add_threads_arg, atomic_path, check_output_path, config_hash, meta_path,
-                    output_digest, print_config, read_json, read_progress, run_main, set_seed, set_threads,
-                    write_jsonl_atomic)
+from contrastive_context.common import (UserError, atomic_path, check_output_path, config_hash, meta_path,
+                                        output_digest, print_config, read_progress, run_main, set_seed,
+                                        write_jsonl_atomic)
+from contrastive_context.config import set_threads
+from contrastive_context.outputs import check_out_not_input
 
 PROBES = ("iwl", "icl", "copy")
 
@@ -149,18 +153,11 @@ def zero_prompt_failed(prediction, x):
     punctuation). IWL compares ŷ(random) with ŷ(∅), so a model that collapses under the zero prompt
     scores low for a reason that has nothing to do with in-weights learning: the rate is reported
     beside the IWL score (`zero_fail`, percent)."""
-    from contrastive_context.similarity import is_no_answer
+    from contrastive_context.paraphrases import is_no_answer
     return is_no_answer(prediction, x)
 
 
 # ============================================================================ runs and checkpoints
-def run_checkpoints(run_dir):
-    """[(step, name, folder or None, kind)]: step 0 = the base model (no folder), then every saved
-    checkpoint of the run, LoRA or full weights (training.list_checkpoints)."""
-    from contrastive_context import training
-    return [(0, "base", None, None)] + [c for c in training.list_checkpoints(run_dir) if c[0] > 0]
-
-
 def step_list(text):
     """argparse type of --steps: '0,500' -> {0, 500}."""
     try:
@@ -209,23 +206,24 @@ def build_parser():
     p.add_argument("--run", action="append", required=True, help="train.py run folder (repeat for several)")
     tasks.add_task_args(p)
     p.add_argument("--model", default=None, help="base model (default: each run's config.json)")
-    p.add_argument("--split", default=None, help="test split (default: the task's first)")
-    p.add_argument("--limit", type=int, default=100, help="probe set: the first N test inputs (default 100)")
-    p.add_argument("--k", type=int, default=4, help="context size (default 4)")
-    p.add_argument("--seed", type=SEED, default=0, help="seed of the contexts and derangements")
-    p.add_argument("--paraphrases", default=None, help="paraphrase JSONL for the one-similar context "
-                   "(default: the task's perturbation, evaluation seed stream)")
+    # the flags evaluate.py and reproduce.py share (config.EvalConfig), worded for the probes
+    config.add_eval_arg(p, "split")
+    config.add_eval_arg(p, "limit", default=100, help="probe set: the first N test inputs (default 100)")
+    config.add_eval_arg(p, "k")
+    config.add_eval_arg(p, "seed", help="seed of the contexts and derangements")
+    config.add_eval_arg(p, "paraphrases", help="paraphrase JSONL for the one-similar context "
+                        "(default: the task's perturbation, evaluation seed stream)")
     p.add_argument("--sim", default="chrf", choices=sorted(SIMS), help="sim_y of the IWL and ICL probes")
     p.add_argument("--copy-sim", default="bleu", choices=sorted(SIMS), help="similarity of the copy probe")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: longest pool answer + 25%%")
+    config.add_eval_arg(p, "batch_size", help=None)
+    config.add_eval_arg(p, "max_new_tokens")
     p.add_argument("--steps", default=None, type=step_list,
                    help="probe only these training steps, comma-separated (e.g. 0,500; 0 = the base model); "
                         "default: step 0 and every checkpoint")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--plot", default=None, help="output PNG (three panels)")
-    p.add_argument("--device", default=None)
-    add_threads_arg(p)
+    config.add_eval_arg(p, "device", help=None)
+    config.add_threads_arg(p)
     return p
 
 
@@ -233,37 +231,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    given = evaluate.explicit_dests(parser, argv)
-    for name in ("limit", "k", "batch_size", "max_new_tokens"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
+    given = config.explicit_dests(parser, argv)
     if args.k < 2:
         raise UserError("--k must be >= 2 (the copy probe deranges the context labels)")
-    checkpoints = {}  # run -> [(step, name, adapter)] to probe, listed once
-    for run in args.run:
-        if not os.path.isfile(os.path.join(run, "config.json")):
-            raise UserError(f"not a training run folder (no config.json): {run}")
-        found = run_checkpoints(run)
-        checkpoints[run] = [c for c in found if args.steps is None or c[0] in args.steps]
-        missing = sorted(set(args.steps or ()) - {c[0] for c in found})
-        if missing:
-            raise UserError(f"--steps: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
-        if len(found) == 1 and args.steps is None:
-            raise UserError(f"{run} holds no saved weights (no checkpoint-<step>/ or final/ with an adapter or a "
-                            f"model): nothing to probe but the base model (--steps 0 probes only that)")
-    out_path = check_output_path(args.out, what="--out")
-    if args.plot:
-        if check_output_path(args.plot, what="--plot") == out_path:
-            raise UserError("--plot and --out name the same file")
-    from contrastive_context.common import check_out_not_input  # e.g. --out RUN/config.json, --plot inside a run folder
-    for path, flag in ((args.out, "--out"), (args.plot, "--plot")):
-        check_out_not_input(path, [*args.run, args.paraphrases, args.data, args.model], what=flag)
+    checkpoints = {run: checkpoints_to_probe(run, args.steps) for run in args.run}  # listed once
+    check_outputs(args)
     print_config(args, "probes")
     set_seed(args.seed)
     print(f"torch CPU threads: {set_threads(args.threads)}", flush=True)
-    from contrastive_context import generation
-    from contrastive_context import models
 
     partial = partial_path(args.out)
     check_output_path(partial, what="progress file")
@@ -278,54 +253,9 @@ def main(argv=None):
 
     rows, labels, base_cache = [], {}, {}
     for run in args.run:
-        cfg = evaluate.check_run_config(read_json(os.path.join(run, "config.json"), "run config"),
-                                        os.path.join(run, "config.json"))
-        run_args = argparse.Namespace(**vars(args))
-        evaluate.apply_run_config(run_args, cfg, given)
-        if run_args.model is None:
-            raise UserError(f"{run}: config.json names no model; pass --model")
-        task = tasks.task_from_args(run_args)
-        split = args.split or getattr(run_args, "test_split", None) or next(iter(task.tests))
-        examples = task.test_split(split)[:args.limit]
-        paraphrases = contexts.load_paraphrases(args.paraphrases, task) if args.paraphrases else None
-        instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
-        labels[run] = run_label(run, cfg)
-        ckpts = checkpoints[run]
-        # what scores depend on besides the weights: model, task flags, the data (pool fingerprint) and the
-        # probe inputs. Part of the reuse key: a run retrained on another task or data set in the same folder
-        # has the same step 0 ("base", no weights of its own), whose old scores must not be reused
-        setting = config_hash([run_args.model, {k: getattr(run_args, k) for k in evaluate.TASK_KEYS}, split,
-                               task.fingerprint(), [(e["id"], e["x"], e["y"]) for e in examples]], 16)
-        print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
-              f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[c[0] for c in ckpts]}", flush=True)
-        for step, name, adapter, kind in ckpts:
-            digest = output_digest(adapter) if adapter else "base"
-            reused = done.get((run, step, name, digest, setting))
-            if reused is not None:
-                scores = reused
-            elif adapter is None and setting in base_cache:
-                scores = base_cache[setting]
-            else:
-                model, tok = models.load(adapter, device=args.device) if kind == "full" else \
-                    models.load_with_adapter(run_args.model, adapter, device=args.device)
-                max_new = args.max_new_tokens or evaluate.default_max_new_tokens(task, tok)
-
-                def predict(prompts, model=model, tok=tok, max_new=max_new):
-                    return generation.generate(model, tok, prompts, max_new, stop=task.stop,
-                                               batch_size=args.batch_size)
-                scores = probe_scores(task, instances, predict, SIMS[args.sim], SIMS[args.copy_sim])
-                del model
-            if adapter is None:
-                base_cache[setting] = scores
-            for probe in PROBES:
-                rows.append({"run": run, "step": step, "probe": probe, "score": scores[probe]["score"],
-                             "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest, "setting": setting,
-                             **({"zero_fail": scores["iwl"].get("zero_fail")} if probe == "iwl" else {})})
-            print(f"  step {step:>6} ({name}): " + "  ".join(
-                f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES)
-                + (" (reused)" if reused is not None else ""), flush=True)
-            # progress only: --out itself is written once everything is scored
-            write_jsonl_atomic(partial, rows, meta={"kind": "probes-partial", "config": conf})
+        labels[run] = probe_run(run, checkpoints[run], args, given, done, base_cache, rows,
+                                lambda: write_jsonl_atomic(partial, rows, meta={"kind": "probes-partial",
+                                                                                 "config": conf}))
     final = [{("adapter_sha256" if k == "_adapter" else k): v for k, v in r.items()} for r in rows]
     if args.plot:
         plot_probes(final, args.plot, labels)
@@ -334,6 +264,89 @@ def main(argv=None):
         if os.path.lexists(p):
             os.remove(p)
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""), flush=True)
+
+
+def checkpoints_to_probe(run, steps):
+    """[(step, name, folder, kind)] of a run folder to probe (runs.list_checkpoints with step 0, the base
+    model), only those of --steps when given; UserError for a folder that is no run, a step it does not
+    have, or a run without saved weights."""
+    if not runs.is_run(run):
+        raise UserError(f"not a training run folder (no config.json): {run}")
+    found = runs.list_checkpoints(run, with_base=True)
+    missing = sorted(set(steps or ()) - {c[0] for c in found})
+    if missing:
+        raise UserError(f"--steps: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
+    if len(found) == 1 and steps is None:
+        raise UserError(f"{run} holds no saved weights (no checkpoint-<step>/ or final/ with an adapter or a "
+                        f"model): nothing to probe but the base model (--steps 0 probes only that)")
+    return [c for c in found if steps is None or c[0] in steps]
+
+
+def check_outputs(args):
+    """--out and --plot: writable, two different files, neither an input (e.g. --out RUN/config.json, --plot
+    inside a run folder)."""
+    out_path = check_output_path(args.out, what="--out")
+    if args.plot:
+        if check_output_path(args.plot, what="--plot") == out_path:
+            raise UserError("--plot and --out name the same file")
+    for path, flag in ((args.out, "--out"), (args.plot, "--plot")):
+        check_out_not_input(path, [*args.run, args.paraphrases, args.data, args.model], what=flag)
+
+
+def probe_run(run, ckpts, args, given, done, base_cache, rows, save_progress):
+    """Score every checkpoint `ckpts` of one run (reusing `done` scores, and the base model's of the same
+    setting from `base_cache`), appending the rows; `save_progress()` after each. Returns the run's label."""
+    cfg = runs.read_config(run)
+    run_args = argparse.Namespace(**vars(args))
+    runs.apply_config(run_args, cfg, given)
+    if run_args.model is None:
+        raise UserError(f"{run}: config.json names no model; pass --model")
+    task = tasks.task_from_args(run_args)
+    split = args.split or getattr(run_args, "test_split", None) or next(iter(task.tests))
+    examples = task.test_split(split)[:args.limit]
+    paraphrases = load_paraphrases(args.paraphrases, task) if args.paraphrases else None
+    instances = build_probe_instances(task, examples, args.k, args.seed, paraphrases, split)
+    # what scores depend on besides the weights: model, task flags, the data (pool fingerprint) and the
+    # probe inputs. Part of the reuse key: a run retrained on another task or data set in the same folder
+    # has the same step 0 ("base", no weights of its own), whose old scores must not be reused
+    setting = config_hash([run_args.model, {k: getattr(run_args, k) for k in config.TASK_KEYS}, split,
+                           task.fingerprint(), [(e["id"], e["x"], e["y"]) for e in examples]], 16)
+    print(f"{run}: model {run_args.model}, {task.describe()}, {len(instances)} probe inputs "
+          f"({sum('icl' in i for i in instances)} with a paraphrase), steps {[c[0] for c in ckpts]}", flush=True)
+    for step, name, adapter, kind in ckpts:
+        digest = output_digest(adapter) if adapter else "base"
+        reused = done.get((run, step, name, digest, setting))
+        if reused is not None:
+            scores = reused
+        elif adapter is None and setting in base_cache:
+            scores = base_cache[setting]
+        else:
+            scores = score_checkpoint(run_args.model, adapter, kind, task, instances, args)
+        if adapter is None:
+            base_cache[setting] = scores
+        for probe in PROBES:
+            rows.append({"run": run, "step": step, "probe": probe, "score": scores[probe]["score"],
+                         "n": scores[probe]["n"], "checkpoint": name, "_adapter": digest, "setting": setting,
+                         **({"zero_fail": scores["iwl"].get("zero_fail")} if probe == "iwl" else {})})
+        print(f"  step {step:>6} ({name}): " + "  ".join(
+            f"{p}={scores[p]['score']:.1f}" if scores[p]["score"] is not None else f"{p}=n/a" for p in PROBES)
+            + (" (reused)" if reused is not None else ""), flush=True)
+        save_progress()  # progress only: --out itself is written once everything is scored
+    return run_label(run, cfg)
+
+
+def score_checkpoint(model_name, folder, kind, task, instances, args):
+    """The probe scores of one checkpoint: whole weights (kind "full"), a LoRA adapter on `model_name`, or
+    (folder None) the base model itself."""
+    from contrastive_context import generation
+    from contrastive_context import models
+    model, tok = models.load(folder, device=args.device) if kind == "full" else \
+        models.load_with_adapter(model_name, folder, device=args.device)
+    max_new = args.max_new_tokens or evaluate.default_max_new_tokens(task, tok)
+
+    def predict(prompts):
+        return generation.generate(model, tok, prompts, max_new, stop=task.stop, batch_size=args.batch_size)
+    return probe_scores(task, instances, predict, SIMS[args.sim], SIMS[args.copy_sim])
 
 
 def partial_path(out):

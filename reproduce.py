@@ -32,10 +32,11 @@ import sys
 import time
 
 from contrastive_context import config
-from contrastive_context.common import (SEED_MAX, UserError, add_threads_arg, check_output_path, finite_float, int_range, is_done,
-                    output_digest, print_config, read_json, read_jsonl, run_main, write_done, write_json_atomic,
-                    write_text_atomic)
-from contrastive_context.common import check_out_not_input, claim_output_dir, read_owner  # output folder ownership
+from contrastive_context import runs
+from contrastive_context.common import (UserError, check_output_path, is_done, output_digest, print_config, read_json,
+                                        read_jsonl, run_main, write_done, write_json_atomic, write_text_atomic)
+from contrastive_context.config import SEED_MAX, finite_float, int_range
+from contrastive_context.outputs import check_out_not_input, claim_output_dir, read_owner  # output folder ownership
 from contrastive_context.stats import fmt
 from contrastive_context.tasks import add_task_args, task_from_args
 
@@ -215,35 +216,44 @@ def build_parser():
     p.add_argument("--epochs", type=int_range(1, 1000), default=None, help="override the budget's epochs")
     p.add_argument("--max-steps", type=pos, default=None, help="override the budget's max steps per run")
     p.add_argument("--save-every", type=pos, default=None, help="override the budget's checkpoint interval")
-    p.add_argument("--eval-limit", type=pos, default=None, help="override the budget's test inputs")
-    p.add_argument("--probe-limit", type=pos, default=None, help="override the budget's probe inputs")
+    # the flags passed on to evaluate.py / probes.py are theirs (config.EvalConfig), at most narrowed here
+    config.add_eval_arg(p, "limit", "--eval-limit", dest="eval_limit", hi=10**7,
+                        help="override the budget's test inputs")
+    config.add_eval_arg(p, "limit", "--probe-limit", dest="probe_limit", hi=10**7,
+                        help="override the budget's probe inputs")
     p.add_argument("--zero-frac", type=finite_float(0, 1, hi_open=True), default=0.1,
                    help="also train contrastive with this --zero-frac in [0, 1) (0 disables the extra run)")
-    p.add_argument("--test-paraphrases", default=None,
-                   help="paraphrase JSONL of test inputs for random+paraphrase (default: perturb with another seed)")
+    config.add_eval_arg(p, "paraphrases", "--test-paraphrases", dest="test_paraphrases",
+                        help="paraphrase JSONL of test inputs for random+paraphrase (default: perturb with another "
+                             "seed)")
     p.add_argument("--lr", type=finite_float(0, 1, lo_open=True), default=None,
                    help="training learning rate in (0, 1] (default: train.py's 2e-4)")
-    add_threads_arg(p)  # passed as is to every stage, whose --threads is the same flag (common.add_threads_arg)
+    config.add_threads_arg(p)  # passed as is to every stage, whose --threads is the same flag
     p.add_argument("--regimes", default=None, help="comma-separated regimes to run (default: the five regimes "
                    f"and contrastive+zero<FRAC>): {', '.join(r for r, _ in REGIMES + ABLATIONS)}, "
                    "contrastive+zero<FRAC>; a suffix @s<N> trains another seed (seed + N), e.g. contrastive@s1")
-    p.add_argument("--k", type=int_range(1, 64), default=4, help="examples per context in training and evaluation")
+    config.add_eval_arg(p, "k", hi=64, help="examples per context in training and evaluation")
     p.add_argument("--skip", default="", help=f"comma-separated stages not to run here: {', '.join(SKIPPABLE)} "
                    "(e.g. when regime subsets run in parallel processes and one of them evaluates the base)")
     p.add_argument("--only-train", action="store_true",
                    help="stop after training (e.g. to train regime subsets in parallel processes)")
-    p.add_argument("--seed", type=int_range(0, SEED_MAX - 1000), default=0,
-                   help="seed (the test paraphrases use seed + 1000)")
+    config.add_eval_arg(p, "seed", hi=SEED_MAX - 1000, help="seed (the test paraphrases use seed + 1000)")
     p.add_argument("--out", required=True, help="study folder")
     return p
 
 
-def check_args(args):
-    """Every flag checked before the first stage starts; returns (budget, regimes)."""
+def budget(args):
+    """The budget's sizes, with the flags that override them."""
     b = dict(BUDGETS[args.budget])
     for k in ("epochs", "max_steps", "save_every", "eval_limit", "probe_limit"):
         if getattr(args, k) is not None:
             b[k] = getattr(args, k)
+    return b
+
+
+def check_args(args):
+    """Every flag checked before the first stage starts; returns (budget, regimes)."""
+    b = budget(args)
     args.model = args.model or b["model"]
     regimes = select_regimes(args.regimes, args.zero_frac)
     args.skip = [s.strip() for s in args.skip.split(",") if s.strip()]
@@ -258,10 +268,10 @@ def check_args(args):
     if args.data is None or not args.data.startswith("hub:"):
         task_from_args(args)  # bad --data / task flags fail here, not inside a stage
     else:  # a hub data set is not downloaded here, but an unknown name or no network fails before any stage
-        from contrastive_context import tasks
+        from contrastive_context import hub
         config.task_options(config.from_args(config.TaskConfig, args))
-        tasks.hub_plan(args.data[4:], args.src, args.tgt)
-        tasks._hub_datasets(args.data[4:])
+        hub.hub_plan(args.data[4:], args.src, args.tgt)
+        hub.require_datasets(args.data[4:])
     from contrastive_context import models
     models.check_model_name(args.model)  # an unknown model fails here, before a stage writes anything
     return b, regimes
@@ -281,7 +291,7 @@ def paraphrase_stages(args, out, tf, timings):
 
 def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
     """Contexts and training, per regime -> [(label, run folder)]."""
-    runs = []
+    trained = []
     for label, extra in regimes:
         regime, offset = parse_label(label)
         seed, k = str(args.seed + offset), ["--k", str(args.k)] if args.k != 4 else []
@@ -299,38 +309,45 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
         if read_owner(run):
             cmd.append("--resume")  # an unfinished run (cc_output.json: train.py's) continues from its last checkpoint
         stage(f"train-{label}", run, cmd, timings, inputs=[ctx, p_train])
-        runs.append((label, run))
+        trained.append((label, run))
         save_timings(tpath, timings)
-    return runs
+    return trained
 
 
-def export_adapters(runs, out):
+def export_adapters(trained, out):
     """<out>/adapters/<label>/: each finished LoRA run's final adapter in fp16 (a few MB, small
     enough to commit beside the results; evaluate.py --adapter takes the folder)."""
-    from contrastive_context import models
-    for label, run in runs:
-        final = os.path.join(run, "final")
-        if os.path.isfile(os.path.join(final, "adapter_model.safetensors")):
-            models.export_adapter(final, os.path.join(out, "adapters", label))
+    for label, run in trained:
+        final = runs.final_dir(run)
+        if os.path.isfile(os.path.join(final, runs.ADAPTER_WEIGHTS)):
+            runs.export_adapter(final, os.path.join(out, "adapters", label))
 
 
-def eval_stages(args, b, runs, out, tf, p_test, timings, tpath):
-    """The base model and every run, evaluated on the very same instances -> [(label, eval folder)]."""
+def eval_cmd(args, b, tf, p_test, out, run=None):
+    """The evaluate.py command of the base model (run None) or of a run (its folder as --adapter)."""
     lim = ["--limit", str(b["eval_limit"])] if b["eval_limit"] else []
     lim += ["--k", str(args.k)] if args.k != 4 else []
+    return ["evaluate.py", *tf, "--model", args.model, *(["--adapter", run] if run else []), "--paraphrases", p_test,
+            "--seed", str(args.seed), *lim, "--threads", str(args.threads), "--out", out]
+
+
+def probes_cmd(args, b, run_dirs, p_test, probes, png):
+    """The probes.py command over every run's checkpoints."""
+    cmd = ["probes.py", *[a for run in run_dirs for a in ("--run", run)], "--limit", str(b["probe_limit"]),
+           "--paraphrases", p_test, "--threads", str(args.threads), "--out", probes, "--plot", png]
+    return cmd + (["--k", str(args.k)] if args.k != 4 else [])
+
+
+def eval_stages(args, b, trained, out, tf, p_test, timings, tpath):
+    """The base model and every run, evaluated on the very same instances -> [(label, eval folder)]."""
     evals = [("base", os.path.join(out, "eval", "base"))]
     if "base" not in args.skip:
-        stage("eval-base", evals[0][1],
-              ["evaluate.py", *tf, "--model", args.model, "--paraphrases", p_test, "--seed", str(args.seed), *lim,
-               "--threads", str(args.threads), "--out", evals[0][1]], timings, inputs=[p_test])
+        stage("eval-base", evals[0][1], eval_cmd(args, b, tf, p_test, evals[0][1]), timings, inputs=[p_test])
     if not os.path.isfile(os.path.join(evals[0][1], "summary.json")):
         evals = []  # skipped here and not (yet) evaluated by another process
-    for label, run in runs:
+    for label, run in trained:
         d = os.path.join(out, "eval", label)
-        stage(f"eval-{label}", d,
-              ["evaluate.py", *tf, "--model", args.model, "--adapter", run, "--paraphrases", p_test,
-               "--seed", str(args.seed), *lim, "--threads", str(args.threads), "--out", d], timings,
-              inputs=[run, p_test])
+        stage(f"eval-{label}", d, eval_cmd(args, b, tf, p_test, d, run), timings, inputs=[run, p_test])
         evals.append((label, d))
         save_timings(tpath, timings)
     return evals
@@ -349,19 +366,17 @@ def main(argv=None):
     timings = timings if isinstance(timings, dict) else {}
 
     p_train, p_test = paraphrase_stages(args, out, tf, timings)
-    runs = train_stages(args, b, regimes, out, tf, p_train, timings, tpath)
-    export_adapters(runs, out)
+    trained = train_stages(args, b, regimes, out, tf, p_train, timings, tpath)
+    export_adapters(trained, out)
     if args.only_train:
         print("--only-train: stopping after training")
         return
-    evals = eval_stages(args, b, runs, out, tf, p_test, timings, tpath)
+    evals = eval_stages(args, b, trained, out, tf, p_test, timings, tpath)
 
     probes, png = os.path.join(out, "probes.jsonl"), os.path.join(out, "probes.png")
     if "probes" not in args.skip:
-        cmd = ["probes.py", *[a for _, run in runs for a in ("--run", run)], "--limit", str(b["probe_limit"]),
-               "--paraphrases", p_test, "--threads", str(args.threads), "--out", probes, "--plot", png]
-        cmd += ["--k", str(args.k)] if args.k != 4 else []
-        stage("probes", [probes, png], cmd, timings, inputs=[p_test, *[r for _, r in runs]])
+        stage("probes", [probes, png], probes_cmd(args, b, [r for _, r in trained], p_test, probes, png), timings,
+              inputs=[p_test, *[r for _, r in trained]])
 
     fig, table = os.path.join(out, "figure3.png"), os.path.join(out, "figure3.md")
     labels = [parse_label_name(l) for l, _ in evals]  # seeds of one regime share a label: figure3 pools them

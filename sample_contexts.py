@@ -20,6 +20,7 @@ import argparse
 from contrastive_context import config
 from contrastive_context import contexts
 from contrastive_context.common import print_config, run_main
+from contrastive_context.paraphrases import load_paraphrases
 from contrastive_context.tasks import add_task_args, task_from_args
 
 
@@ -29,17 +30,18 @@ def main(argv=None):
     config.add_args(p, config.ContextConfig, "contexts")
     p.add_argument("--epochs", type=config.number(int, 1, 100_000), default=1,
                    help="contexts are re-drawn for every epoch (default 1)")
-    p.add_argument("--seed", type=config.number(int, **config.SEED), default=0, help="sampling seed (default 0)")
+    p.add_argument("--seed", type=config.SEED, default=0, help="sampling seed (default 0)")
     p.add_argument("--out", required=True, help="output JSONL")
     args = p.parse_args(argv)
     print_config(config.applicable(args), "sample_contexts")
-    from contrastive_context.common import check_out_not_input, check_output_path
+    from contrastive_context.common import check_output_path
+    from contrastive_context.outputs import check_out_not_input
     check_output_path(args.out)
     check_out_not_input(args.out, [args.data, args.paraphrases])  # e.g. --out DATA/train.en, --out PARA.jsonl
     task = task_from_args(args)
     print(task.describe(), flush=True)
     cfg = config.from_args(config.ContextConfig, args)
-    paraphrases = contexts.load_paraphrases(cfg.paraphrases, task) if cfg.paraphrases else None
+    paraphrases = load_paraphrases(cfg.paraphrases, task) if cfg.paraphrases else None
     contexts.note_unused_rho(cfg, paraphrases)
     rows = contexts.sample_rows(task, cfg, args.epochs, args.seed, paraphrases)
     contexts.write_rows(args.out, rows, task, cfg, args.seed, epochs=args.epochs)

@@ -50,31 +50,25 @@ import time
 import numpy as np
 import torch
 
+from contrastive_context import cli
 from contrastive_context import common
+from contrastive_context import config
 from contrastive_context.common import UserError, atomic_path, print_config, run_main, set_seed
 from contrastive_context.common import write_json_atomic, write_text_atomic
-from contrastive_context.minimal_model import (EXTRA_TESTS, KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle,  # noqa: F401
-                           baselines, evaluate, forward, init_params, make_test_set, mixture_probs,
-                           regime_probs, sample_contexts, similarity_reference, sphere, threshold, train)
+from contrastive_context.minimal_model import (  # noqa: F401  (names the tests use through this script)
+    EXTRA_TESTS, MIXTURE_KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle, baselines, evaluate, forward,
+    init_params, make_test_set, mixture_probs, regime_probs, sample_contexts, similarity_reference, sphere, threshold,
+    train)
 
 SHORT = {"random": "R", "similar": "S", "one_near": "N", "one_mid": "M"}   # figure labels
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors (a bad number such as `--dim 1e8`) are ONE `error:` line, exit 2."""
-
-    def error(self, message):
-        raise UserError(message)
-
-
 LIMITS = {"dim": 4096, "k": 4096, "hidden": 4096, "steps": 10_000_000, "n_train": 1_000_000, "n_test": 1_000_000}
 
 
 def parse_args(argv=None):
-    p = Parser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=common.SEED, default=0, help="seeds f*, the training stream and the test set")
+    p.add_argument("--seed", type=config.SEED, default=0, help="seeds f*, the training stream and the test set")
     p.add_argument("--dim", type=int, default=16, help="input dimension d (x on the unit sphere in R^d)")
     p.add_argument("--k", type=int, default=4, help="context examples per query")
     p.add_argument("--hidden", type=int, default=32, help="tanh units of the target network f*")

@@ -47,10 +47,12 @@ import torch
 
 from contrastive_context import config
 from contrastive_context import contexts
+from contrastive_context.paraphrases import load_paraphrases, write_perturb_paraphrases
 from contrastive_context import models
+from contrastive_context import runs
 from contrastive_context import training
-from contrastive_context.common import (UserError, add_threads_arg, check_out_not_input, claim_output_dir, file_sha256, print_config,
-                    run_main, set_seed, write_json_atomic)
+from contrastive_context.common import file_sha256, print_config, run_main, set_seed
+from contrastive_context.config import add_threads_arg
 from contrastive_context.evaluation import format_by_type
 from contrastive_context.tasks import add_task_args, task_config, task_from_args
 
@@ -105,11 +107,8 @@ def main(argv=None):
     acc, precision = training.accelerator(tc.precision, args.threads)
     if not acc.is_main_process:  # the main process owns (checks, locks, writes) the run folder
         return _train(args, tc, cc, acc, precision, None)
-    if args.resume and args.overwrite:
-        raise UserError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    check_out_not_input(args.out, [args.data, args.contexts, args.paraphrases, args.model], is_dir=True)
-    # ours (cc_output.json) or empty, and locked; an early failure leaves no trace in a new folder
-    with claim_output_dir(args.out, "train-run", "train.py", overwrite=args.overwrite, resume=args.resume) as out:
+    with runs.claim(args.out, [args.data, args.contexts, args.paraphrases, args.model], overwrite=args.overwrite,
+                    resume=args.resume) as out:
         return _train(args, tc, cc, acc, precision, out)
 
 
@@ -120,25 +119,7 @@ def _train(args, tc, cc, acc, precision, out):
     set_seed(tc.seed)
 
     # --- data: task, contexts, token sequences, the plan of optimizer steps ------------------
-    task = task_from_args(args)
-    if show:
-        print(task.describe(), flush=True)
-    paraphrases = contexts.load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
-    if args.contexts:  # a bad contexts file is refused before the run folder is written
-        epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
-    on_the_fly = not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
-        and task.name == "alignment"  # exact, label-preserving paraphrases made on the fly
-    if on_the_fly:  # made (deterministically, by every process) outside the run folder; copied in with config.json
-        args.paraphrases = os.path.join(args.out, "paraphrases.jsonl")
-        with tempfile.TemporaryDirectory(prefix="cc-paraphrases-") as tmp:
-            paraphrases = contexts.load_paraphrases(contexts.write_perturb_paraphrases(
-                os.path.join(tmp, "paraphrases.jsonl"), task, n=3, seed=tc.seed), task)
-        if show:
-            print(f"paraphrases for --rho {cc.rho:g}: made on the fly with the task's perturbation -> "
-                  f"{args.paraphrases}", flush=True)
-        cc = config.from_args(config.ContextConfig, args)
-    if not args.contexts:
-        epoch_rows = training.context_source(None, task, cc, tc.seed, paraphrases, show)
+    task, cc, paraphrases, epoch_rows, on_the_fly = _task_and_contexts(args, tc, cc, show)
     with acc.main_process_first():  # a first use converts a packaged GGUF once, not once per GPU
         model, tok = models.load(tc.model, device=acc.device, dtype=torch.bfloat16 if precision == "bf16"
                                  else torch.float32)
@@ -153,24 +134,18 @@ def _train(args, tc, cc, acc, precision, out):
     model, lora_modules = training.make_trainable(model, tc, tc.model)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer, scheduler = training.optimizer_for(model, tc, len(plan))
-    ctx_path = os.path.join(args.out, "contexts.jsonl")
     run_config = dict(vars(args), task_config=task_config(args), total_steps=len(plan), epochs_planned=len(epoch_seqs),
                       contexts_source=args.contexts or "sampled", precision=precision, lora_modules=lora_modules,
                       contexts_sha256=file_sha256(args.contexts) if args.contexts else None,
                       trainable_params=n_train, world_size=acc.num_processes, torch=torch.__version__)
     if args.resume and show:
-        training.check_resume(args.out, run_config, NON_SEMANTIC)
+        runs.check_resume(args.out, run_config, NON_SEMANTIC)
     start, log_rows, ckpt = training.resume_state(acc, args.out, model, optimizer, scheduler, tc.full) \
         if args.resume else (0, [], None)
-    rng = training.load_state_file(os.path.join(ckpt, f"rng_state_{acc.process_index}.pt"), "RNG state") \
+    rng = training.load_state_file(runs.rng_state_path(ckpt, acc.process_index), "RNG state") \
         if ckpt else None  # read (and checked) now, applied last
     if show:  # everything is validated: only now is the folder emptied (--overwrite) and written
-        out.start()
-        if on_the_fly:
-            contexts.write_perturb_paraphrases(args.paraphrases, task, n=3, seed=tc.seed)
-        write_json_atomic(os.path.join(args.out, "config.json"), run_config)
-        if not args.contexts:  # a --contexts file is recorded by path and sha256 in config.json, not copied
-            contexts.write_rows(ctx_path, rows, task, cc, tc.seed, source="sampled")
+        _write_run(out, args, task, cc, tc, rows, run_config, on_the_fly)
         print(f"model {tc.model}: {n_train / 1e6:.2f}M trainable parameters ("
               f"{'all weights' if tc.full else 'LoRA on ' + ', '.join(lora_modules)}); device {acc.device}, "
               f"precision {precision}", flush=True)
@@ -187,17 +162,59 @@ def _train(args, tc, cc, acc, precision, out):
                                               args, tc.full)
     if not finished:
         return
-    training.save_checkpoint(acc, os.path.join(args.out, "final"), model, tok, tc.full, None, None, len(plan), log_rows)
+    training.save_checkpoint(acc, runs.final_dir(args.out), model, tok, tc.full, None, None, len(plan), log_rows)
     if show:
-        first, last = [r["loss"] for r in log_rows[:10]], [r["loss"] for r in log_rows[-10:]]
-        print(f"done: {len(plan)} steps; loss {np.mean(first):.4f} (first 10 steps) -> {np.mean(last):.4f} "
-              f"(last 10); weights in {os.path.join(args.out, 'final')}", flush=True)
-        if args.eval_limit:
-            after = training.quick_eval(acc.unwrap_model(model), tok, task, args.eval_limit, tc.seed, cc.k,
-                                        desc="check after")
-            cols = ([before] if before else []) + [after]
-            print(f"\nmean {task.metric_name} on the first {args.eval_limit} test inputs, by evaluation context:")
-            print(format_by_type(cols, (["before"] if before else []) + ["after"]), flush=True)
+        _report(args, tc, cc, task, acc.unwrap_model(model), tok, len(plan), log_rows, before)
+
+
+def _task_and_contexts(args, tc, cc, show):
+    """(task, context config, paraphrases, epoch_rows(e), on_the_fly): the task, and where each epoch's
+    contexts come from. A bad contexts file is refused here, before the run folder is written; alignment
+    paraphrases for --rho are made on the fly (deterministically, by every process) outside the run
+    folder, and copied into it with config.json (_write_run)."""
+    task = task_from_args(args)
+    if show:
+        print(task.describe(), flush=True)
+    paraphrases = load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
+    if args.contexts:  # a bad contexts file is refused before the run folder is written
+        epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
+    on_the_fly = not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
+        and task.name == "alignment"  # exact, label-preserving paraphrases made on the fly
+    if on_the_fly:
+        args.paraphrases = runs.paraphrases_path(args.out)
+        with tempfile.TemporaryDirectory(prefix="cc-paraphrases-") as tmp:
+            paraphrases = load_paraphrases(write_perturb_paraphrases(
+                os.path.join(tmp, "paraphrases.jsonl"), task, n=3, seed=tc.seed), task)
+        if show:
+            print(f"paraphrases for --rho {cc.rho:g}: made on the fly with the task's perturbation -> "
+                  f"{args.paraphrases}", flush=True)
+        cc = config.from_args(config.ContextConfig, args)
+    if not args.contexts:
+        epoch_rows = training.context_source(None, task, cc, tc.seed, paraphrases, show)
+    return task, cc, paraphrases, epoch_rows, on_the_fly
+
+
+def _write_run(out, args, task, cc, tc, rows, run_config, on_the_fly):
+    """Empty the run folder (--overwrite) and write what the run is: its paraphrases (made on the fly),
+    config.json and the sampled contexts."""
+    out.start()
+    if on_the_fly:
+        write_perturb_paraphrases(args.paraphrases, task, n=3, seed=tc.seed)
+    runs.write_config(args.out, run_config)
+    if not args.contexts:  # a --contexts file is recorded by path and sha256 in config.json, not copied
+        contexts.write_rows(runs.contexts_path(args.out), rows, task, cc, tc.seed, source="sampled")
+
+
+def _report(args, tc, cc, task, model, tok, steps, log_rows, before):
+    """The closing lines: the loss at the start and the end, and the before/after check."""
+    first, last = [r["loss"] for r in log_rows[:10]], [r["loss"] for r in log_rows[-10:]]
+    print(f"done: {steps} steps; loss {np.mean(first):.4f} (first 10 steps) -> {np.mean(last):.4f} "
+          f"(last 10); weights in {runs.final_dir(args.out)}", flush=True)
+    if args.eval_limit:
+        after = training.quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k, desc="check after")
+        cols = ([before] if before else []) + [after]
+        print(f"\nmean {task.metric_name} on the first {args.eval_limit} test inputs, by evaluation context:")
+        print(format_by_type(cols, (["before"] if before else []) + ["after"]), flush=True)
 
 
 if __name__ == "__main__":

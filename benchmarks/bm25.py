@@ -28,7 +28,7 @@ def synthetic(n, vocab, zipf, min_len, max_len, rng):
     return [[f"w{w}" for w in s] for s in np.split(words, cuts)]
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-docs", type=int, default=20000)
     p.add_argument("--n-queries", type=int, default=2000, help="ignored with --self")
@@ -43,20 +43,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    # thread limits must be set before numpy loads BLAS
-    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[v] = str(args.threads)
-    import numpy as np
-    from rank_bm25 import BM25Okapi
+    return p
 
-    from contrastive_context.common import UserError, print_config
-    from contrastive_context.similarity import BM25, word_tokenize
 
-    print_config(args, "bm25 benchmark")
-    print(f"  cpus             {os.cpu_count()} (threads used: {args.threads})")
-    rng = np.random.default_rng(args.seed)
-    n_q = args.n_docs if args.self else args.n_queries
+def corpus(args, n_q, rng):
+    """(docs, queries) as token lists: the lines of --data (shuffled) or synthetic sentences; with
+    --self the queries are the docs themselves."""
+    from contrastive_context.common import UserError
+    from contrastive_context.similarity import word_tokenize
     if args.data:
         if not os.path.isfile(args.data):
             raise UserError(f"--data {args.data}: no such file")
@@ -72,12 +66,34 @@ def main():
     else:
         docs = synthetic(args.n_docs, args.vocab, args.zipf, args.min_len, args.max_len, rng)
         queries = docs if args.self else synthetic(n_q, args.vocab, args.zipf, args.min_len, args.max_len, rng)
-    exclude = None
-    if args.self:  # the target and exact duplicates of its text
-        groups = {}
-        for i, d in enumerate(docs):
-            groups.setdefault(tuple(d), []).append(i)
-        exclude = [groups[tuple(d)] for d in docs]
+    return docs, queries
+
+
+def self_exclusions(docs):
+    """Per doc, the indices of every doc with the same tokens (itself included): what sample_contexts excludes."""
+    groups = {}
+    for i, d in enumerate(docs):
+        groups.setdefault(tuple(d), []).append(i)
+    return [groups[tuple(d)] for d in docs]
+
+
+def main():
+    args = build_parser().parse_args()
+    # thread limits must be set before numpy loads BLAS
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[v] = str(args.threads)
+    import numpy as np
+    from rank_bm25 import BM25Okapi
+
+    from contrastive_context.common import print_config
+    from contrastive_context.similarity import BM25
+
+    print_config(args, "bm25 benchmark")
+    print(f"  cpus             {os.cpu_count()} (threads used: {args.threads})")
+    rng = np.random.default_rng(args.seed)
+    n_q = args.n_docs if args.self else args.n_queries
+    docs, queries = corpus(args, n_q, rng)
+    exclude = self_exclusions(docs) if args.self else None  # the target and exact duplicates of its text
     n_ref = min(args.ref_queries, n_q)
     print(f"docs: {len(docs)}, mean length {np.mean([len(d) for d in docs]):.1f}, "
           f"vocab {len({t for d in docs for t in d})}; queries: {n_q} ({len(set(map(tuple, queries)))} distinct)")

@@ -11,7 +11,7 @@
         --out results/paraphrases/model_choice.md
 
 quality: per file, the inputs, acceptance (inputs with >= 1 paraphrase), paraphrases per input,
-copies (similarity.is_copy; must be 0), slot values kept (semparse), the nsim(x, x') quantiles and
+copies (paraphrases.is_copy; must be 0), slot values kept (semparse), the nsim(x, x') quantiles and
 a text histogram, lexical change (share of x's content words missing from x', share of x' tokens
 new, sentence BLEU and chrF of x' against x: 100 = identical) and 20 random examples (seeded).
 model-choice: per model, the first --n test sentences translated zero-shot and with 4 random pool
@@ -24,20 +24,17 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
 
 from contrastive_context import common  # noqa: E402
+from contrastive_context import paraphrases  # noqa: E402
 from contrastive_context import tasks  # noqa: E402
 from contrastive_context.common import UserError  # noqa: E402
-from contrastive_context.similarity import PoolIndex, is_copy, word_tokenize  # noqa: E402
-
-def slot_values(task, ex):
-    """Slot values a semparse label quotes (same rule as paraphrase.slot_values; scripts do not import scripts)."""
-    return re.findall(r"\[SL:\S+ ([^\[\]]+?) \]", ex["y"]) if task.name == "semparse" else []
+from contrastive_context.paraphrases import is_copy  # noqa: E402
+from contrastive_context.similarity import PoolIndex, word_tokenize  # noqa: E402
 
 
 STOP = set("""a an the of in on at to for with and or is are was were be been it its this that these those
@@ -62,7 +59,7 @@ def histogram(vals, edges=(0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1
     return "\n".join(lines)
 
 
-def load_task(name, args):
+def quality_task(name, args):
     if name == "mt":
         return tasks.load_task("mt", data=args.mt_data, max_pool=args.max_pool)
     if name == "semparse":
@@ -72,9 +69,8 @@ def load_task(name, args):
 
 def file_report(task, split, path, seed):
     import sacrebleu
-    common.check_meta(path, "paraphrases", task=task.name, task_fp=task.fingerprint())
-    meta = common.read_meta(path) or {}
-    rows = common.read_jsonl(path, "paraphrase", required=("id", "x", "paraphrases"))
+    meta, rows = paraphrases.read_paraphrase_file(path, task, task.fingerprint())
+    meta = meta or {}
     by_id = {e["id"]: e for e in task.pool + [e for t in task.tests.values() for e in t]}
     index = PoolIndex(task.pool, task.tokenize)
     sims, content_changed, new_tokens, bleus, chrfs, pairs = [], [], [], [], [], []
@@ -94,7 +90,7 @@ def file_report(task, split, path, seed):
             pairs.append((r["x"], p))
             copies += is_copy(r["x"], p)
             if ex is not None:
-                slot_lost += any(v not in p for v in slot_values(task, ex))
+                slot_lost += any(v not in p for v in tasks.slot_values(task, ex))
             pt = word_tokenize(p)
             if content:
                 content_changed.append(sum(t not in pt for t in content) / len(content))
@@ -161,7 +157,7 @@ def cmd_quality(args, argv):
         if not os.path.isfile(path):
             raise UserError(f"paraphrase file not found: {path}")
         if name not in cache:
-            cache[name] = load_task(name, args)
+            cache[name] = quality_task(name, args)
         reports.append(file_report(cache[name], split, path, args.seed))
         r = reports[-1]
         print(f"{name} {split}: {r['rows']} inputs, acceptance {r['with_any'] / max(1, r['rows']):.3f}, "

@@ -5,9 +5,9 @@ Every script in this repository follows the same conventions:
     (Ctrl-C: exit 130; SIGTERM is turned into the exception `Terminated`: cleanups run, exit 143);
     errors of the machine (disk full, file-size limit, out of memory, an output where the OS refuses
     files, also as torch or safetensors report them: `environment_error`) are one line and exit 2 too;
-  * command-line numbers use the argparse types below (`finite_float`, `int_range`, `SEED`,
-    `THREADS`, `device_arg`): NaN, inf, garbage and out-of-range values are refused by argparse
-    itself (usage + one `error:` line, exit 2) before any work starts;
+  * command-line numbers use the argparse types of config.py (`finite_float`, `int_range`, `SEED`,
+    `THREADS`): NaN, inf, garbage and out-of-range values are refused by argparse itself (usage + one
+    `error:` line, exit 2) before any work starts;
   * outputs are written atomically (temp file in the same folder, then `os.replace`), so a
     crash never leaves a half-written, 0-byte or hidden temporary file behind; an output path
     that is a directory, a device/fifo, "" or lies under a regular file is refused up front
@@ -15,16 +15,11 @@ Every script in this repository follows the same conventions:
   * a finished piece of work is recognised by its sidecar `<path>.meta.json` (sha256 of the
     content, `is_complete`) or by a `<path>.done` manifest (`write_done` / `is_done`), never by
     the mere existence of a file;
-  * an output folder is this program's only when it holds the marker `cc_output.json` (written only
-    by `OutputDir.start`): a non-empty folder without it is never written into or deleted, not even
-    with --overwrite; train.py and evaluate.py lock their folder (`.cc_lock`, fcntl.flock) while they
-    run; an early failure leaves no trace in a folder that was missing or empty (`claim_output_dir`);
-  * an output is never one of the script's own inputs, nor inside an input folder (`check_out_not_input`);
+  * output folders are owned (`cc_output.json`), locked while written, and never an input: outputs.py;
   * the configuration is printed at start; randomness is seeded (`set_seed`: seeds are
     integers in [0, 2**32-1] on the command line; larger or negative ints given in code are
     reduced deterministically).
 """
-import argparse
 import contextlib
 import errno
 import hashlib
@@ -148,100 +143,6 @@ def environment_error(exc):
                 return f"cannot write: {text[-200:]} (disk full or the file-size limit, ulimit -f, reached?)"
         e = e.__cause__ or e.__context__
     return None
-
-
-# ----------------------------------------------------------------------------- argparse types
-def _bound_text(lo, hi, lo_open, hi_open):
-    if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
-    if hi is not None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
-    return "a finite number"
-
-
-def finite_float(lo=None, hi=None, lo_open=False, hi_open=False):
-    """argparse `type=`: a finite float within [lo, hi] (open ends with lo_open/hi_open).
-    NaN, inf, garbage and out-of-range values raise ArgumentTypeError (argparse: exit 2)."""
-    want = _bound_text(lo, hi, lo_open, hi_open)
-
-    def parse(text):
-        try:
-            v = float(text)
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected a number {want}, got {text!r}") from None
-        if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"expected a finite number {want}, got {text!r}")
-        if (lo is not None and (v < lo or (lo_open and v == lo))) or \
-                (hi is not None and (v > hi or (hi_open and v == hi))):
-            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
-        return v
-    parse.__name__ = "finite_float"
-    return parse
-
-
-def int_range(lo=None, hi=None):
-    """argparse `type=`: an integer (decimal digits, optional sign; "1e12", "2.5", "nan" refused)
-    within [lo, hi]."""
-    want = _bound_text(lo, hi, False, False).replace("a finite number", "")
-
-    def parse(text):
-        s = str(text).strip()
-        if not re.fullmatch(r"[+-]?\d+", s):
-            raise argparse.ArgumentTypeError(f"expected an integer{' ' + want if want else ''}, got {text!r}")
-        v = int(s)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"must be an integer {want}, got {text}")
-        return v
-    parse.__name__ = "int_range"
-    return parse
-
-
-SEED_MAX = 2**32 - 1
-SEED = int_range(0, SEED_MAX)            # --seed: what numpy, torch and random all accept as is
-THREADS = int_range(0, 1024)             # --threads: 0 = automatic (auto_threads); add_threads_arg
-DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
-
-
-def device_arg(text):
-    """argparse `type=` for --device: auto, cpu, mps, cuda or cuda:N (availability is checked
-    when the model is loaded, `models.check_device`)."""
-    if not DEVICE_RE.fullmatch(str(text)):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
-    return text
-
-
-AUTO_THREADS_MAX = 4
-THREADS_HELP = (f"torch CPU threads (default 0 = auto: the cores the 1-minute load average leaves idle, at "
-                f"most {AUTO_THREADS_MAX} and at most torch's default, i.e. OMP_NUM_THREADS when set; at least 1)")
-
-
-def add_threads_arg(parser):
-    """--threads, the same flag in every script (reproduce.py passes its value to each stage)."""
-    parser.add_argument("--threads", type=THREADS, default=0, help=THREADS_HELP)
-
-
-def auto_threads():
-    """What --threads 0 means. OpenMP threads that share cores with other busy processes spin at
-    every barrier: on a loaded 2-core machine 2 threads ran SmolLM2 training steps 30x slower than
-    1, and evaluate.py took 31.6 s with torch's default against 10.2 s with 1 thread. So: the idle
-    cores, capped at AUTO_THREADS_MAX and at torch's own default (which honours OMP_NUM_THREADS)."""
-    import torch
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    idle = cores - int(round(os.getloadavg()[0])) if hasattr(os, "getloadavg") else cores
-    return max(1, min(AUTO_THREADS_MAX, torch.get_num_threads(), idle))
-
-
-def set_threads(n):
-    """torch CPU threads: n >= 1 as given, 0/None = auto_threads(). Negative -> UserError.
-    Returns the number of threads set."""
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
-        raise UserError(f"--threads must be an integer >= 0, got {n}")
-    import torch
-    n = n or auto_threads()
-    torch.set_num_threads(n)
-    return n
 
 
 # ----------------------------------------------------------------------------- output paths
@@ -607,293 +508,6 @@ def is_done(path, info=None):
     return rec.get("digest") is not None and rec.get("digest") == output_digest(path)
 
 
-# ----------------------------------------------------------------------------- outputs are not inputs
-def _inside(path, folder):
-    """True when real path `path` lies strictly inside real folder `folder`."""
-    return path != folder and os.path.commonpath([path, folder]) == folder
-
-
-def check_out_not_input(out, inputs, is_dir=False, what="--out", may_hold_inputs=False):
-    """Refuse, BEFORE any work, an output that would replace, or write into, one of the script's own
-    inputs: `out` (a file, or with is_dir a folder) is the same file as an input (resolved real path,
-    or the same inode through a hard link), either one is the other's `.meta.json` sidecar, `out`
-    lies inside an input folder (the task data, a run, an evaluation folder, a model folder), or the
-    output folder holds an input (it may be emptied by --overwrite; `may_hold_inputs` for a folder
-    that is never emptied, e.g. a reproduce.py study). `inputs` may hold None, "" and
-    names that are not paths (a hub model name, "hub:..." data): only paths that exist are compared.
-    Reads only; creates nothing."""
-    if out is None or os.fspath(out) == "":
-        return
-    o = os.path.realpath(os.fspath(out))
-    outs = [o] if is_dir else [o, o + ".meta.json"]
-    for inp in inputs:
-        if inp is None or not isinstance(inp, (str, os.PathLike)) or os.fspath(inp) == "" \
-                or not os.path.lexists(inp):
-            continue
-        i = os.path.realpath(os.fspath(inp))
-        in_dir = os.path.isdir(i)
-        ins = [i] if in_dir else [i, i + ".meta.json"]
-        for a in outs:
-            for b in ins:
-                same = a == b
-                if not same and os.path.exists(a) and os.path.exists(b):
-                    try:
-                        same = os.path.samefile(a, b)
-                    except OSError:
-                        pass
-                if same:
-                    raise UserError(f"{what} {out} is (or is the sidecar of) the input {inp}; refusing to replace "
-                                    f"an input with an output")
-        if in_dir and _inside(o, i):
-            raise UserError(f"{what} {out} lies inside the input folder {inp}; refusing to write into an input")
-        if is_dir and not may_hold_inputs and _inside(i, o):
-            raise UserError(f"{what} {out} holds the input {inp}; choose an output folder that holds none of the "
-                            f"inputs")
-
-
-# ----------------------------------------------------------------------------- output folders: ownership, lock
-OWNER_FILE = "cc_output.json"   # the ownership marker: only this repository's scripts write it
-LOCK_FILE = ".cc_lock"          # the per-folder lock (fcntl.flock), removed when released
-OWNER_FORMAT = 1
-OWNER_NOUNS = {"train-run": "a run", "evaluation": "an evaluation folder", "study": "a reproduce.py study",
-               "sweep": "a sweep folder"}
-
-
-def read_owner(folder):
-    """The ownership marker `<folder>/cc_output.json` as a dict with a string "kind", or None: a folder
-    without one was not made by this repository (or was made before markers existed; readers accept
-    such folders as before, only writing into or deleting them needs the marker). A marker that is a
-    symbolic link or not a JSON object with a "kind" counts as none."""
-    p = os.path.join(os.fspath(folder), OWNER_FILE)
-    if os.path.islink(p) or not os.path.isfile(p):
-        return None
-    try:
-        with open(p, encoding="utf-8") as f:
-            m = json.load(f)
-    except (OSError, ValueError, RecursionError):
-        return None
-    return m if isinstance(m, dict) and isinstance(m.get("kind"), str) else None
-
-
-def _entries(folder):
-    """The names in `folder` other than its lock file and a temporary file of its marker (a folder
-    holding only those, e.g. left by a process killed while claiming it, counts as empty)."""
-    try:
-        return [n for n in os.listdir(folder)
-                if n != LOCK_FILE and not (n.startswith(f".{OWNER_FILE}.") and n.endswith(".tmp"))]
-    except FileNotFoundError:
-        return []
-
-
-def _lock_holder(fd):
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-class OutputDir:
-    """An output folder claimed by this process: made by `claim_output_dir`, used as a context manager.
-
-    Ownership: the folder is ours when it holds `cc_output.json` (written by `start()`, never by
-    anything but this code) of the same kind; a non-empty folder without it is never written into
-    or deleted, whatever the flags (`legacy(folder)` may accept folders made by this code before
-    markers existed: reproduce.py studies and sweeps, recognised by their own manifests).
-    Lock: `<folder>/.cc_lock`, held with fcntl.flock(LOCK_EX|LOCK_NB) from the claim until the
-    `with` block ends; a second process gets ONE error line naming the lock file and the holder's
-    pid. The kernel drops a flock when its process dies (even by SIGKILL), so a lock can never be
-    stale: a lock file left by a killed process is simply locked again by the next one (and a
-    folder holding only a lock file counts as empty). On NFS without lock support, flock may not
-    exclude processes on other hosts.
-    Failure: when the block ends with an exception and the folder was missing or empty at the claim
-    (and is locked by this process), whatever was put into it is removed (and the folder too if the
-    claim made it), unless `keep()` was called (e.g. once training has started: the folder, with its
-    marker, is then what --resume or --overwrite continue or replace). A folder that held something
-    is never cleaned up this way.
-    Deletion (--overwrite) happens in `start()`, i.e. only after the caller validated everything it
-    could, and removes everything in the folder but the lock file."""
-
-    def __init__(self, path, kind, program, overwrite=False, resume=False, reuse=False, legacy=None,
-                 what="--out"):
-        self.path = check_output_path(path, is_dir=True, what=what)
-        self.shown, self.kind, self.program, self.what = os.fspath(path), kind, program, what
-        self.overwrite, self.resume, self.reuse, self.legacy = overwrite, resume, reuse, legacy
-        self.fresh, self.owner, self.adopted = True, None, False
-        self._fd, self._created, self._kept, self._started = None, [], False, False
-
-    # ---- checks (read only)
-    def check(self, flags=True):
-        """Refuse a folder we must not write into; sets .fresh (missing or empty) and .owner (its marker).
-        flags=False: leave out the --resume/--overwrite question (asked once the lock is held, so that a
-        folder in use gets the lock error, not advice to pass --resume)."""
-        ap, noun = self.path, OWNER_NOUNS.get(self.kind, f"a {self.kind} folder")
-        self.fresh = not os.path.isdir(ap) or not _entries(ap)
-        self.owner = None if self.fresh else read_owner(ap)
-        if self.fresh:
-            return self
-        if self.owner is None:
-            if self.legacy is not None and self.legacy(ap):
-                self.adopted = True  # made by this code before markers existed: start() writes the marker
-            else:
-                raise UserError(f"{self.shown} is a non-empty folder that is not {noun} of this program "
-                                f"(no {OWNER_FILE}); refusing to use or delete it")
-        elif self.owner["kind"] != self.kind:
-            raise UserError(f"{self.shown} is {OWNER_NOUNS.get(self.owner['kind'], 'another output')} "
-                            f"(its {OWNER_FILE} says '{self.owner['kind']}'), not {noun}; refusing to use or "
-                            f"delete it")
-        if flags and not (self.overwrite or self.resume or self.reuse):
-            raise UserError(f"{self.shown} already holds {noun}; pass --resume to continue it or --overwrite to "
-                            f"replace it")
-        return self
-
-    # ---- lock
-    def acquire(self):
-        """Take the folder's lock (making the folder if needed), then check it again under the lock."""
-        import fcntl
-        self._created = _makedirs_tracked(self.path)
-        lock = os.path.join(self.path, LOCK_FILE)
-        try:
-            for _ in range(50):
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666 & ~_umask())
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except (BlockingIOError, PermissionError):
-                    holder = _lock_holder(fd)
-                    os.close(fd)
-                    raise UserError(f"{self.shown} is in use by another process (lock {lock} held by {holder}); "
-                                    f"wait for it to finish or use another {self.what}") from None
-                try:  # the holder we waited for may have removed the file: then lock the new one
-                    st, mine = os.stat(lock), os.fstat(fd)
-                    if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
-                        raise FileNotFoundError(lock)
-                except FileNotFoundError:
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-                os.write(fd, f"pid {os.getpid()} on {_hostname()} ({self.program})\n".encode("utf-8"))
-                self._fd = fd
-                break
-            else:
-                raise UserError(f"could not lock {lock}")
-            self.check()
-        except BaseException:
-            self.release(failed=True)
-            raise
-        return self
-
-    # ---- writing
-    def start(self):
-        """Make the folder ready for this process's output: with --overwrite (on a folder that held
-        something) empty it, all but the lock; write the marker. Call after validating the inputs."""
-        if self._started:
-            return self.path
-        if self.overwrite and not self.fresh:
-            for name in _entries(self.path):
-                p = os.path.join(self.path, name)
-                if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p)
-                else:
-                    os.remove(p)
-        if not os.path.isdir(self.path):
-            self._created += _makedirs_tracked(self.path)
-        owner = read_owner(self.path)
-        if owner is None or owner.get("kind") != self.kind or "complete" in owner:
-            self._write_owner()
-        self._started = True
-        return self.path
-
-    def _write_owner(self, **extra):
-        write_json_atomic(os.path.join(self.path, OWNER_FILE),
-                          {"kind": self.kind, "program": self.program, "format": OWNER_FORMAT,
-                           "about": f"written by {self.program}: this folder is its output and may be replaced "
-                                    f"by it (--overwrite); other folders are never deleted", **extra})
-
-    def keep(self):
-        """From now on a failure leaves the folder (with its marker) for --resume / --overwrite."""
-        self._kept = True
-
-    def complete(self, files, **info):
-        """Record, LAST, that `files` (names in the folder) form one finished output: the marker gets
-        {"complete": {"files": {name: sha256}, **info}}. Readers check it with `check_complete`."""
-        self.start()
-        digests = {f: file_sha256(os.path.join(self.path, f)) for f in files}
-        self._write_owner(complete={"files": digests, **info})
-
-    # ---- end
-    def release(self, failed=False):
-        # clean up only a folder we hold the lock of: never what another process is writing
-        if failed and self.fresh and not self._kept and self._fd is not None and os.path.isdir(self.path):
-            for name in _entries(self.path):
-                p = os.path.join(self.path, name)
-                if os.path.isdir(p) and not os.path.islink(p):
-                    shutil.rmtree(p, ignore_errors=True)
-                elif os.path.lexists(p):
-                    with contextlib.suppress(OSError):
-                        os.remove(p)
-        if self._fd is not None:
-            lock = os.path.join(self.path, LOCK_FILE)
-            with contextlib.suppress(OSError):
-                st, mine = os.stat(lock), os.fstat(self._fd)
-                if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
-                    os.remove(lock)  # while still holding it: a waiter then re-creates it (see acquire)
-            os.close(self._fd)
-            self._fd = None
-        if failed and self.fresh and not self._kept:
-            _remove_empty(self._created)  # (rmdir: a folder another process has filled meanwhile stays)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.release(failed=exc_type is not None)
-        return False
-
-
-def _hostname():
-    import socket
-    try:
-        return socket.gethostname()
-    except OSError:
-        return "this host"
-
-
-def claim_output_dir(path, kind, program, overwrite=False, resume=False, reuse=False, lock=True, legacy=None,
-                     what="--out"):
-    """Check that `path` may receive this program's output of `kind` and (with `lock`) lock it: an
-    `OutputDir` to use as `with claim_output_dir(...) as out:` (call `out.start()` before writing).
-
-    * missing or empty folder: fine (it is made for the lock and removed again on an early failure);
-    * a folder of ours (its cc_output.json names `kind`): with `overwrite` it is emptied by `start()`;
-      with `resume` or `reuse` kept as is; otherwise UserError (pass --resume or --overwrite);
-    * any other non-empty folder (no marker, or another kind), even with --overwrite: UserError,
-      nothing deleted or written;
-    * locked by another process: UserError naming the lock."""
-    out = OutputDir(path, kind, program, overwrite, resume, reuse, legacy, what).check(flags=not lock)
-    return out.acquire() if lock else out
-
-
-def check_complete(folder, kind, what="output folder"):
-    """For readers: None for a folder without a marker (made before markers existed, or by hand:
-    read as before); the marker's "complete" record when the folder is a finished output of `kind`
-    whose recorded files are unchanged; else UserError (interrupted, still being written, or
-    changed since)."""
-    owner = read_owner(folder)
-    if owner is None:
-        return None
-    if owner["kind"] != kind:
-        raise UserError(f"{folder} is {OWNER_NOUNS.get(owner['kind'], 'another output')}, not the expected {what}")
-    rec = owner.get("complete")
-    if not isinstance(rec, dict) or not isinstance(rec.get("files"), dict):
-        raise UserError(f"{folder} is not a complete {what} (interrupted or still running; run it again to finish)")
-    for name, digest in rec["files"].items():
-        p = os.path.join(folder, name)
-        if not os.path.isfile(p) or file_sha256(p) != digest:
-            raise UserError(f"{folder}/{name} changed since the {what} was completed (sha256 differs from "
-                            f"{OWNER_FILE}); run it again")
-    return rec
-
-
 def config_hash(obj, n=12):
     """Short stable hash of a JSON-serialisable config."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:n]
@@ -996,6 +610,7 @@ def print_config(cfg, title="config"):
 def seed32(seed):
     """A seed in [0, 2**32-1]: unchanged when already there (outputs stay byte-identical), else a
     deterministic reduction (sha256 of the decimal text), so any Python int is accepted."""
+    from .config import SEED_MAX  # (config.py imports this module)
     seed = int(seed)
     if 0 <= seed <= SEED_MAX:
         return seed
@@ -1003,7 +618,7 @@ def seed32(seed):
 
 
 def set_seed(seed):
-    """Seed random, numpy and torch. The CLI type `SEED` caps seeds to [0, 2**32-1]; any other int
+    """Seed random, numpy and torch. The CLI type `config.SEED` caps seeds to [0, 2**32-1]; any other int
     (code, configs) is reduced with `seed32`."""
     seed = seed32(seed)
     random.seed(seed)

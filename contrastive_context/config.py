@@ -1,21 +1,30 @@
 """Every configuration is declared ONCE, here, as a dataclass with per-field help.
 
-From these dataclasses come the command-line flags of every script (`add_args`), the saved
-`config.json` of a run (`dataclasses.asdict`), the resume check (`semantic_diff`), and the
-flags reproduce.py passes to its stages (`to_argv`). A field named `top_m` is the flag
+From these dataclasses come the command-line flags of every script (`add_args`, `add_eval_arg`),
+the saved `config.json` of a run (`dataclasses.asdict`; runs.check_resume compares it on --resume),
+and the flags reproduce.py passes to its stages (`to_argv`). A field named `top_m` is the flag
 `--top-m`; its metadata may give `help`, `choices`, numeric bounds (`lo`, `hi`, open or
-closed) and `flag` (a different flag name).
+closed), `flag` (a different flag name) and `type` (the very argparse type object to use).
 
     TaskConfig      which task and data (tasks.load_task)
     ContextConfig   how training contexts are chosen (contexts.sample_rows)
     TrainConfig     model, LoRA / full training and optimisation (train.py)
+    EvalConfig      the flags evaluate.py, probes.py and reproduce.py share (reproduce.py passes them on)
+
+The argparse value types live here too, once: `finite_float`, `int_range` (NaN, inf, garbage and
+out-of-range values are refused by argparse itself: usage + one `error:` line, exit 2, before any
+work starts), `SEED` (an integer in [0, SEED_MAX]; `SEED_RANGE` is the same range as field bounds)
+and `THREADS` (`add_threads_arg`; 0 = `auto_threads`, applied by `set_threads`).
 """
+import argparse
 import dataclasses
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .common import SEED_MAX, UserError, finite_float, int_range
+from .common import UserError
 
 from .regimes import REGIMES  # noqa: E402  (the regimes are defined in regimes.py)
 
@@ -27,16 +36,91 @@ def opt(default, help, **meta):
     return field(default=default, metadata=dict(help=help, **meta))
 
 
-# ------------------------------------------------------------------------------------- types
+# ------------------------------------------------------------------------------------- argparse types
+def _bound_text(lo, hi, lo_open, hi_open):
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        return f"{'<' if hi_open else '<='} {hi:g}"
+    return "a finite number"
+
+
+def finite_float(lo=None, hi=None, lo_open=False, hi_open=False):
+    """argparse `type=`: a finite float within [lo, hi] (open ends with lo_open/hi_open).
+    NaN, inf, garbage and out-of-range values raise ArgumentTypeError (argparse: exit 2)."""
+    want = _bound_text(lo, hi, lo_open, hi_open)
+
+    def parse(text):
+        try:
+            v = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number {want}, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number {want}, got {text!r}")
+        if (lo is not None and (v < lo or (lo_open and v == lo))) or \
+                (hi is not None and (v > hi or (hi_open and v == hi))):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {text}")
+        return v
+    parse.__name__ = "finite_float"
+    return parse
+
+
+def int_range(lo=None, hi=None):
+    """argparse `type=`: an integer (decimal digits, optional sign; "1e12", "2.5", "nan" refused)
+    within [lo, hi]."""
+    want = _bound_text(lo, hi, False, False).replace("a finite number", "")
+
+    def parse(text):
+        s = str(text).strip()
+        if not re.fullmatch(r"[+-]?\d+", s):
+            raise argparse.ArgumentTypeError(f"expected an integer{' ' + want if want else ''}, got {text!r}")
+        v = int(s)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {want}, got {text}")
+        return v
+    parse.__name__ = "int_range"
+    return parse
+
+
 def number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
-    """An argparse `type=` for finite numbers in a range (common.finite_float / common.int_range):
+    """An argparse `type=` for finite numbers in a range (finite_float / int_range):
     "nan", "inf", "1e12" for an integer... are refused with one error line."""
     if kind is int:
         return int_range(lo, hi)
     return finite_float(lo, hi, lo_open, hi_open)
 
 
-SEED = dict(lo=0, hi=SEED_MAX)
+SEED_MAX = 2**32 - 1
+SEED_RANGE = dict(lo=0, hi=SEED_MAX)     # the bounds of a seed field (what numpy, torch and random all accept)
+SEED = int_range(**SEED_RANGE)           # --seed: the argparse type of a seed
+THREADS = int_range(0, 1024)             # --threads: 0 = automatic (auto_threads); add_threads_arg
+AUTO_THREADS_MAX = 4
+THREADS_HELP = (f"torch CPU threads (default 0 = auto: the cores the 1-minute load average leaves idle, at "
+                f"most {AUTO_THREADS_MAX} and at most torch's default, i.e. OMP_NUM_THREADS when set; at least 1)")
+
+
+def auto_threads():
+    """What --threads 0 means. OpenMP threads that share cores with other busy processes spin at
+    every barrier: on a loaded 2-core machine 2 threads ran SmolLM2 training steps 30x slower than
+    1, and evaluate.py took 31.6 s with torch's default against 10.2 s with 1 thread. So: the idle
+    cores, capped at AUTO_THREADS_MAX and at torch's own default (which honours OMP_NUM_THREADS)."""
+    import torch
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    idle = cores - int(round(os.getloadavg()[0])) if hasattr(os, "getloadavg") else cores
+    return max(1, min(AUTO_THREADS_MAX, torch.get_num_threads(), idle))
+
+
+def set_threads(n):
+    """torch CPU threads: n >= 1 as given, 0/None = auto_threads(). Negative -> UserError.
+    Returns the number of threads set."""
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise UserError(f"--threads must be an integer >= 0, got {n}")
+    import torch
+    n = n or auto_threads()
+    torch.set_num_threads(n)
+    return n
 
 
 # ------------------------------------------------------------------------------------- configs
@@ -55,7 +139,7 @@ class TaskConfig:
     max_pool: Optional[int] = opt(None, "use only the first N pool examples", lo=1)
     sql_schema: str = opt("full", "sql: schema in the prompt: every table, or only the tables named in the "
                           "gold SQL (an oracle stand-in for the paper's schema filter)", choices=("full", "used"))
-    task_seed: int = opt(0, "alignment: seed of the automata (PFAs), the alignment pi and the data", **SEED)
+    task_seed: int = opt(0, "alignment: seed of the automata (PFAs), the alignment pi and the data", **SEED_RANGE)
     align_m: int = opt(3, "alignment: input symbols per instance", lo=2, hi=25)
     align_len: int = opt(2, "alignment: output letters per symbol", lo=1, hi=64)
     n_train: int = opt(200, "alignment: pool size (training instances)", lo=2, hi=10_000_000)
@@ -128,12 +212,58 @@ class TrainConfig:
                             choices=("attn", "attn+mlp"))
     precision: str = opt("auto", "auto = bf16 on a GPU that has it, fp32 on CPU", choices=("auto", "no", "bf16",
                                                                                           "fp16"))
-    seed: int = opt(0, "seed of contexts, batches, LoRA init and dropout", **SEED)
+    seed: int = opt(0, "seed of contexts, batches, LoRA init and dropout", **SEED_RANGE)
+
+
+@dataclass
+class EvalConfig:
+    """The flags evaluate.py, probes.py and reproduce.py share, declared once: each script adds them with
+    `add_eval_arg` (same flag, dest and type everywhere; a script may word the help for what it does with
+    the value, give its own default or narrow the range), so a value reproduce.py accepts and passes on to
+    evaluate.py / probes.py is one their parsers accept (tests/test_reproduce.py parses those commands)."""
+    split: Optional[str] = opt(None, "test split (default: the task's first)")
+    k: int = opt(4, "context size (default 4)", lo=1, hi=512)
+    seed: int = opt(0, "seed of the evaluation contexts and bootstrap", type=SEED, **SEED_RANGE)
+    limit: Optional[int] = opt(None, "evaluate the first N test inputs only", lo=1)
+    paraphrases: Optional[str] = opt(None, "paraphrase JSONL (paraphrase.py) for random+paraphrase; default: the "
+                                     "task's perturbation with an evaluation seed stream")
+    batch_size: int = opt(32, "generation batch size", lo=1, hi=4096)
+    max_new_tokens: Optional[int] = opt(None, "default: longest pool answer + 25%", lo=1, hi=8192)
+    device: Optional[str] = opt(None, "cpu or cuda (default: cuda when available)")
+    threads: int = opt(0, THREADS_HELP, type=THREADS, lo=0, hi=1024)
+
+
+TASK_KEYS = tuple(f.name for f in dataclasses.fields(TaskConfig))  # the task flags, declared once
 
 
 # ------------------------------------------------------------------------------------- argparse
 def _flag(f):
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _base_type(f):
+    """int, float, str or bool: the value type of a dataclass field (Optional[...] unwrapped)."""
+    if f.type in (bool, "bool"):
+        return bool
+    base = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}.get(
+        str(f.type).replace("Optional[", "").rstrip("]"), None)
+    if base is None:
+        base = type(f.default) if f.default is not None else (
+            int if "int" in str(f.type) else float if "float" in str(f.type) else str)
+    return base
+
+
+def field_type(f, lo=None, hi=None):
+    """The argparse `type=` of a numeric field: its metadata's `type` object, or a finite-number type of its
+    bounds. `lo` / `hi` narrow the bounds (a narrower flag accepts nothing the field's own flag refuses)."""
+    m = f.metadata
+    f_lo, f_hi = m.get("lo"), m.get("hi")
+    if (lo is not None and f_lo is not None and lo < f_lo) or (hi is not None and f_hi is not None and hi > f_hi):
+        raise ValueError(f"--{f.name}: [{lo}, {hi}] widens the declared range [{f_lo}, {f_hi}]")
+    if lo is None and hi is None and "type" in m:
+        return m["type"]
+    return number(_base_type(f), f_lo if lo is None else lo, f_hi if hi is None else hi, m.get("lo_open", False),
+                  m.get("hi_open", False))
 
 
 def add_args(parser, cls, title=None, skip=()):
@@ -144,16 +274,12 @@ def add_args(parser, cls, title=None, skip=()):
             continue
         m = f.metadata
         kw = {"default": f.default, "dest": f.name}
-        if f.type in (bool, "bool"):
+        base = _base_type(f)
+        if base is bool:
             kw["action"] = "store_true"
         else:
-            base = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}.get(
-                str(f.type).replace("Optional[", "").rstrip("]"), None)
-            if base is None:
-                base = type(f.default) if f.default is not None else (
-                    int if "int" in str(f.type) else float if "float" in str(f.type) else str)
             if base in (int, float):
-                kw["type"] = number(base, m.get("lo"), m.get("hi"), m.get("lo_open", False), m.get("hi_open", False))
+                kw["type"] = field_type(f)
                 kw["metavar"] = "N" if base is int else "X"
             if "choices" in m:
                 kw["choices"] = m["choices"]
@@ -163,6 +289,36 @@ def add_args(parser, cls, title=None, skip=()):
         kw["help"] = text.replace("%", "%%")
         g.add_argument(_flag(f), **kw)
     return g
+
+
+_EVAL_FIELDS = {f.name: f for f in dataclasses.fields(EvalConfig)}
+
+
+def add_eval_arg(parser, name, *flags, lo=None, hi=None, **kw):
+    """Add the EvalConfig field `name` to `parser` (or an argument group) as the flag `--name` (or `flags`),
+    help text as written (no metavar, no default appended: each script keeps its -h as it was). `kw` may
+    give the script's own `help`, `default` or `dest`; `lo` / `hi` narrow the range (field_type)."""
+    f = _EVAL_FIELDS[name]
+    if "type" in kw:  # the type is the field's (narrowed by lo / hi at most): what makes values portable
+        raise TypeError(f"add_eval_arg({name!r}): the type of a shared flag is declared in EvalConfig only")
+    arg = {"default": f.default, "dest": f.name, "help": f.metadata.get("help")}
+    if _base_type(f) in (int, float):
+        arg["type"] = field_type(f, lo, hi)
+    arg.update(kw)
+    if arg["help"] is not None:
+        arg["help"] = arg["help"].replace("%", "%%")
+    return parser.add_argument(*(flags or (_flag(f),)), **arg)
+
+
+def add_threads_arg(parser):
+    """--threads, the same flag in every script (reproduce.py passes its value to each stage)."""
+    return add_eval_arg(parser, "threads")
+
+
+def explicit_dests(parser, argv):
+    """Destinations of the options actually typed on the command line."""
+    by_opt = {o: a.dest for a in parser._actions for o in a.option_strings}
+    return {by_opt[tok.split("=", 1)[0]] for tok in argv if tok.startswith("--") and tok.split("=", 1)[0] in by_opt}
 
 
 _STATES_DEFAULT = re.compile(r"\(default\b|\bdefault:|\bdefault \d")
@@ -213,14 +369,6 @@ def to_argv(obj, skip=()):
         else:
             out += [_flag(f), str(v)]
     return out
-
-
-def semantic_diff(old, new, ignore=()):
-    """First key whose value differs between two config dicts (None when they agree)."""
-    for k in new:
-        if k not in ignore and k in old and old[k] != new[k]:
-            return k
-    return None
 
 
 def task_options(cfg):

@@ -9,7 +9,8 @@ so a file made for another task or data set is refused (`read_rows`).
 
 Example ids in a context:
     <pool id>         a pool example, e.g. "train-41"
-    <id>#p<j>         the j-th synthetic paraphrase (x', y') of pool example <id> (paraphrase file)
+    <id>#p<j>         the j-th synthetic paraphrase (x', y') of pool example <id> (a paraphrase file,
+                      read by paraphrases.load_paraphrases)
     <id>#copy         an exact copy (x, y) of pool example <id> (the --repeat knob)
     <id>#cf           the counterfactual near-duplicate (x~, y~) of pool example <id> (--counterfactual;
                       rebuilt exactly by counterfactual.make from the stream "train-counterfactual|task|id")
@@ -317,56 +318,6 @@ def resolve(row, task, paraphrases=None):
     return [resolve_id(cid, task, paraphrases) for cid in row["context"]]
 
 
-# ------------------------------------------------------------------------------------- paraphrases
-def load_paraphrases(path, task):
-    """{original id: [{"id": "<id>#p<j>", "x": x', "y": y'}]} from a paraphrase JSONL (paraphrase.py).
-
-    The label of a paraphrase is the row's `labels[j]` when given (alignment, SQL literal swaps),
-    else the original example's y (from the task's pool and test splits). A "paraphrase" identical
-    to its input up to casing, punctuation and spacing is a copy of the answer, not a paraphrase:
-    it is dropped (and counted in the note printed)."""
-    from .similarity import is_copy
-    check_meta(path, "paraphrases", task=task.name)
-    rows = read_jsonl(path, "paraphrase", required=("id", "x", "paraphrases"))
-    by_id = {ex["id"]: ex for ex in task.pool + [e for t in task.tests.values() for e in t]}
-    out, copies = {}, 0
-    for n, row in enumerate(rows, 1):
-        paras, labels = row["paraphrases"], row.get("labels")
-        if not isinstance(row["id"], str) or not isinstance(row["x"], str) or not isinstance(paras, list) \
-                or not all(isinstance(p, str) for p in paras) \
-                or (labels is not None and (not isinstance(labels, list) or len(labels) != len(paras)
-                                            or not all(isinstance(y, str) for y in labels))):
-            raise UserError(f"{path}:{n}: 'id' and 'x' must be strings, 'paraphrases' a list of strings "
-                            f"(and 'labels' a list of strings as long)")
-        for what, texts in (("paraphrase", paras), ("label", labels or [])):
-            for j, text in enumerate(texts):
-                if not text.strip() or "\n" in text or "\r" in text:
-                    raise UserError(f"{path}:{n}: {what} {j} of '{row['id']}' is "
-                                    f"{'empty' if not text.strip() else 'several lines'} ({json.dumps(text)[:60]}); "
-                                    f"every paraphrase and label is one non-empty line (it goes into a prompt)")
-        base = by_id.get(row["id"])
-        if base is not None and row["x"] != base["x"]:
-            raise UserError(f"{path}:{n}: input of '{row['id']}' differs from the {task.name} data "
-                            f"(a paraphrase file made for another task or data set?)")
-        if labels is None and base is None:
-            continue  # an input of another split: nothing to attach a label to
-        exs = []
-        for j, p in enumerate(paras):
-            if labels is None and is_copy(p, row["x"]):
-                copies += 1
-                continue
-            ex = {"id": para_id(row["id"], j), "x": p, "y": labels[j] if labels is not None else base["y"]}
-            if base is not None and "meta" in base:
-                ex["meta"] = base["meta"]
-            exs.append(ex)
-        if exs:
-            out[row["id"]] = exs
-    if copies:
-        print(f"note: {path}: dropped {copies} 'paraphrase(s)' identical to their input up to casing/punctuation",
-              flush=True)
-    return out
-
-
 # ------------------------------------------------------------------------------------- reports
 def kind_table(rows):
     """A small table: rows, share, mean nsim, mean max nsim, paraphrase and copy counts per kind."""
@@ -385,34 +336,3 @@ def kind_table(rows):
         lines.append(f"{kind:<10} {len(rs):>7} {len(rs) / len(rows):>6.3f} {mean:>9} {mmax:>9} "
                      f"{sum(bool(r.get('paraphrase')) for r in rs):>10} {sum(bool(r.get('copy')) for r in rs):>6}")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------ paraphrase rows
-def make_row(task, ex, paras, labels, backend):
-    """One paraphrase-file row (paraphrase.py's format). Whatever the back-end, a paraphrase that
-    is a copy of x (equal up to casing, punctuation, spacing, contractions: similarity.is_copy)
-    is never written."""
-    from .similarity import is_copy
-    keep = [(p, y) for p, y in zip(paras, labels) if not is_copy(ex["x"], p)]
-    paras, labels = [p for p, _ in keep], [y for _, y in keep]
-    row = {"id": ex["id"], "x": ex["x"], "paraphrases": list(paras)}
-    if task.name in ("alignment", "sql") or any(y != ex["y"] for y in labels):
-        row["labels"] = list(labels)
-    row["backend"] = backend
-    return row
-
-
-def perturb_row(task, ex, n, seed):
-    """The row of the perturb back-end for one example (deterministic given seed and id)."""
-    pairs = task.perturb(ex, random.Random(f"{seed}-{ex['id']}"), n)
-    return make_row(task, ex, [p for p, _ in pairs], [y for _, y in pairs], "perturb")
-
-
-def write_perturb_paraphrases(path, task, n=3, seed=0):
-    """Paraphrases of the whole pool made on the fly with the task's exact, label-preserving
-    perturbation (the perturb back-end of paraphrase.py, same rows and sidecar): train.py uses
-    this for the alignment task when Contrastive's rho > 0 and no --paraphrases file is given."""
-    rows = [perturb_row(task, ex, n, seed) for ex in task.pool]
-    write_jsonl_atomic(path, rows, meta={"kind": "paraphrases", "task": task.name, "task_fp": task.fingerprint(),
-                                         "backend": "perturb", "split": "train", "n": n, "seed": seed})
-    return path

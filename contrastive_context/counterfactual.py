@@ -31,6 +31,7 @@ import os
 import re
 
 from .common import UserError
+from .tasks import LEAF_SLOT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CF_SUFFIX = "#cf"
@@ -135,10 +136,7 @@ def _de_present(text, stem, cls):
 
 
 # ============================================================================ semparse (MTOP)
-LEAF_SLOT = re.compile(r"\[SL:(\S+) ([^\[\]]+?) \]")
-
-
-def slot_values(task):
+def pool_slot_values(task):
     """{slot type: sorted distinct leaf values} over the task's pool labels, computed once per task."""
     values = getattr(task, "_cf_slot_values", None)
     if values is None:
@@ -171,7 +169,7 @@ def semparse_edit(x, y, typ, orig, new):
 
 
 def semparse_make(ex, rng, task):
-    values = slot_values(task)
+    values = pool_slot_values(task)
     slots = [(t, " ".join(v.split())) for t, v in LEAF_SLOT.findall(ex["y"])]
     rng.shuffle(slots)
     for typ, orig in slots:

@@ -1,5 +1,5 @@
-"""Evaluation as a library: the evaluation contexts, similarity bins, run-config helpers, scoring
-and reports shared by evaluate.py, probes.py, figure3.py and train.py's before/after check.
+"""Evaluation as a library: the evaluation contexts, similarity bins, scoring and reports shared by
+evaluate.py, probes.py, figure3.py and train.py's before/after check.
 
 Context types (for each test input x; k pool examples):
   zero               no context (the reference);
@@ -18,22 +18,19 @@ Contexts depend only on (task, split, seed, k, paraphrase file), never on the mo
 model is scored on the very same instances. A test input with no BM25 token (e.g. ".") has no
 neighbours: its similar / nearest examples are random pool examples (max_nsim says so: 0).
 """
-import dataclasses
 import os
 import random
 
 import numpy as np
 
-from . import config
 from . import contexts
 from .common import UserError, read_json
 from .common import progress as progress_bar
-from .stats import bootstrap_ci, fmt, summarize  # noqa: F401  (re-exported)
+from .stats import fmt, summarize
 
 CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase", "random+counterfactual")
 COPIER = "copier"
 BIN_NAMES = ("low", "medium", "high")
-TASK_KEYS = tuple(f.name for f in dataclasses.fields(config.TaskConfig))  # the task flags, declared once
 
 
 # ============================================================================ bins
@@ -164,51 +161,7 @@ def build_eval_contexts(task, split_examples, k, seed, paraphrases=None, context
     return out
 
 
-# ============================================================================ run folders / flags
-def explicit_dests(parser, argv):
-    """Destinations of the options actually typed on the command line."""
-    by_opt = {o: a.dest for a in parser._actions for o in a.option_strings}
-    return {by_opt[tok.split("=", 1)[0]] for tok in argv if tok.startswith("--") and tok.split("=", 1)[0] in by_opt}
-
-
-def run_task_flags(cfg):
-    """Task flags saved in a train.py run config (`task_config` dict, or top-level keys)."""
-    flags = cfg.get("task_config") if isinstance(cfg.get("task_config"), dict) else cfg
-    return {k: flags[k] for k in TASK_KEYS if k in flags}
-
-
-def resolve_adapter(path):
-    """--adapter RUN, RUN/final or RUN/checkpoint-N -> (adapter dir, run config or None)."""
-    from .models import resolve_adapter_dir
-    if not os.path.isdir(path):
-        raise UserError(f"adapter folder not found: {path}")
-    # a --full run saved whole models: RUN (-> RUN/final) or RUN/final, RUN/checkpoint-N
-    for run_dir, weights in ((path, os.path.join(path, "final")), (os.path.dirname(os.path.abspath(path)), path)):
-        cfg_path = os.path.join(run_dir, "config.json")
-        if os.path.isfile(cfg_path) and os.path.isfile(os.path.join(weights, "model.safetensors")):
-            cfg = read_json(cfg_path, "run config")
-            if isinstance(cfg, dict) and cfg.get("full"):
-                return weights, cfg
-    adapter = resolve_adapter_dir(path)
-    cfg = os.path.join(os.path.dirname(os.path.abspath(adapter)), "config.json")
-    return adapter, (read_json(cfg, "run config") if os.path.isfile(cfg) else None)
-
-
-def apply_run_config(args, cfg, given):
-    """Fill task flags and --model from a run config where the command line did not set them."""
-    if not cfg:
-        return []
-    taken = []
-    for k, v in run_task_flags(cfg).items():
-        if k not in given and getattr(args, k, None) != v:
-            setattr(args, k, v)
-            taken.append(k)
-    if args.model is None and cfg.get("model"):
-        args.model = cfg["model"]
-        taken.append("model")
-    return taken
-
-
+# ============================================================================ generation settings
 def default_max_new_tokens(task, tokenizer):
     """Longest pool answer in tokens (stop included), plus a margin of 25% (at least 8)."""
     answers = [task.answer(ex["y"]) for ex in task.pool]
@@ -380,7 +333,7 @@ def build_summary(task, rows, instances, context_types, seed, fixed_bins=None, b
             "corpus": corpus}
 
 
-# ============================================================================ reading run configs and evaluation folders
+# ============================================================================ reading evaluation folders
 def test_fingerprint(examples):
     """Short hash of a test split (ids, inputs, references): evaluations of different test sets that
     happen to share ids carry different fingerprints (summary.json "test_fp"; figure3.py compares them)."""
@@ -391,43 +344,13 @@ def test_fingerprint(examples):
     return h.hexdigest()[:12]
 
 
-def check_run_config(cfg, where):
-    """A train.py run's config.json as evaluate.py and probes.py read it (--adapter RUN, --run RUN): an
-    object whose "model" is a name, whose task flags have the types and ranges of config.TaskConfig, and
-    whose "full" / "regime" are what train.py writes. Anything else (a hand-edited "model": 123) is ONE
-    UserError naming `where` and the field, before any model is loaded."""
-    if cfg is None:
-        return cfg
-    if not isinstance(cfg, dict):
-        raise UserError(f"{where}: a run config must be a JSON object, got {type(cfg).__name__}")
-    for key, ok, want in (("model", lambda v: v is None or (isinstance(v, str) and v.strip()), "a model name"),
-                          ("full", lambda v: isinstance(v, bool), "true or false"),
-                          ("regime", lambda v: isinstance(v, str), "a string"),
-                          ("task_config", lambda v: isinstance(v, dict), "an object")):
-        if key in cfg and not ok(cfg[key]):
-            raise UserError(f"{where}: \"{key}\" must be {want}, got {str(cfg[key])[:60]!r}")
-    flags = run_task_flags(cfg)
-    for f in dataclasses.fields(config.TaskConfig):
-        if f.name not in flags:
-            continue
-        v, optional, m = flags[f.name], "Optional" in str(f.type), f.metadata
-        kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
-        good = (v is None and optional) or (isinstance(v, kind) and not isinstance(v, bool))
-        if good and v is not None:
-            good = ("choices" not in m or v in m["choices"]) and \
-                (m.get("lo") is None or v >= m["lo"]) and (m.get("hi") is None or v <= m["hi"])
-        if not good:
-            raise UserError(f"{where}: task flag \"{f.name}\" = {str(v)[:60]!r} is not a valid --{f.name.replace('_', '-')}")
-    return cfg
-
-
 PREDICTION_TYPES = {"id": str, "context_type": str, "max_nsim": float, "score": float}
 
 
 def read_eval_folder(folder, types=None, need_summary=True):
     """(rows, summary, sidecar or None) of an evaluation folder (evaluate.py --out), or ONE UserError
     when it cannot be read honestly:
-      * a folder evaluate.py did not finish, or changed since (its cc_output.json: common.check_complete);
+      * a folder evaluate.py did not finish, or changed since (its cc_output.json: outputs.check_complete);
         folders without that marker (older ones, made by hand) are read as they are;
       * predictions.jsonl whose .meta.json sidecar is of another kind or whose sha256 no longer matches
         its content (common.check_meta; a file without a sidecar is read as it is);
@@ -436,7 +359,8 @@ def read_eval_folder(folder, types=None, need_summary=True):
         (CONTEXT_TYPES), or repeating an (id, context type); summary.json not an object; sidecar and
         summary naming different tasks. With need_summary=False a folder without summary.json gives {}."""
     import math
-    from .common import check_complete, check_meta, read_jsonl
+    from .common import check_meta, read_jsonl
+    from .outputs import check_complete
     if not os.path.isdir(folder):
         raise UserError(f"evaluation folder not found: {folder}")
     check_complete(folder, "evaluation", "evaluation (evaluate.py --out)")

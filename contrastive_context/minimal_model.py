@@ -20,7 +20,8 @@ from .common import UserError, progress
 TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
 TEST_CONTEXTS = ["random", "similar", "one_near"]     # the output contract names
 EXTRA_TESTS = ["one_mid"]                             # extra probe, reported separately
-KINDS = ["random", "similar", "one_near", "one_para"]  # context types a training mixture draws from
+MIXTURE_KINDS = ["random", "similar", "one_near", "one_para"]  # context types a training mixture draws from
+# (the minimal model's own; regimes.KINDS are the kinds of the transformer tracks)
 
 
 # ----------------------------------------------------------------------------- the task
@@ -58,7 +59,7 @@ class Target:
 
 def sample_contexts(x, kind, k, near_deg, gen, mid=(30.0, 60.0), para_deg=2.0):
     """Context inputs (..., k, d) of one type for queries x (..., d). A per-instance `kind` tensor
-    of indices into KINDS mixes types (for the training mixtures); a string gives one type for all.
+    of indices into MIXTURE_KINDS mixes types (for the training mixtures); a string gives one type for all.
     The near example of one_near / one_mid sits in slot 0: the model is permutation invariant."""
     shape, d = x.shape[:-1], x.shape[-1]
     rand = sphere((*shape, k), d, gen)
@@ -68,18 +69,18 @@ def sample_contexts(x, kind, k, near_deg, gen, mid=(30.0, 60.0), para_deg=2.0):
     if kind == "one_mid":
         return torch.cat([at_angle(x, *mid, gen)[..., None, :], rand[..., 1:, :]], dim=-2)
     near = at_angle(xk, 0.0, near_deg, gen)
-    if isinstance(kind, torch.Tensor) and (kind == KINDS.index("one_para")).any():
-        para = kind[..., None] == KINDS.index("one_para")
+    if isinstance(kind, torch.Tensor) and (kind == MIXTURE_KINDS.index("one_para")).any():
+        para = kind[..., None] == MIXTURE_KINDS.index("one_para")
         near = torch.where(para[..., None], at_angle(xk, 0.0, para_deg, gen), near)
     if kind == "similar":
         return near
     if kind == "one_near":
         return torch.cat([near[..., :1, :], rand[..., 1:, :]], dim=-2)
-    # mixture: kind is a (...) tensor of KINDS indices
+    # mixture: kind is a (...) tensor of MIXTURE_KINDS indices
     slot0 = torch.zeros(k, dtype=torch.bool)
     slot0[0] = True
-    one = (kind[..., None] == KINDS.index("one_near")) | (kind[..., None] == KINDS.index("one_para"))
-    use_near = (kind[..., None] == KINDS.index("similar")) | (one & slot0)
+    one = (kind[..., None] == MIXTURE_KINDS.index("one_near")) | (kind[..., None] == MIXTURE_KINDS.index("one_para"))
+    use_near = (kind[..., None] == MIXTURE_KINDS.index("similar")) | (one & slot0)
     return torch.where(use_near[..., None], near, rand)
 
 
@@ -107,7 +108,7 @@ def forward(params, x, xs, ys):
 
 # ----------------------------------------------------------------------------- training
 def regime_probs(regime, alpha):
-    """Probabilities over KINDS (random, similar, one_near, one_para) of a training regime;
+    """Probabilities over MIXTURE_KINDS (random, similar, one_near, one_para) of a training regime;
     alpha = the share of random contexts in the mixtures."""
     if regime.startswith("sweep:"):                               # sweep:<share of random>
         p = float(regime.split(":", 1)[1])
@@ -127,7 +128,7 @@ def mixture_probs(alpha, beta=0.0, rho=0.0):
 
 
 def train(models, target, args, gen):
-    """Train one minimal model per entry of `models` (name -> probabilities over KINDS)."""
+    """Train one minimal model per entry of `models` (name -> probabilities over MIXTURE_KINDS)."""
     names = list(models)
     probs = torch.tensor([models[n] for n in names], dtype=torch.float32)  # (M, 4)
     M = len(names)

@@ -25,6 +25,7 @@ import tempfile
 
 import torch
 
+from . import runs
 from .common import UserError
 
 MODEL_CHOICES = ["tiny", "scratch", "smollm2-135m", "gemma3-270m"]
@@ -372,30 +373,6 @@ def load(name, device=None, dtype=None):
     return _finish(model, tok, recorded, device, dtype)
 
 
-def resolve_adapter_dir(adapter_dir):
-    """An adapter folder, or a training run folder (its final/ adapter)."""
-    if os.path.isfile(os.path.join(adapter_dir, "adapter_config.json")):
-        return adapter_dir
-    final = os.path.join(adapter_dir, "final")
-    if os.path.isfile(os.path.join(final, "adapter_config.json")):
-        return final
-    raise UserError(f"no LoRA adapter in {adapter_dir} (expected adapter_config.json, or a run folder with final/)")
-
-
-def adapter_base(adapter_dir):
-    """The base model name recorded in an adapter's config (what train.py trained on)."""
-    path = os.path.join(resolve_adapter_dir(adapter_dir), "adapter_config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return cfg.get("base_model_name_or_path")
-
-
-BASE_SIGNATURE_FILE = "cc_base.json"
 _SIGNATURE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                    "num_key_value_heads", "intermediate_size")
 
@@ -413,44 +390,16 @@ def base_signature(model):
 
 
 def write_base_signature(adapter_dir, model):
-    """Record the base model's signature beside a saved adapter (train.py calls this when it saves
-    checkpoint-*/ and final/). `load_with_adapter` refuses a base model with another signature."""
+    """Record the base model's signature beside a saved adapter (runs.BASE_SIGNATURE_FILE; train.py calls this
+    when it saves checkpoint-*/ and final/). `load_with_adapter` refuses a base model with another signature."""
     from .common import write_json_atomic
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    write_json_atomic(os.path.join(adapter_dir, BASE_SIGNATURE_FILE), base_signature(base))
-
-
-def export_adapter(src, dst, dtype="float16"):
-    """A compact copy of a trained LoRA adapter for publishing (e.g. under results/): the weights
-    cast to `dtype` (fp16 halves the size; loading casts them back to the base model's dtype),
-    with adapter_config.json and the base-model signature. `src` is an adapter folder or a run
-    folder (its final/). Written to a temporary folder, then renamed: `dst` is never partial."""
-    from safetensors.torch import load_file, save_file
-    src = resolve_adapter_dir(src)
-    weights = os.path.join(src, "adapter_model.safetensors")
-    if not os.path.isfile(weights):
-        raise UserError(f"no adapter_model.safetensors in {src}")
-    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(os.path.normpath(dst))}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        cast = getattr(torch, dtype)
-        save_file({k: v.to(cast).contiguous() for k, v in load_file(weights).items()},
-                  os.path.join(tmp, "adapter_model.safetensors"), metadata={"format": "pt", "dtype": dtype})
-        for f in ("adapter_config.json", BASE_SIGNATURE_FILE):
-            if os.path.isfile(os.path.join(src, f)):
-                shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
-        shutil.rmtree(dst, ignore_errors=True)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+    write_json_atomic(runs.base_signature_path(adapter_dir), base_signature(base))
 
 
 def check_base_signature(adapter_dir, model, name):
     """UserError when the adapter records a base signature that `model` does not match."""
-    path = os.path.join(adapter_dir, BASE_SIGNATURE_FILE)
+    path = runs.base_signature_path(adapter_dir)
     if not os.path.isfile(path):
         return
     from .common import read_json
@@ -496,8 +445,8 @@ def load_with_adapter(name, adapter_dir=None, device=None, dtype=None, merge=Tru
         if name is None:
             raise UserError("need a model name or an adapter")
         return load(name, device, dtype)
-    adapter_dir = resolve_adapter_dir(adapter_dir)
-    base = adapter_base(adapter_dir)
+    adapter_dir = runs.adapter_folder(adapter_dir)
+    base = runs.adapter_base(adapter_dir)
     if name is None:
         if not base:
             raise UserError(f"adapter {adapter_dir} names no base model; pass --model")
@@ -519,7 +468,7 @@ def load_with_adapter(name, adapter_dir=None, device=None, dtype=None, merge=Tru
     return model, tok
 
 
-if __name__ == "__main__":  # python models.py NAME: load, print a summary and a greedy continuation
+if __name__ == "__main__":  # python -m contrastive_context.models NAME: load, print a summary and a greedy continuation
     import argparse
     from .common import run_main
 

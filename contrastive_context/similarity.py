@@ -271,33 +271,3 @@ class PoolIndex:
     def duplicates_of(self, x):
         """Pool indices whose x is exactly the string x."""
         return list(self._by_text.get(x, []))
-
-
-# ----------------------------------------------------------------------------- copy detection
-_CONTRACTION_FORMS = [(r"\b(\w+) ?n't\b", r"\1 not"), (r"\bcan not\b", "cannot"), (r"\bcannot\b", "can not"),
-                      (r"\bwon not\b", "will not"), (r"\bca not\b", "can not"), (r"\bsha not\b", "shall not"),
-                      (r"\b(\w+) ?'re\b", r"\1 are"), (r"\b(i) ?'m\b", r"\1 am"), (r"\b(\w+) ?'ve\b", r"\1 have"),
-                      (r"\b(\w+) ?'ll\b", r"\1 will"), (r"\b(\w+) ?'d\b", r"\1 would"),
-                      (r"\b(it|that|there|what|he|she|who|where|here|how|when) ?'s\b", r"\1 is")]
-_PUNCT = re.compile(r"[^\w\s]+")
-
-
-def normalize_for_copy(text):
-    """The text as a copy test sees it: lower-cased, contractions expanded (what's -> what is,
-    don't -> do not, also MTOP's tokenised "what 's"), punctuation removed, whitespace collapsed.
-    Two texts with the same normal form differ only in casing, punctuation, spacing or contractions."""
-    s = " ".join(str(text).lower().replace("\u2019", "'").split())
-    for pat, rep in _CONTRACTION_FORMS:
-        s = re.sub(pat, rep, s)
-    s = re.sub(r"^(please|kindly) |,? please$", "", s.strip(" .!?"))  # a polite frame is no rewrite
-    return " ".join(_PUNCT.sub(" ", s).split())
-
-
-def is_copy(a, b):
-    """True when b is a (casing / punctuation / spacing / contraction / 'please') edit of a."""
-    return normalize_for_copy(a) == normalize_for_copy(b)
-
-
-def is_no_answer(prediction, x):
-    """An answer that is no answer: empty, or the input x copied back (up to casing/punctuation)."""
-    return not normalize_for_copy(prediction) or is_copy(prediction, x)

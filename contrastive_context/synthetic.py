@@ -29,8 +29,7 @@ import torch
 from . import regimes
 from . import scratch
 
-from .regimes import KINDS  # noqa: E402
-NEAR_KINDS = ("pool", "paraphrase", "copy", "counterfactual")
+from .regimes import KINDS, NEAR_KINDS  # the kinds of context and of near examples (indices in `info`)
 TOP_M = 50
 
 
@@ -408,7 +407,8 @@ def score_predictions(data, sets, preds):
     return out
 
 
-# ============================================================================ raw examples (sweep.py --show)
+# ============================================================================ raw examples (sweep.py --show;
+# their markdown: sweep_report.examples_markdown)
 SHOW_SETS = ("zero", "random", "drift_copy", "drift_paraphrase", "drift_random")
 
 
@@ -416,27 +416,6 @@ def take(s, n):
     """The first n rows of an evaluation set (per-row arrays sliced, scalars kept)."""
     N = len(s["x"])
     return {k: (v[:n] if isinstance(v, np.ndarray) and v.ndim and len(v) == N else v) for k, v in s.items()}
-
-
-def _tok_text(data, seg):
-    """One example's tokens -> 'ABC:ab cd ef' (chunks in output order) or '<pad>'."""
-    if seg[0] == scratch.PAD:
-        return "<pad>"
-    x = "".join(scratch.SYMBOLS[t - scratch.SYM0] for t in seg[:data.m])
-    y = scratch.decode_letters(seg[data.m + 1:data.m + 1 + data.n_target])
-    return f"{x}:{_chunks_text(data, y)}"
-
-
-def _chunks_text(data, y):
-    return " ".join(y[i:i + data.l] for i in range(0, len(y), data.l))
-
-
-def _letters(ids):
-    return "".join(scratch.LETTERS[i] if 0 <= i < 26 else "?" for i in np.asarray(ids).ravel())
-
-
-def _sym(x):
-    return "".join(scratch.SYMBOLS[i] for i in np.asarray(x).ravel())
 
 
 def stream_examples(data, rng, n, batch, probs, rho=0.0, repeat=0.0, fresh=0.0, gamma=0.0):
@@ -488,180 +467,3 @@ def eval_leak_stats(data, sets):
         out[name] = dict(inputs=int(len(n)), same_x=int((px == s["x"]).all(1).sum()),
                          same_y=int((data.label(pc) == data.label(s["c"])).all(1).sum()))
     return out
-
-
-def _chunk_tags(data, s, i, pc_row, ctx_idx=None):
-    """Per input position j of test row i: (symbol, predicted chunk, accepted under the set's rules,
-    accepted under the task's (old) rules, equals reference, context examples giving the same chunk
-    for the same symbol)."""
-    out = []
-    x, ref = s["x"][i], s["c"][i]
-    acc_new = data.tables.accepts(np.full(data.m, s["rule"]), x, pc_row)
-    acc_old = data.tables.accepts(np.zeros(data.m, np.int64), x, pc_row)
-    for j in range(data.m):
-        ctx = [e + 1 for e in range(data.k) if s["ctx_x"][i, e, 0] >= 0
-               for jj in range(data.m) if s["ctx_x"][i, e, jj] == x[j] and (s["ctx_c"][i, e, jj] == pc_row[j]).all()]
-        out.append(dict(sym=scratch.SYMBOLS[x[j]], chunk=_letters(pc_row[j]), ok=bool(acc_new[j]),
-                        old_ok=bool(acc_old[j]), ref=bool((pc_row[j] == ref[j]).all()), ctx=ctx,
-                        drifted=None if "drifted" not in s else bool(s["drifted"][i, j])))
-    return out
-
-
-def _tag_text(t, old=True):
-    txt = f"{t['chunk']} {'✓' if t['ok'] else '✗'}"
-    if t["ref"]:
-        txt += " =ref"
-    if old and t["old_ok"]:
-        txt += " old✓"
-    if t["ctx"]:
-        txt += " =ctx" + ",".join(map(str, t["ctx"]))
-    return txt
-
-
-def _ctx_lines(data, s, i, near=None):
-    L = []
-    for e in range(data.k):
-        if s["ctx_x"][i, e, 0] < 0:
-            L.append(f"  {e + 1}  <pad>")
-            continue
-        y = _letters(data.label(s["ctx_c"][i, e]))
-        L.append(f"{'*' if near == e else ' '} {e + 1}  {_sym(s['ctx_x'][i, e])}:{_chunks_text(data, y)}")
-    return L
-
-
-def _pred_chunks(data, pred_row):
-    """Prediction [m*l] letter ids (output order) -> chunks [m, l] by input position."""
-    return pred_row.reshape(data.m, data.l)[data.pi_inv]
-
-
-def examples_markdown(data, sets, n, regimes, header=()):
-    """Markdown with raw training sequences and predictions. sets: the FULL evaluation sets;
-    regimes: {name: {"run": id, "train": (rows, info), "preds": {set: [n, m*l] letter ids},
-    "stored": per-input scores of the run or None}}."""
-    m, l, k = data.m, data.l, data.k
-    pi_txt = ", ".join(f"chunk {t + 1} ↔ input symbol {data.pi[t] + 1}" for t in range(m))
-    L = ["# Raw examples: training sequences and predictions", "", *header,
-         f"Notation: an example `ABC:ab cd ef` = input symbols : label letters in chunks of ℓ = {l} (output "
-         f"order; the alignment π: {pi_txt}). Verdict per chunk (listed by INPUT symbol): ✓ / ✗ = accepted or not "
-         "by that symbol's PFA under the set's rules (the drift test: the NEW rules); `=ref` = equals the reference "
-         "chunk; `old✓` = also accepted by the task's OLD PFA; `=ctxE` = equals the chunk that context example E "
-         "gives the same symbol (a copy from the context). `*` marks the near example.", ""]
-    # -------------------------------------------------------------- (a) training sequences
-    L += ["## (a) Training sequences (the first of each run's seeded training stream, as the model sees them)", ""]
-    for name, r in regimes.items():
-        rows, info = r["train"]
-        L += [f"### {name} — `{r['run']}`", ""]
-        st = r.get("leaks")
-        if st:
-            L += [f"Leak check over the first {st['rows']} training sequences of this stream: "
-                  f"{st['paraphrase']} near paraphrases, {st['para_same_x']} with the target's input, "
-                  f"{st['para_same_y']} with the target's label string; {st['identical_in_non_copy']} non-copy "
-                  f"sequences hold an example identical to the target; {st['pool_near']} pool near examples, "
-                  f"{st['pool_near_permutation']} of them a permutation of the target input.", ""]
-        L.append("```")
-        E = data.ex_len
-        for i in range(min(n, len(rows))):
-            kind = KINDS[info["kind"][i]]
-            nk = info["near_kind"][i]
-            rule = int(info["rule"][i])
-            head = f"#{i + 1} context={kind}"
-            if nk >= 0:
-                head += f" near={NEAR_KINDS[nk]}@{info['position'][i] + 1}"
-            head += f" fresh_rules={'yes (rule set ' + str(rule - 1) + ')' if rule else 'no'}"
-            L.append(head)
-            row = rows[i]
-            for e in range(k):
-                mark = "*" if nk >= 0 and e == info["position"][i] else " "
-                L.append(f"{mark} {e + 1}  {_tok_text(data, row[e * E:(e + 1) * E])}")
-            q = row[k * E:]
-            L.append(f"  Q  {_sym(q[:m] - scratch.SYM0)}:  → target {_chunks_text(data, scratch.decode_letters(q[m + 1:]))}")
-        L += ["```", ""]
-    # -------------------------------------------------------------- (b) drift test
-    dc, dp, dr = (take(sets[s], n) for s in ("drift_copy", "drift_paraphrase", "drift_random"))
-    old_c = data.test_c[dc["ids"]]
-    L += ["## (b) Drift test: drifted symbols have NEW PFAs; the reference and every context example follow them",
-          "", "Contexts: `random` = the k examples shown (all relabelled under the new rules); `copy` / `paraphrase` "
-          "= the same with example `*` replaced by the exact target / a paraphrase (symbols reordered, chunks move "
-          "with their symbol). `old gold` = the input's label under the task's old PFAs (what in-weights learning "
-          "predicts).", ""]
-    for i in range(len(dc["x"])):
-        x = dc["x"][i]
-        drifted = [scratch.SYMBOLS[v] for v, d in zip(x, dc["drifted"][i]) if d]
-        p = dc["position"][i]
-        L += [f"### drift input {i + 1} (test #{int(dc['ids'][i])}): `{_sym(x)}`, drifted: {', '.join(drifted)}", "",
-              "```", *_ctx_lines(data, dr, i, near=p),
-              f"  * in copy ctx:       {_sym(dc['ctx_x'][i, p])}:{_chunks_text(data, _letters(data.label(dc['ctx_c'][i, p])))}",
-              f"  * in paraphrase ctx: {_sym(dp['ctx_x'][i, p])}:{_chunks_text(data, _letters(data.label(dp['ctx_c'][i, p])))}",
-              f"  Q  {_sym(x)}:  reference {_chunks_text(data, _letters(data.label(dc['c'][i])))}"
-              f"   old gold {_chunks_text(data, _letters(data.label(old_c[i])))}", "```", "",
-              "| regime | context | prediction | " + " | ".join(
-                  f"{scratch.SYMBOLS[v]} ({'drifted' if d else 'kept'})" for v, d in zip(x, dc["drifted"][i])) + " |",
-              "|---" * (3 + m) + "|"]
-        for name, r in regimes.items():
-            for ctxn, s in (("copy", dc), ("paraphrase", dp), ("random", dr)):
-                pred = r["preds"][f"drift_{ctxn}"][i]
-                tags = _chunk_tags(data, s, i, _pred_chunks(data, pred))
-                L.append(f"| {name} | {ctxn} | `{_chunks_text(data, _letters(pred))}` | "
-                         + " | ".join(_tag_text(t) for t in tags) + " |")
-        L.append("")
-    # -------------------------------------------------------------- (c) random contexts
-    rs, zs = take(sets["random"], n), take(sets["zero"], n)
-    L += ["## (c) Random-context test predictions (task rules; IWL)", "",
-          "`=zero` after the prediction: identical to the same model's prediction with no context.", ""]
-    for i in range(len(rs["x"])):
-        x = rs["x"][i]
-        L += [f"### test input {i + 1}: `{_sym(x)}`", "", "```", *_ctx_lines(data, rs, i),
-              f"  Q  {_sym(x)}:  reference {_chunks_text(data, _letters(data.label(rs['c'][i])))}", "```", "",
-              "| regime | prediction | " + " | ".join(scratch.SYMBOLS[v] for v in x) + " |", "|---" * (2 + m) + "|"]
-        for name, r in regimes.items():
-            pred = r["preds"]["random"][i]
-            tags = _chunk_tags(data, rs, i, _pred_chunks(data, pred))
-            same0 = " =zero" if (pred == r["preds"]["zero"][i]).all() else ""
-            L.append(f"| {name} | `{_chunks_text(data, _letters(pred))}`{same0} | "
-                     + " | ".join(_tag_text(t, old=False) for t in tags) + " |")
-        L.append("")
-    # -------------------------------------------------------------- summary + consistency with stored scores
-    L += ["## Summary over the shown inputs", "",
-          "| regime | drifted chunks ✓ (copy / para / random ctx) | drifted chunks old✓ only (para ctx) | "
-          "drifted chunks copied from ctx (para ctx) | random ctx ✓ | random ctx =zero | matches stored scores |",
-          "|---|---|---|---|---|---|---|"]
-    for name, r in regimes.items():
-        cnt = {}
-        for ctxn, s in (("copy", dc), ("paraphrase", dp), ("random", dr)):
-            okd = oldonly = cp = nd = 0
-            for i in range(len(s["x"])):
-                for t in _chunk_tags(data, s, i, _pred_chunks(data, r["preds"][f"drift_{ctxn}"][i])):
-                    if t["drifted"]:
-                        nd += 1
-                        okd += t["ok"]
-                        oldonly += t["old_ok"] and not t["ok"]
-                        cp += bool(t["ctx"])
-            cnt[ctxn] = (okd, oldonly, cp, nd)
-        rok = np.mean([t["ok"] for i in range(len(rs["x"]))
-                       for t in _chunk_tags(data, rs, i, _pred_chunks(data, r["preds"]["random"][i]))])
-        same0 = (r["preds"]["random"] == r["preds"]["zero"]).all(1).mean()
-        L.append(f"| {name} | " + " / ".join(f"{cnt[c][0]}/{cnt[c][3]}" for c in ("copy", "paraphrase", "random"))
-                 + f" | {cnt['paraphrase'][1]}/{cnt['paraphrase'][3]} | {cnt['paraphrase'][2]}/{cnt['paraphrase'][3]}"
-                 f" | {100 * rok:.0f} % | {100 * same0:.0f} % | {stored_match(data, r, rs, (dc, dp, dr))} |")
-    L.append("")
-    return "\n".join(L)
-
-
-def stored_match(data, r, rs, drift_sets):
-    """Recomputed per-input scores of the shown inputs vs the run's stored per-input scores."""
-    st = r.get("stored")
-    if not st:
-        return "—"
-    bad = tot = 0
-    ok = data.chunk_ok(rs, r["preds"]["random"])
-    for i, v in enumerate(100.0 * ok.mean(-1)):
-        tot += 1
-        bad += abs(v - st["acc_random"][i]) > 1e-2
-    for ctxn, s in zip(("copy", "paraphrase", "random"), drift_sets):
-        ok = data.chunk_ok(s, r["preds"][f"drift_{ctxn}"])
-        for i in range(len(s["x"])):
-            d = s["drifted"][i]
-            if d.any():
-                tot += 1
-                bad += abs(100.0 * (ok[i] & d).sum() / d.sum() - st[f"drift_{ctxn}_drifted"][i]) > 1e-2
-    return f"{tot - bad}/{tot}"

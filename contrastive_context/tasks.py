@@ -10,21 +10,23 @@ A task gives
   corpus_metrics(...)    extra corpus-level figures (e.g. corpus chrF/BLEU with signatures)
   perturb(ex, rng, n)    deterministic paraphrases [(x', y')] that keep the label valid
 
-Tasks: alignment (synthetic, default), mt (local parallel text or hub loaders), semparse
-(MTOP, XSemPLR layout), sql (BIRD layout, execution accuracy on SQLite).
+Tasks: alignment (synthetic, default), mt (local parallel text, or the hub loaders of hub.py),
+semparse (MTOP, XSemPLR layout), sql (BIRD layout, execution accuracy on SQLite through the
+sandbox of sql_sandbox.py).
 """
 import hashlib
 import json
 import os
 import random
 import re
-import sqlite3
 import string
 import time
 
 from . import config
+from . import sql_sandbox
 from .common import UserError, read_json, read_jsonl, require_types
 from .config import TASKS
+from .hub import load_hub_task_data
 from .similarity import word_tokenize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -354,67 +356,6 @@ def perturb_text(x, rng, n, protected=()):
 
 
 # ===================================================================================== mt
-# Hub data sets (Appendix C.2, Table 2), with the splits their data cards list. OPUS corpora
-# (europarl, emea, tanzil) and samanantar have ONLY a train split; flores_plus has only dev and
-# devtest (one config per language, aligned by row); iitb has train/validation/test.
-HUB_SOURCES = {
-    "europarl": {"repo": "Helsinki-NLP/europarl", "config": "{a}-{b}", "splits": ("train",)},
-    "samanantar": {"repo": "ai4bharat/samanantar", "config": "{other}", "splits": ("train",)},
-    "flores_plus": {"repo": "openlanguagedata/flores_plus", "config": "{code}", "splits": ("dev", "devtest")},
-    "emea": {"repo": "Helsinki-NLP/emea", "config": "{a}-{b}", "splits": ("train",)},
-    "tanzil": {"repo": "Helsinki-NLP/tanzil", "config": "{a}-{b}", "splits": ("train",)},
-    "iitb": {"repo": "cfilt/iitb-english-hindi", "config": None, "splits": ("train", "validation", "test")},
-}
-FLORES_CODES = {"en": "eng_Latn", "de": "deu_Latn", "hi": "hin_Deva", "ta": "tam_Taml", "lt": "lit_Latn",
-                "fr": "fra_Latn", "es": "spa_Latn", "cs": "ces_Latn", "th": "tha_Thai", "it": "ita_Latn"}
-# the paper's set-up per non-English language: training corpus and OOD test set (Table 2)
-PAPER_MT = {"de": ("europarl", "emea"), "lt": ("europarl", "emea"), "hi": ("samanantar", "iitb"),
-            "ta": ("samanantar", "tanzil")}
-HUB_TRAIN_ROWS = 50_000   # Table 2: 50,000 training pairs
-HUB_OOD_ROWS = 500        # Table 2: 500 OOD test pairs
-TRAIN_ONLY = ("europarl", "samanantar", "emea", "tanzil")
-
-
-def hub_plan(name, src, tgt):
-    """Which (data set, split) feeds the pool and each test split of `--data hub:<name>`:
-    {"pool": (name, split), "tests": {test name: (name, split)}}. Splits use the `datasets`
-    slice syntax, so every slice is deterministic and disjoint from the pool when taken from the
-    same corpus. `hub:paper` = the paper's set-up for the language pair (Table 2).
-
-      paper / europarl / samanantar   pool = <corpus> train[:50000]; test = Flores+ devtest;
-                                      ood = the paper's OOD set for the pair (if it has one)
-      emea / tanzil (train only)      pool = train[500:50500]; test = Flores+ devtest;
-                                      ood = train[:500] (held out)
-      flores_plus                     pool = dev; test = devtest
-      iitb                            pool = train[:50000]; test = Flores+ devtest; ood = test[:500]
-    """
-    other = tgt if src == "en" else src
-    if name == "paper":
-        if "en" not in (src, tgt) or other not in PAPER_MT:
-            raise UserError(f"hub:paper covers en-{{{','.join(PAPER_MT)}}}, not {src}-{tgt}")
-        name = PAPER_MT[other][0]
-    if name not in HUB_SOURCES:
-        raise UserError(f"unknown hub data set '{name}' (known: paper, {', '.join(HUB_SOURCES)})")
-    flores = ("flores_plus", "devtest")
-    ood_name = PAPER_MT.get(other, (None, None))[1] if "en" in (src, tgt) else None
-
-    def ood_of(n):
-        if n == "iitb":
-            return ("iitb", f"test[:{HUB_OOD_ROWS}]")
-        return (n, f"train[:{HUB_OOD_ROWS}]")
-    if name == "flores_plus":
-        return {"pool": ("flores_plus", "dev"), "tests": {"test": flores}}
-    if name in ("emea", "tanzil"):
-        return {"pool": (name, f"train[{HUB_OOD_ROWS}:{HUB_OOD_ROWS + HUB_TRAIN_ROWS}]"),
-                "tests": {"test": flores, "ood": ood_of(name)}}
-    if name == "iitb":
-        return {"pool": ("iitb", f"train[:{HUB_TRAIN_ROWS}]"), "tests": {"test": flores, "ood": ood_of("iitb")}}
-    tests = {"test": flores}
-    if ood_name is not None and ood_name != name:
-        tests["ood"] = ood_of(ood_name)
-    return {"pool": (name, f"train[:{HUB_TRAIN_ROWS}]"), "tests": tests}
-
-
 def _read_lines(path):
     """Lines of a UTF-8 text file without their line ends; non-UTF-8 -> UserError naming the line."""
     if os.path.isdir(path):
@@ -472,70 +413,6 @@ def load_parallel(data, split, src, tgt):
         return None
     return [{"id": f"{split}-{i}", "x": x.strip(), "y": y.strip()} for i, (x, y) in enumerate(pairs)
             if x.strip() and y.strip()]
-
-
-def _hub_datasets(name):
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        raise UserError(f"hub data set '{name}' needs the network (HF_HUB_OFFLINE=1 is set); "
-                        f"use local files with --data DIR")
-    try:
-        import datasets
-    except ImportError:
-        raise UserError(f"hub data set '{name}' needs `pip install datasets` and network access") from None
-    return datasets
-
-
-def load_hub(name, src, tgt, split, datasets=None):
-    """[{"id", "x", "y"}] of one split (slice syntax allowed) of a hub data set. Only splits its
-    data card lists are asked for; ids are "<name>.<split>-<row>"."""
-    datasets = datasets or _hub_datasets(name)
-    info = HUB_SOURCES[name]
-    base = split.split("[")[0]
-    if base not in info["splits"]:
-        raise UserError(f"hub data set {name} has no split '{base}' (it has: {', '.join(info['splits'])})")
-    a, b = sorted((src, tgt))
-    other = tgt if src == "en" else src
-    repo = info["repo"]
-    try:
-        if name == "flores_plus":
-            for lang in (src, tgt):
-                if lang not in FLORES_CODES:
-                    raise UserError(f"flores_plus: no language code known for '{lang}'")
-            xs = [r["text"] for r in datasets.load_dataset(repo, FLORES_CODES[src], split=split)]
-            ys = [r["text"] for r in datasets.load_dataset(repo, FLORES_CODES[tgt], split=split)]
-            if len(xs) != len(ys):
-                raise UserError(f"flores_plus {split}: {len(xs)} {src} rows but {len(ys)} {tgt} rows")
-            pairs = list(zip(xs, ys))
-        else:
-            if name == "samanantar" and "en" not in (src, tgt):
-                raise UserError("samanantar pairs English with an Indic language")
-            cfg = info["config"].format(a=a, b=b, other=other) if info["config"] else None
-            ds = datasets.load_dataset(repo, cfg, split=split) if cfg else datasets.load_dataset(repo, split=split)
-            pairs = []
-            for r in ds:
-                if "translation" in r:
-                    pairs.append((r["translation"][src], r["translation"][tgt]))
-                elif name == "samanantar":  # columns src (English) and tgt (the Indic language)
-                    pairs.append((r["src"], r["tgt"]) if src == "en" else (r["tgt"], r["src"]))
-                else:
-                    pairs.append((r[src], r[tgt]))
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"could not load hub data set {repo} ({split}): {type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:200]}") from None
-    tag = split.replace("[", "").replace("]", "").replace(":", "_")
-    return [{"id": f"{name}.{tag}-{i}", "x": x.strip(), "y": y.strip()} for i, (x, y) in enumerate(pairs)
-            if isinstance(x, str) and isinstance(y, str) and x.strip() and y.strip()]
-
-
-def load_hub_task_data(name, src, tgt, datasets=None):
-    """(pool, {test name: examples}) for `--data hub:<name>` following `hub_plan`."""
-    plan = hub_plan(name, src, tgt)
-    datasets = datasets or _hub_datasets(name)
-    pool = load_hub(*plan["pool"][:1], src, tgt, plan["pool"][1], datasets=datasets)
-    tests = {t: load_hub(n, src, tgt, sp, datasets=datasets) for t, (n, sp) in plan["tests"].items()}
-    return pool, tests
 
 
 def _check_max_pool(max_pool):
@@ -596,6 +473,16 @@ class MTTask(Task):
 
 
 # ===================================================================================== semparse
+LEAF_SLOT = re.compile(r"\[SL:(\S+) ([^\[\]]+?) \]")  # a leaf slot `[SL:TYPE value ]` of an MTOP logical form
+
+
+def slot_values(task, ex):
+    """Text spans the label quotes and a rewrite of x must keep (semparse slot values; none for other tasks)."""
+    if task.name == "semparse":
+        return [value for _, value in LEAF_SLOT.findall(ex["y"])]
+    return []
+
+
 def is_logical_form(text):
     """An MTOP logical form: starts with an intent "[IN:", brackets balance and close at the very end."""
     s, depth = text.strip(), 0
@@ -682,168 +569,11 @@ class SemParseTask(Task):
         return is_logical_form(prediction)
 
     def perturb(self, example, rng, n):
-        slots = re.findall(r"\[SL:\S+ ([^\[\]]+?) \]", example["y"])
+        slots = slot_values(self, example)
         return [(x2, example["y"]) for x2 in perturb_text(example["x"], rng, n, protected=slots)]
 
 
 # ===================================================================================== sql
-def sqlite_ro(path):
-    """Open an SQLite database read-only (our own trusted queries: schema, perturbation values).
-    Untrusted (generated) SQL goes through `execute_sql`, which adds the sandbox."""
-    if not os.path.isfile(path):
-        raise UserError(f"SQLite database not found: {path}")
-    return sqlite3.connect(sqlite_uri(path), uri=True, check_same_thread=False)
-
-
-def sqlite_uri(path):
-    """The read-only `file:` URI of a database path. The path is percent-encoded: a raw '#' or '?'
-    in it (a --data folder named "x#my") would end SQLite's path there, and SQLite would open, and
-    create, read-write, a database at the truncated path outside --data."""
-    from urllib.parse import quote
-    return f"file:{quote(os.path.abspath(path), safe='/')}?mode=ro"
-
-
-# Sandbox of generated SQL (predictions and gold queries alike):
-#  * authorizer: a whitelist of read actions (SELECT, READ of the main database or a CTE, FUNCTION
-#    except a few dangerous ones, RECURSIVE CTEs); ATTACH, DETACH, PRAGMA, writes, DDL, transactions
-#    are denied at prepare time;
-#  * VACUUM (also `VACUUM INTO 'file'`) never consults the authorizer, so every statement is first
-#    compiled with EXPLAIN (which runs nothing) and refused when its bytecode could write
-#    (SQL_WRITE_OPCODES or a write transaction);
-#  * limits (sqlite3 setlimit): strings/blobs <= SQL_MAX_LENGTH bytes (zeroblob/replace/hex/printf
-#    bombs fail at once), no attached databases, bounded SQL text, expression depth, columns...;
-#  * a deadline checked by a progress handler every 1000 VM steps and while fetching, and at most
-#    SQL_MAX_ROWS result rows; either limit -> the query counts as failed (None).
-SQL_MAX_LENGTH = 10_000_000
-SQL_MAX_ROWS = 1_000_000
-SQL_LIMITS = {"SQLITE_LIMIT_LENGTH": SQL_MAX_LENGTH, "SQLITE_LIMIT_SQL_LENGTH": 1_000_000,
-              "SQLITE_LIMIT_COLUMN": 2000, "SQLITE_LIMIT_EXPR_DEPTH": 1000, "SQLITE_LIMIT_COMPOUND_SELECT": 500,
-              "SQLITE_LIMIT_VDBE_OP": 250_000, "SQLITE_LIMIT_FUNCTION_ARG": 100, "SQLITE_LIMIT_ATTACHED": 0,
-              "SQLITE_LIMIT_LIKE_PATTERN_LENGTH": 50_000, "SQLITE_LIMIT_VARIABLE_NUMBER": 1000,
-              "SQLITE_LIMIT_TRIGGER_DEPTH": 1}
-SQL_DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "sqlite_dbpage"}
-SQL_WRITE_OPCODES = {"Vacuum", "IncrVacuum", "OpenWrite", "ParseSchema", "CreateBtree", "Destroy", "Clear",
-                     "VCreate", "VDestroy", "VUpdate", "JournalMode", "Checkpoint", "SqlExec", "DropTable",
-                     "DropIndex", "DropTrigger", "LoadAnalysis", "Expire", "AutoCommit"}
-
-
-def _sql_authorizer(action, arg1, arg2, db_name, trigger):
-    if action == sqlite3.SQLITE_SELECT or action == getattr(sqlite3, "SQLITE_RECURSIVE", 33):
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_READ:
-        return sqlite3.SQLITE_OK if db_name in (None, "main") else sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION:
-        return sqlite3.SQLITE_DENY if (arg2 or "").lower() in SQL_DENIED_FUNCTIONS else sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
-
-
-SQL_MAX_PRINTF_WIDTH = 100_000
-_PRINTF_SPEC = re.compile(r"%([-+ 0#,!]*)(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])")
-
-
-def _limit_connection(conn):
-    for name, value in SQL_LIMITS.items():
-        if hasattr(sqlite3, name) and hasattr(conn, "setlimit"):  # setlimit: Python >= 3.11
-            conn.setlimit(getattr(sqlite3, name), value)
-
-
-def _safe_printf(helper, name):
-    """printf()/format() whose field widths and precisions are bounded: SQLite's own printf
-    loops over a huge width (printf('%.*c', 2e9, 'x')) for seconds inside ONE VM step, where
-    no progress handler can stop it. Valid calls are delegated to SQLite's printf on a private
-    in-memory connection, so results are identical."""
-    def f(*args):
-        if not args or not isinstance(args[0], str):
-            return helper.execute(f"SELECT {name}({','.join('?' * len(args))})", args).fetchone()[0]
-        i = 1
-        for m in _PRINTF_SPEC.finditer(args[0]):
-            for part in (m.group(2), m.group(3)):
-                if part == "*":
-                    v = args[i] if i < len(args) else 0
-                    i += 1
-                    try:
-                        v = abs(int(v))
-                    except (TypeError, ValueError):
-                        v = 0
-                else:
-                    v = int(part) if part else 0
-                if v > SQL_MAX_PRINTF_WIDTH:
-                    raise ValueError(f"{name}: field width {v} too large")
-            if m.group(4) != "%":
-                i += 1
-        return helper.execute(f"SELECT {name}({','.join('?' * len(args))})", args).fetchone()[0]
-    return f
-
-
-def sandboxed_connection(db_path, deadline):
-    """A read-only connection for untrusted SQL: authorizer, limits, bounded printf and a
-    progress deadline."""
-    conn = sqlite_ro(db_path)
-    _limit_connection(conn)
-    helper = sqlite3.connect(":memory:", check_same_thread=False)
-    _limit_connection(helper)
-    for name in ("printf", "format"):
-        conn.create_function(name, -1, _safe_printf(helper, name), deterministic=True)
-    conn.set_authorizer(_sql_authorizer)
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
-    return conn, helper
-
-
-def sql_is_read_only(conn, sql):
-    """Compile `sql` with EXPLAIN (nothing runs) and check that it is a query (the authorizer
-    saw a SELECT) whose bytecode cannot write (no write opcode, no write transaction)."""
-    seen = []
-
-    def auth(action, *rest):
-        seen.append(action)
-        return _sql_authorizer(action, *rest)
-    conn.set_authorizer(auth)
-    try:
-        ops = conn.execute("EXPLAIN " + sql).fetchall()
-    finally:
-        conn.set_authorizer(_sql_authorizer)
-    if sqlite3.SQLITE_SELECT not in seen:
-        return False
-    for row in ops:
-        op, p2 = row[1], row[3]
-        if op in SQL_WRITE_OPCODES or (op == "Transaction" and p2 != 0):
-            return False
-    return True
-
-
-def execute_sql(db_path, sql, timeout=5.0, max_rows=SQL_MAX_ROWS):
-    """Rows of the untrusted `sql` in the sandbox (see above), or None on error, refusal,
-    timeout or more than max_rows rows."""
-    if not isinstance(sql, str) or not sql.strip():
-        return None
-    deadline = time.monotonic() + timeout
-    conn, helper = sandboxed_connection(db_path, deadline)
-    try:
-        if not sql_is_read_only(conn, sql):
-            return None
-        cur, rows = conn.execute(sql), []
-        while True:
-            chunk = cur.fetchmany(1000)
-            if not chunk:
-                return rows
-            rows.extend(chunk)
-            if len(rows) > max_rows or time.monotonic() > deadline:
-                return None
-    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError, RecursionError):
-        return None
-    finally:
-        conn.close()
-        helper.close()
-
-
-def _quote_ident(name):
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _rows_key(rows):
-    return set(tuple(map(repr, r)) for r in rows)
-
-
 class SQLTask(Task):
     """BIRD layout: train.json/dev.json with db_id, question, evidence, SQL; databases/<db>/<db>.sqlite."""
     name, metric_name = "sql", "execution_accuracy"
@@ -882,22 +612,9 @@ class SQLTask(Task):
             if not os.path.isfile(db):
                 bad += [(ex, f"database {db} not found") for ex in exs]
                 continue
-            conn, helper = sandboxed_connection(db, time.monotonic() + max(60.0, self.timeout * len(exs)))
-            try:
-                for ex in exs:
-                    try:
-                        if not ex["y"].strip():
-                            why = "empty SQL"
-                        elif not sql_is_read_only(conn, ex["y"]):
-                            why = "not a read-only SELECT (the sandbox refuses it)"
-                        else:
-                            continue
-                    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, RecursionError) as e:
-                        why = " ".join(str(e).split())[:120] or type(e).__name__
-                    bad.append((ex, why))
-            finally:
-                conn.close()
-                helper.close()
+            reasons = sql_sandbox.unrunnable(db, [ex["y"] for ex in exs],
+                                             time.monotonic() + max(60.0, self.timeout * len(exs)))
+            bad += [(ex, why) for ex, why in zip(exs, reasons) if why is not None]
         if bad:
             ex, why = bad[0]
             raise UserError(f"task sql: {len(bad)} gold quer{'y' if len(bad) == 1 else 'ies'} in {self.data} cannot "
@@ -934,10 +651,7 @@ class SQLTask(Task):
 
     def schema(self, db_id, sql=None):
         if db_id not in self._schemas:
-            conn = sqlite_ro(self.db_path(db_id))
-            self._schemas[db_id] = conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type='table' AND sql IS NOT NULL").fetchall()
-            conn.close()
+            self._schemas[db_id] = sql_sandbox.table_definitions(self.db_path(db_id))
         tables = self._schemas[db_id]
         if self.sql_schema == "used" and sql:
             used = [t for t in tables if re.search(r"\b" + re.escape(t[0]) + r"\b", sql, re.I)]
@@ -947,13 +661,7 @@ class SQLTask(Task):
     def columns(self, db_id):
         """{table: [column names]} of a database (our own trusted read)."""
         if db_id not in self._columns:
-            conn = sqlite_ro(self.db_path(db_id))
-            try:
-                tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-                self._columns[db_id] = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({_quote_ident(t)})")]
-                                        for t in tables}
-            finally:
-                conn.close()
+            self._columns[db_id] = sql_sandbox.table_columns(self.db_path(db_id))
         return self._columns[db_id]
 
     def prompt_fields(self, meta):
@@ -965,10 +673,9 @@ class SQLTask(Task):
         db = self.db_path(example["meta"]["db_id"])
         key = (db, example["y"])
         if key not in self._gold:
-            gold = execute_sql(db, example["y"], self.timeout)
-            self._gold[key] = None if gold is None else _rows_key(gold)
-        pred = execute_sql(db, prediction, self.timeout)
-        return 100.0 * (pred is not None and self._gold[key] is not None and _rows_key(pred) == self._gold[key])
+            self._gold[key] = sql_sandbox.result_key(db, example["y"], self.timeout)
+        pred = sql_sandbox.result_key(db, prediction, self.timeout)
+        return 100.0 * (pred is not None and self._gold[key] is not None and pred == self._gold[key])
 
     _LITERAL = re.compile(r"""([\w.`"\[\]]+)\s*=\s*(?:'([^']+)'|"([^"]+)")""")
 
@@ -991,18 +698,8 @@ class SQLTask(Task):
             if lit.lower() not in q.lower():
                 continue
             quote = "'" if g == 2 else '"'
-            values, conn = set(), sqlite_ro(self.db_path(db_id))
-            try:
-                for table, tcols in cols.items():
-                    real = next((c for c in tcols if c.lower() == col.lower()), None)
-                    if real is None:
-                        continue
-                    rows = conn.execute(f"SELECT DISTINCT {_quote_ident(real)} FROM {_quote_ident(table)} "
-                                        f"WHERE {_quote_ident(real)} IS NOT NULL LIMIT 200").fetchall()
-                    values |= {r[0] for r in rows if isinstance(r[0], str) and r[0].strip() and quote not in r[0]
-                               and "\n" not in r[0]}
-            finally:
-                conn.close()
+            values = {v for v in sql_sandbox.column_values(self.db_path(db_id), cols, col)
+                      if isinstance(v, str) and v.strip() and quote not in v and "\n" not in v}
             values.discard(lit)
             for v in rng.sample(sorted(values), min(len(values), n)):
                 q2 = re.sub(re.escape(lit), lambda _m, v=v: v, q, count=1, flags=re.I)

@@ -1,22 +1,20 @@
 """Training as a library: what train.py does, in the order it does it.
 
-    (train.py)          checks, locks and claims the run folder (common.claim_output_dir)
+    (train.py)          checks, locks and claims the run folder (runs.claim; runs.py owns its contract)
     plan_run            contexts -> token sequences -> the whole run as a list of optimizer steps,
                         sampling exactly the epochs the run will use
     make_trainable      LoRA (q,k,v by default) or all weights (--full)
     train_steps         the loop (checkpoints with optimizer/scheduler/RNG state; exact --resume)
-    list_checkpoints    a run's saved weights by step, LoRA or full (probes.py; last_checkpoint for --resume)
+    resume_state        the last resumable checkpoint restored (runs.last_checkpoint)
 
 Each training instance is prompt(context, x) followed by answer(y): both are tokenised separately
 and concatenated, and the labels are -100 on every prompt token, so the loss is log p(y | context, x)
 only. A prompt longer than --max-len loses its earliest context examples first.
 """
 import contextlib
-import glob
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -26,26 +24,15 @@ import torch
 
 from . import contexts
 from . import models
-from .common import UserError, progress, read_json, set_threads, write_json_atomic, write_jsonl_atomic
+from . import runs
+from .common import UserError, progress, write_json_atomic, write_jsonl_atomic
+from .config import set_threads
 
 LORA_TARGETS = {  # module names shared by Llama, Gemma3, Mistral, Qwen2 ...
     "attn": ["q_proj", "k_proj", "v_proj"],  # the paper: q, k, v (not o)
     "attn+mlp": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 MAX_SEQUENCES = 2_000_000  # epochs x targets held in memory by one run
-
-
-# ----------------------------------------------------------------------------- run folder
-def check_resume(out, config, ignore):
-    """--resume needs the settings the run was started with (a changed flag or contexts file is an error)."""
-    path = os.path.join(out, "config.json")
-    if not os.path.isfile(path):
-        return
-    old = read_json(path, "run config")
-    diff = [k for k in config if k not in ignore and k in old and old[k] != config[k]]
-    if diff:
-        k = diff[0]
-        raise UserError(f"--resume: {out} was trained with {k}={old[k]!r}, now {k}={config[k]!r}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -237,7 +224,7 @@ def save_checkpoint(acc, path, model, tok, full, optimizer, scheduler, step, log
             os.makedirs(tmp)
         acc.wait_for_everyone()
         if optimizer is not None:
-            torch.save(rng_state(), os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
+            torch.save(rng_state(), runs.rng_state_path(tmp, acc.process_index))
         if acc.is_main_process:
             if full:
                 acc.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
@@ -248,8 +235,8 @@ def save_checkpoint(acc, path, model, tok, full, optimizer, scheduler, step, log
             if optimizer is not None:
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                             "world": acc.num_processes, "log_rows": list(log_rows)},  # the log up to `step`
-                           os.path.join(tmp, "trainer_state.pt"))
-            write_json_atomic(os.path.join(tmp, "trainer_state.json"),
+                           os.path.join(tmp, runs.RESUME_STATE))
+            write_json_atomic(os.path.join(tmp, runs.STATE_JSON),
                               {"step": step, "loss": log_rows[-1]["loss"] if log_rows else None})
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -266,85 +253,13 @@ def load_weights(model, folder, full):
     """Restore the trainable weights saved by save_checkpoint."""
     from safetensors.torch import load_file
     if full:
-        state = load_file(os.path.join(folder, "model.safetensors"))
+        state = load_file(os.path.join(folder, runs.FULL_WEIGHTS))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [m for m in missing if "lm_head" not in m]:  # a tied head is not saved twice
             raise UserError(f"{folder} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     else:
         from peft import set_peft_model_state_dict
-        set_peft_model_state_dict(model, load_file(os.path.join(folder, "adapter_model.safetensors")))
-
-
-def checkpoint_kind(folder):
-    """What a checkpoint-<step>/ or final/ folder holds: "lora" (a peft adapter), "full" (a whole
-    model, --full and --model scratch runs) or None (no weights)."""
-    if os.path.isfile(os.path.join(folder, "adapter_config.json")):
-        return "lora"
-    if any(os.path.isfile(os.path.join(folder, f)) for f in ("model.safetensors", "model.safetensors.index.json")):
-        return "full"
-    return None
-
-
-def _step_checkpoints(run_dir):
-    """{step: folder} of the checkpoint-<step>/ folders that hold weights."""
-    found = {}
-    for d in glob.glob(os.path.join(run_dir, "checkpoint-*")):
-        m = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(d))
-        if m and checkpoint_kind(d):
-            found[int(m.group(1))] = d
-    return found
-
-
-def final_step(run_dir, default):
-    """The step final/ was saved at: its trainer_state.json, else the run's total_steps, else `default`."""
-    for path, key in ((os.path.join(run_dir, "final", "trainer_state.json"), "step"),
-                      (os.path.join(run_dir, "config.json"), "total_steps")):
-        if os.path.isfile(path):
-            data = read_json(path, "trainer state" if key == "step" else "run config")
-            if not isinstance(data, dict):
-                raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
-            step = data.get(key)
-            if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
-                raise UserError(f"{path}: \"{key}\" must be an integer >= 1, got {step!r}")
-            if step is not None:
-                return step
-    return default
-
-
-def list_checkpoints(run_dir):
-    """[(step, name, folder, kind)] by step: every checkpoint-<step>/ and final/ that holds weights,
-    LoRA or full (kind: checkpoint_kind). final/ is left out when a checkpoint has its step."""
-    found = {s: (os.path.basename(d), d) for s, d in _step_checkpoints(run_dir).items()}
-    final = os.path.join(run_dir, "final")
-    if checkpoint_kind(final):
-        found.setdefault(final_step(run_dir, max(found, default=0) + 1), ("final", final))
-    return [(s, name, d, checkpoint_kind(d)) for s, (name, d) in sorted(found.items())]
-
-
-RESUME_STATE = "trainer_state.pt"  # with rng_state_<rank>.pt: what --resume needs beyond the weights
-
-
-def slim_checkpoints(run_dir, keep):
-    """--keep-checkpoints: only the newest `keep` checkpoint-<step>/ folders stay resumable; the older
-    ones lose their optimizer/scheduler/RNG state (trainer_state.pt, rng_state_*.pt: 2/3 of a full-weight
-    checkpoint) and keep their weights and trainer_state.json (probes.py scores every checkpoint's
-    weights). keep = 0: keep everything. trainer_state.pt goes first, so an interrupted slimming leaves
-    a folder that --resume no longer picks (last_checkpoint), never a half-resumable one."""
-    if not keep:
-        return
-    resumable = sorted((s, d) for s, d in _step_checkpoints(run_dir).items()
-                       if os.path.isfile(os.path.join(d, RESUME_STATE)))
-    for _, d in resumable[:-keep]:
-        os.remove(os.path.join(d, RESUME_STATE))
-        for f in glob.glob(os.path.join(d, "rng_state_*.pt")):
-            os.remove(f)
-
-
-def last_checkpoint(run_dir):
-    """The resumable checkpoint-<step>/ (weights and trainer_state.pt) of the highest step, or None."""
-    found = [(s, d) for s, d in _step_checkpoints(run_dir).items()
-             if os.path.isfile(os.path.join(d, "trainer_state.pt"))]
-    return max(found)[1] if found else None
+        set_peft_model_state_dict(model, load_file(os.path.join(folder, runs.ADAPTER_WEIGHTS)))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -353,7 +268,7 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
     (--stop-after N, for tests, returns early as if the process were killed after step N.)"""
     show, total = acc.is_main_process, len(plan)
     last_only = base_forward_takes_logits_to_keep(acc.unwrap_model(model))
-    log_path = os.path.join(args.out, "train_log.jsonl")
+    log_path = runs.log_path(args.out)
     model.train()
     bar = progress(total=total, initial=start, desc="train", **({} if show else {"disable": True}))
     t_start = time.time()
@@ -394,10 +309,10 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
         if args.save_every and step % args.save_every == 0 and step < total:
             if show:  # the log first: a kill before the checkpoint's rename resumes from an earlier one
                 write_jsonl_atomic(log_path, log_rows)
-            save_checkpoint(acc, os.path.join(args.out, f"checkpoint-{step}"), model, tok, full, optimizer,
+            save_checkpoint(acc, runs.checkpoint_dir(args.out, step), model, tok, full, optimizer,
                             scheduler, step, log_rows)
             if show:
-                slim_checkpoints(args.out, getattr(args, "keep_checkpoints", 0))
+                runs.slim_checkpoints(args.out, getattr(args, "keep_checkpoints", 0))
         elif show and step % 25 == 0:
             write_jsonl_atomic(log_path, log_rows)
         if args.stop_after and step >= args.stop_after and step < total:
@@ -418,7 +333,7 @@ def accelerator(precision, threads):
     from accelerate import Accelerator
     on_gpu = torch.cuda.is_available()
     if not on_gpu:
-        set_threads(threads)  # 0 = auto (common.auto_threads), as in every script
+        set_threads(threads)  # 0 = auto (config.auto_threads), as in every script
     if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
     if precision != "no" and not on_gpu:
@@ -451,12 +366,12 @@ def optimizer_for(model, tc, total):
 def resume_state(acc, out, model, optimizer, scheduler, full):
     """(start step, log rows, checkpoint folder or None) after restoring the last checkpoint of `out`."""
     from .common import read_jsonl
-    ckpt = last_checkpoint(out)
+    ckpt = runs.last_checkpoint(out)
     if ckpt is None:
         if acc.is_main_process:
             print(f"--resume: no checkpoint in {out}; starting from scratch", flush=True)
         return 0, [], None
-    state_path = os.path.join(ckpt, "trainer_state.pt")
+    state_path = os.path.join(ckpt, runs.RESUME_STATE)
     state = load_state_file(state_path, "trainer state")
     if not isinstance(state, dict) or not all(k in state for k in ("optimizer", "scheduler", "step", "world")) \
             or not isinstance(state["step"], int) or isinstance(state["step"], bool) or state["step"] < 0:
@@ -472,7 +387,7 @@ def resume_state(acc, out, model, optimizer, scheduler, full):
         raise UserError(f"{state_path}: the optimizer state does not fit this run ({type(e).__name__}: "
                         f"{str(e)[:120]}); {_DAMAGED.format(ckpt=ckpt)}") from None
     start = state["step"]
-    log_path = os.path.join(out, "train_log.jsonl")
+    log_path = runs.log_path(out)
     if isinstance(state.get("log_rows"), list):  # the checkpoint's own copy: whatever happened to the log file
         log_rows = [r for r in state["log_rows"] if isinstance(r, dict) and isinstance(r.get("step"), int)
                     and r["step"] <= start]

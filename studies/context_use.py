@@ -21,12 +21,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from contrastive_context import contexts  # noqa: E402
 from contrastive_context import evaluation  # noqa: E402
-from contrastive_context.common import (UserError, check_out_not_input, check_output_path, print_config,  # noqa: E402
-                    run_main, write_text_atomic)
-from contrastive_context.common import finite_float  # noqa: E402
-from contrastive_context.similarity import is_no_answer  # noqa: E402
+from contrastive_context.common import (UserError, check_output_path, print_config, run_main,  # noqa: E402
+                                        write_text_atomic)
+from contrastive_context.config import finite_float  # noqa: E402
+from contrastive_context.outputs import check_out_not_input  # noqa: E402
+from contrastive_context.paraphrases import is_no_answer, load_paraphrases  # noqa: E402
 from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
 
 TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
@@ -59,7 +59,7 @@ def main(argv=None):
     task = task_from_args(args)
     by_id = {e["id"]: e for e in task.pool + [e for t in task.tests.values() for e in t]}
     if args.paraphrases:
-        for exs in contexts.load_paraphrases(args.paraphrases, task).values():
+        for exs in load_paraphrases(args.paraphrases, task).values():
             by_id.update({e["id"]: e for e in exs})
     acc, fail, form = {}, {}, {}
     for label, d, (rows, _, _) in zip(args.labels, args.evals, evals):

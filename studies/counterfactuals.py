@@ -19,15 +19,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from contrastive_context import contexts  # noqa: E402
 from contrastive_context import evaluation as ev  # noqa: E402
+from contrastive_context import paraphrases  # noqa: E402
 from contrastive_context.common import UserError, print_config, run_main, write_jsonl_atomic, write_text_atomic  # noqa: E402
 from contrastive_context.config import number  # noqa: E402
-from contrastive_context.similarity import is_copy  # noqa: E402
+from contrastive_context.paraphrases import is_copy  # noqa: E402
 from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
 
 
-def quantiles(v):
+def quantile_text(v):
     q = np.quantile(np.asarray(v, dtype=np.float64), [0.1, 0.25, 0.5, 0.75, 0.9])
     return " / ".join(f"{x:.2f}" for x in q)
 
@@ -69,11 +69,11 @@ def main(argv=None):
              f"- acceptance: **{len(rows)} of {len(exs)} inputs** ({100 * len(rows) / len(exs):.0f} %) have a valid "
              "edit (a span found exactly once in x and in y; the rest are left out of random+counterfactual)",
              "- leak check: no x~ equals x up to casing/punctuation, no y~ equals y (checked for every row)",
-             f"- nsim(x, x~) quantiles 10/25/50/75/90 %: {quantiles(nsim)}"]
+             f"- nsim(x, x~) quantiles 10/25/50/75/90 %: {quantile_text(nsim)}"]
     if args.paraphrases:
-        paras = contexts.load_paraphrases(args.paraphrases, task)
+        paras = paraphrases.load_paraphrases(args.paraphrases, task)
         pn = [float(index.nsim(ex["x"], [paras[ex["id"]][0]["x"]])[0]) for ex in exs if ex["id"] in paras]
-        lines.append(f"- for scale, nsim(x, paraphrase) quantiles: {quantiles(pn)} ({len(pn)} inputs)")
+        lines.append(f"- for scale, nsim(x, paraphrase) quantiles: {quantile_text(pn)} ({len(pn)} inputs)")
     lines += ["- edits by kind: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()), "",
               "## 20 examples", "", "| x | x~ | y | y~ |", "|---|---|---|---|"]
     for r in rows[:20]:

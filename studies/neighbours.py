@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from contrastive_context import config  # noqa: E402
 from contrastive_context import contexts  # noqa: E402
 from contrastive_context import evaluation as ev  # noqa: E402
+from contrastive_context import paraphrases  # noqa: E402
 from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
 from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
 
@@ -69,7 +70,7 @@ def main(argv=None):
         inst = ev.build_eval_contexts(task, test, args.k, 0, context_types=["random+nearest"])
         lines.append(f"| {len(task.pool):,} | random+nearest (evaluation) | {describe([i['max_nsim'] for i in inst])} |")
         if args.paraphrases and para_row is None:
-            paras = contexts.load_paraphrases(args.paraphrases, task)
+            paras = paraphrases.load_paraphrases(args.paraphrases, task)
             inst = ev.build_eval_contexts(task, test, args.k, 0, paras, context_types=["random+paraphrase"])
             para_row = f"| — | random+paraphrase (evaluation, for scale) | {describe([i['max_nsim'] for i in inst])} |"
     if para_row:

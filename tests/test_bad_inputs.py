@@ -379,8 +379,8 @@ def _locked(kind, folder, copy):
     """Setup: a copy of an output folder of ours, locked by this (test) process like a running job."""
     def setup(w, t):
         copy(w, t)
-        from contrastive_context import common
-        held = common.claim_output_dir(f"{t}/{folder}", kind, "test", reuse=True)
+        from contrastive_context import outputs
+        held = outputs.claim_output_dir(f"{t}/{folder}", kind, "test", reuse=True)
         return held.release
     return setup
 

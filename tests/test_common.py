@@ -1,4 +1,3 @@
-import argparse
 import os
 import signal
 import stat
@@ -9,53 +8,8 @@ import textwrap
 import pytest
 
 from contrastive_context import common
+from contrastive_context import outputs
 from contrastive_context.common import UserError
-
-
-@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "abc", "", "1e400"])
-def test_finite_float_rejects_non_finite_and_garbage(text):
-    with pytest.raises(argparse.ArgumentTypeError):
-        common.finite_float()(text)
-
-
-def test_finite_float_bounds():
-    f = common.finite_float(0, 1, hi_open=True)
-    assert f("0") == 0.0 and f("0.5") == 0.5
-    for bad in ("1", "1.5", "-0.1"):
-        with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 1\)"):
-            f(bad)
-    assert common.finite_float(lo=0, lo_open=True)("1e-9") == 1e-9
-    with pytest.raises(argparse.ArgumentTypeError):
-        common.finite_float(lo=0, lo_open=True)("0")
-
-
-@pytest.mark.parametrize("text", ["1e12", "2.5", "nan", "x", "", "-1"])
-def test_int_range_rejects(text):
-    with pytest.raises(argparse.ArgumentTypeError):
-        common.int_range(0, 10**6)(text)
-
-
-def test_argparse_error_is_one_line_exit_2(capsys):
-    p = argparse.ArgumentParser(prog="x")
-    p.add_argument("--lr", type=common.finite_float(lo=0, lo_open=True))
-    p.add_argument("--seed", type=common.SEED)
-    for argv in (["--lr", "nan"], ["--seed", str(2**40)], ["--lr", "-1"]):
-        with pytest.raises(SystemExit) as e:
-            p.parse_args(argv)
-        assert e.value.code == 2
-        err = capsys.readouterr().err
-        assert sum("error:" in l for l in err.splitlines()) == 1
-    assert common.int_range(0, 3)("3") == 3 and common.SEED("4294967295") == 2**32 - 1
-
-
-def test_device_arg_and_threads():
-    assert common.device_arg("cuda:1") == "cuda:1"
-    with pytest.raises(argparse.ArgumentTypeError):
-        common.device_arg("banana")
-    with pytest.raises(argparse.ArgumentTypeError):
-        common.THREADS("-1")
-    with pytest.raises(UserError):
-        common.set_threads(-1)
 
 
 def test_set_seed_accepts_huge_and_negative_seeds_deterministically():
@@ -145,129 +99,6 @@ def test_read_non_utf8_and_wrong_types(tmp_path):
         common.read_jsonl(tmp_path)
 
 
-def _hf_model_folder(path):
-    """A Hugging Face model folder (config.json + weights) with a user's file beside them."""
-    path.mkdir()
-    (path / "config.json").write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}')
-    (path / "model.safetensors").write_bytes(b"weights" * 100)
-    (path / "thesis.tex").write_text("years of work")
-    return {p.name: p.read_bytes() for p in path.iterdir()}
-
-
-def _ours(path, kind="train-run", files=("config.json",)):
-    with common.claim_output_dir(path, kind, "test") as out:
-        out.start()
-        out.keep()
-        for f in files:
-            (path / f).write_text("{}")
-    return path
-
-
-def test_claim_output_dir_never_deletes_or_writes_a_folder_that_is_not_ours(tmp_path):
-    """Issue 22 item 1: config.json proves nothing; only cc_output.json (written by this code) does."""
-    hf = tmp_path / "hf"
-    before = _hf_model_folder(hf)
-    for flags in ({"overwrite": True}, {"resume": True}, {"reuse": True}, {}):
-        with pytest.raises(UserError, match="not a run of this program"):
-            common.claim_output_dir(hf, "train-run", "test", **flags)
-        assert {p.name: p.read_bytes() for p in hf.iterdir()} == before  # not even a lock file
-    ev = _ours(tmp_path / "ev", kind="evaluation")  # ours, but another kind
-    with pytest.raises(UserError, match="evaluation folder.*not a run"):
-        common.claim_output_dir(ev, "train-run", "test", overwrite=True)
-    assert (ev / "config.json").exists()
-
-
-def test_claim_output_dir_ours_resume_overwrite_and_early_failure(tmp_path):
-    run = _ours(tmp_path / "run", files=("config.json", "train_log.jsonl"))
-    assert common.read_owner(run)["kind"] == "train-run" and not (run / common.LOCK_FILE).exists()
-    with pytest.raises(UserError, match="--resume"):  # ours, but neither --resume nor --overwrite
-        common.claim_output_dir(run, "train-run", "test")
-    with common.claim_output_dir(run, "train-run", "test", resume=True) as out:
-        out.start()
-        assert (run / "train_log.jsonl").exists()  # kept
-    with common.claim_output_dir(run, "train-run", "test", overwrite=True) as out:
-        assert (run / "train_log.jsonl").exists()  # nothing is deleted before start()
-        out.start()
-        assert sorted(os.listdir(run)) == [common.LOCK_FILE, common.OWNER_FILE]  # emptied, still locked
-    # a missing folder: an early failure leaves nothing, not even the parent folders made for it
-    with pytest.raises(RuntimeError):
-        with common.claim_output_dir(tmp_path / "a" / "b" / "new", "train-run", "test") as out:
-            out.start()
-            (tmp_path / "a" / "b" / "new" / "paraphrases.jsonl").write_text("{}\n")
-            raise RuntimeError("model not found")
-    assert not (tmp_path / "a").exists()
-    # an empty folder stays, empty; after keep() a failure leaves the folder, which a retry accepts
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(RuntimeError):
-        with common.claim_output_dir(tmp_path / "empty", "train-run", "test") as out:
-            out.start()
-            raise RuntimeError("boom")
-    assert os.listdir(tmp_path / "empty") == []
-    with pytest.raises(RuntimeError):
-        with common.claim_output_dir(tmp_path / "kept", "train-run", "test") as out:
-            out.start()
-            out.keep()
-            raise RuntimeError("boom")
-    assert os.listdir(tmp_path / "kept") == [common.OWNER_FILE]
-    for flags in ({"resume": True}, {"overwrite": True}):
-        with common.claim_output_dir(tmp_path / "kept", "train-run", "test", **flags):
-            pass
-    # a folder holding only a lock file left by a killed process counts as empty
-    (tmp_path / "stale").mkdir()
-    (tmp_path / "stale" / common.LOCK_FILE).write_text("pid 1 on elsewhere\n")
-    with common.claim_output_dir(tmp_path / "stale", "train-run", "test") as out:
-        out.start()
-    assert os.listdir(tmp_path / "stale") == [common.OWNER_FILE]
-
-
-def test_output_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path):
-    """Issue 22 item 4: one process per output folder; the kernel frees the lock of a killed holder."""
-    run = _ours(tmp_path / "run")
-    with common.claim_output_dir(run, "train-run", "test", resume=True):
-        with pytest.raises(UserError, match=r"in use by another process \(lock .*\.cc_lock held by pid "
-                                            + str(os.getpid())):
-            common.claim_output_dir(run, "train-run", "test", resume=True)
-    assert not (run / common.LOCK_FILE).exists()  # released and removed
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
-        from contrastive_context import common
-        out = common.claim_output_dir({str(run)!r}, "train-run", "holder", resume=True)
-        print("locked", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(UserError, match=f"pid {holder.pid} "):
-            common.claim_output_dir(run, "train-run", "test", resume=True)
-    finally:
-        holder.kill()  # SIGKILL: no cleanup code runs, the lock file stays
-        holder.wait()
-    assert (run / common.LOCK_FILE).exists()
-    with common.claim_output_dir(run, "train-run", "test", resume=True):  # not stale: free again
-        pass
-
-
-def test_check_out_not_input(tmp_path):
-    """Issue 22 item 2: an output never replaces an input, nor goes into an input folder."""
-    data = tmp_path / "D"
-    data.mkdir()
-    (data / "train.en").write_text("a\n")
-    para = tmp_path / "p.jsonl"
-    para.write_text("{}\n")
-    os.link(para, tmp_path / "hard.jsonl")
-    os.symlink(data, tmp_path / "link")
-    bad = [(data / "train.en", False), (data / "new.jsonl", False), (tmp_path / "link" / "x.jsonl", False),
-           (para, False), (tmp_path / "hard.jsonl", False), (str(para) + ".meta.json", False),
-           (data / "run", True), (tmp_path, True)]
-    for out, is_dir in bad:
-        with pytest.raises(UserError, match="input"):
-            common.check_out_not_input(out, [str(data), None, "", "hub:x", "tiny", str(para)], is_dir=is_dir)
-    for out, is_dir in ((tmp_path / "c.jsonl", False), (tmp_path / "run", True)):
-        common.check_out_not_input(out, [str(data), None, str(para)], is_dir=is_dir)
-    common.check_out_not_input(tmp_path, [str(para)], is_dir=True, may_hold_inputs=True)
-
-
 def test_sidecar_never_missing_and_partial_files_refused(tmp_path, monkeypatch):
     """Issue 22 item 6: a signal between the two renames no longer leaves a file without its sidecar
     (which passes for a hand-made file); a progress save ("complete": false) is refused by consumers."""
@@ -295,24 +126,6 @@ def test_sidecar_never_missing_and_partial_files_refused(tmp_path, monkeypatch):
         common.check_meta(p, "k")
     assert common.check_meta(p, "k", partial_ok=True)["complete"] is False
     assert sorted(os.listdir(tmp_path)) == ["p.jsonl", "p.jsonl.meta.json"]
-
-
-def test_check_complete_for_readers(tmp_path):
-    legacy = tmp_path / "old"
-    legacy.mkdir()
-    (legacy / "summary.json").write_text("{}")
-    assert common.check_complete(legacy, "evaluation") is None  # made before markers: read as before
-    with common.claim_output_dir(tmp_path / "ev", "evaluation", "test") as out:
-        out.start()
-        out.keep()
-        (tmp_path / "ev" / "summary.json").write_text("{}")
-        with pytest.raises(UserError, match="not a complete"):
-            common.check_complete(out.path, "evaluation")
-        out.complete(["summary.json"], config="c")
-    assert common.check_complete(tmp_path / "ev", "evaluation")["config"] == "c"
-    (tmp_path / "ev" / "summary.json").write_text('{"other": 1}')
-    with pytest.raises(UserError, match="changed since"):
-        common.check_complete(tmp_path / "ev", "evaluation")
 
 
 def test_done_manifest_detects_partial_and_changed_outputs(tmp_path):
@@ -379,7 +192,7 @@ def test_outputs_where_the_os_refuses_files_are_one_line(tmp_path):
     with pytest.raises(UserError, match="cannot create files in /proc|/proc is not writable"):  # root | user
         common.write_jsonl_atomic("/proc/cc-test-x.jsonl", [{"a": 1}], meta={"kind": "t"})
     with pytest.raises(UserError, match="cannot make the folder /proc/cc-test-x|/proc is not writable"):
-        common.claim_output_dir("/proc/cc-test-x", "train-run", "test")
+        outputs.claim_output_dir("/proc/cc-test-x", "train-run", "test")
     os.symlink(tmp_path / "nowhere", tmp_path / "link")
     with pytest.raises(UserError, match="broken symbolic link"):
         common.check_output_path(tmp_path / "link", is_dir=True)

@@ -85,3 +85,62 @@ def test_printed_config_shows_only_what_applies():
     shown = config.applicable(p.parse_args(["--task", "mt", "--data", "d", "--regime", "contrastive"]))
     assert {"metric", "src", "tgt", "data", "alpha", "beta", "rho", "lora_r"} <= set(shown)
     assert not {"n_train", "task_seed", "align_m", "lang", "min_avg_sim"} & set(shown)
+
+
+# ----------------------------------------------------------------------------- argparse value types
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "abc", "", "1e400"])
+def test_finite_float_rejects_non_finite_and_garbage(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        config.finite_float()(text)
+
+
+def test_finite_float_bounds():
+    f = config.finite_float(0, 1, hi_open=True)
+    assert f("0") == 0.0 and f("0.5") == 0.5
+    for bad in ("1", "1.5", "-0.1"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 1\)"):
+            f(bad)
+    assert config.finite_float(lo=0, lo_open=True)("1e-9") == 1e-9
+    with pytest.raises(argparse.ArgumentTypeError):
+        config.finite_float(lo=0, lo_open=True)("0")
+
+
+@pytest.mark.parametrize("text", ["1e12", "2.5", "nan", "x", "", "-1"])
+def test_int_range_rejects(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        config.int_range(0, 10**6)(text)
+
+
+def test_argparse_error_is_one_line_exit_2(capsys):
+    p = argparse.ArgumentParser(prog="x")
+    p.add_argument("--lr", type=config.finite_float(lo=0, lo_open=True))
+    p.add_argument("--seed", type=config.SEED)
+    for argv in (["--lr", "nan"], ["--seed", str(2**40)], ["--lr", "-1"]):
+        with pytest.raises(SystemExit) as e:
+            p.parse_args(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert sum("error:" in l for l in err.splitlines()) == 1
+    assert config.int_range(0, 3)("3") == 3 and config.SEED("4294967295") == 2**32 - 1
+
+
+def test_threads_type_and_set_threads_refuse_negatives():
+    with pytest.raises(argparse.ArgumentTypeError):
+        config.THREADS("-1")
+    with pytest.raises(UserError):
+        config.set_threads(-1)
+
+
+def test_shared_eval_flags_narrow_but_never_widen():
+    """Issue 23: a flag of config.EvalConfig keeps its type wherever it is added: a script may narrow
+    its range (reproduce.py's --k 1..64), never widen it nor give it another type."""
+    k = config.add_eval_arg(argparse.ArgumentParser(), "k", hi=64)
+    assert k.type("64") == 64 and k.dest == "k" and k.default == 4
+    with pytest.raises(argparse.ArgumentTypeError):
+        k.type("65")
+    with pytest.raises(ValueError, match="widens"):
+        config.add_eval_arg(argparse.ArgumentParser(), "k", hi=1000)
+    with pytest.raises(TypeError):
+        config.add_eval_arg(argparse.ArgumentParser(), "k", type=int)
+    assert config.add_eval_arg(argparse.ArgumentParser(), "seed").type is config.SEED
+    assert config.add_threads_arg(argparse.ArgumentParser()).type is config.THREADS

@@ -8,6 +8,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from contrastive_context import contexts
+from contrastive_context import paraphrases
 import sample_contexts
 from contrastive_context import tasks
 from contrastive_context.common import UserError
@@ -228,12 +229,12 @@ def test_load_paraphrases_drops_copies_and_checks_inputs(tmp_path, mt_task):
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"id": ex["id"], "x": ex["x"], "paraphrases": [ex["x"].upper() + " !", "other words here"]})
                  + "\n")
-    got = contexts.load_paraphrases(str(f), mt_task)
+    got = paraphrases.load_paraphrases(str(f), mt_task)
     assert [p["x"] for p in got[ex["id"]]] == ["other words here"]
     assert got[ex["id"]][0]["id"] == ex["id"] + "#p1" and got[ex["id"]][0]["y"] == ex["y"]
     f.write_text(json.dumps({"id": ex["id"], "x": "something else", "paraphrases": ["a b"]}) + "\n")
     with pytest.raises(UserError, match="differs from the mt data"):
-        contexts.load_paraphrases(str(f), mt_task)
+        paraphrases.load_paraphrases(str(f), mt_task)
 
 
 def test_no_token_targets_and_tiny_pools_do_not_crash(tmp_path):
@@ -257,8 +258,8 @@ def test_load_paraphrases_attaches_labels(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"id": ex["id"], "x": ex["x"], "paraphrases": [x2], "labels": [y2],
                              "backend": "perturb"}) + "\n")
-    got = contexts.load_paraphrases(str(f), t)
+    got = paraphrases.load_paraphrases(str(f), t)
     assert got == {ex["id"]: [{"id": f"{ex['id']}#p0", "x": x2, "y": y2}]}
     f.write_text('{"id": "train-0", "x": "A"}\nnot json\n')
     with pytest.raises(UserError, match=r"p.jsonl:1: missing field\(s\) paraphrases"):
-        contexts.load_paraphrases(str(f), t)
+        paraphrases.load_paraphrases(str(f), t)

@@ -78,7 +78,7 @@ def test_semparse_edit_replaces_the_slot_in_both_and_refuses_missing_spans():
 
 def test_semparse_make_uses_pool_values_of_the_same_type(mtop_dir):
     task = tasks.load_task("semparse", data=mtop_dir)
-    values = cf.slot_values(task)
+    values = cf.pool_slot_values(task)
     for i, ex in enumerate(task.tests["test"]):
         c = cf.make(task, ex, random.Random(i))
         assert c is not None and c["y"] != ex["y"]

@@ -1,13 +1,14 @@
-"""evaluation.py + evaluate.py + figure3.py: binning, evaluation contexts, run configs, the CLIs."""
+"""evaluation.py + evaluate.py + figure3.py: binning, evaluation contexts, the CLIs (run configs: test_runs.py)."""
 import json
 import os
 
 import pytest
 
-from contrastive_context import contexts
+from contrastive_context import paraphrases
 import evaluate
 from contrastive_context import evaluation as ev
 import figure3
+from contrastive_context import runs
 from contrastive_context import tasks
 from contrastive_context.common import UserError
 
@@ -92,31 +93,10 @@ def test_paraphrases_from_file(align, tmp_path):
     path = tmp_path / "para.jsonl"
     rows = [{"id": exs[0]["id"], "x": exs[0]["x"], "paraphrases": [exs[0]["x"][::-1]], "backend": "perturb"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    paras = contexts.load_paraphrases(str(path), align)
+    paras = paraphrases.load_paraphrases(str(path), align)
     inst = ev.build_eval_contexts(align, exs, 4, 0, paras, ("random+paraphrase",))
     assert [i["example"]["id"] for i in inst] == [exs[0]["id"]]  # inputs without a paraphrase are left out
     assert inst[0]["context"][inst[0]["position"]]["id"] == f"{exs[0]['id']}#p0"
-
-
-# ----------------------------------------------------------------------------- run config handling
-def test_run_config_supplies_task_flags(tmp_path):
-    run = tmp_path / "run"
-    (run / "final").mkdir(parents=True)
-    (run / "final" / "adapter_config.json").write_text("{}")
-    (run / "config.json").write_text(json.dumps({"model": "tiny", "task": "alignment",
-                                                 "task_config": {"task": "alignment", "n_train": 30,
-                                                                 "align_len": 3}}))
-    adapter, cfg = ev.resolve_adapter(str(run))
-    assert adapter.endswith("final") and cfg["model"] == "tiny"
-    parser = evaluate.build_parser()
-    argv = ["--out", "x", "--n-train", "40", "--adapter", str(run)]
-    args = parser.parse_args(argv)
-    taken = ev.apply_run_config(args, cfg, ev.explicit_dests(parser, argv))
-    assert args.model == "tiny" and args.align_len == 3 and args.n_train == 40  # explicit flag wins
-    assert set(taken) == {"align_len", "model"}
-    assert ev.resolve_adapter(str(run / "final"))[1]["model"] == "tiny"
-    with pytest.raises(UserError):
-        ev.resolve_adapter(str(tmp_path))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -186,8 +166,7 @@ def test_evaluate_with_adapter_shares_contexts(tiny_run, tmp_path):
 def test_evaluate_a_published_adapter_alone(tiny_run, tmp_path):
     """A bare adapter folder (as reproduce.py publishes under OUT/adapters/<regime>/, no run config
     beside it) needs no --model: its recorded base is used, with the same predictions as naming it."""
-    from contrastive_context import models
-    ada = models.export_adapter(tiny_run, str(tmp_path / "adapters" / "contrastive"))
+    ada = runs.export_adapter(tiny_run, str(tmp_path / "adapters" / "contrastive"))
     assert not os.path.exists(tmp_path / "adapters" / "config.json")
     common = ["--adapter", ada, "--limit", "3", "--threads", "1", "--max-new-tokens", "6", "--context-types",
               "zero,random"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from contrastive_context import models
+from contrastive_context import runs
 from contrastive_context.common import UserError
 
 torch.set_num_threads(1)
@@ -104,7 +105,7 @@ def test_smollm2_tokenizer_and_model():
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(models.cache_dir("gemma3-270m"), "config.json")),
-                    reason="gemma3-270m not converted yet (python models.py gemma3-270m; ~1 min)")
+                    reason="gemma3-270m not converted yet (python -m contrastive_context.models gemma3-270m; ~1 min)")
 def test_gemma3_cached():
     model, tok = models.load("gemma3-270m", device="cpu")
     assert model.config.model_type == "gemma3_text" and tok.pad_token is not None
@@ -141,7 +142,7 @@ def test_adapter_base_signature_compares_more_than_names(tmp_path):
     with pytest.raises(UserError, match="another base model.*config_hash"):
         models.load_with_adapter(str(other), str(ada), device="cpu")
     # without a recorded signature, a shape mismatch is still one clear error
-    os.remove(ada / models.BASE_SIGNATURE_FILE)
+    os.remove(ada / runs.BASE_SIGNATURE_FILE)
     cfg = LlamaConfig(**{**models.tiny_model(tok).config.to_dict(), "hidden_size": 32, "intermediate_size": 64})
     small = tmp_path / "small"
     LlamaForCausalLM(cfg).save_pretrained(small)
@@ -156,7 +157,7 @@ def test_export_adapter_fp16_loads_and_matches(tiny_run, tmp_path):
     from safetensors.torch import load_file
     dst = str(tmp_path / "adapters" / "contrastive")
     os.makedirs(os.path.dirname(dst))
-    models.export_adapter(tiny_run, dst)
+    runs.export_adapter(tiny_run, dst)
     src = os.path.join(tiny_run, "final", "adapter_model.safetensors")
     out = os.path.join(dst, "adapter_model.safetensors")
     assert {v.dtype for v in load_file(out).values()} == {torch.float16}
@@ -171,4 +172,4 @@ def test_export_adapter_fp16_loads_and_matches(tiny_run, tmp_path):
     assert torch.allclose(logits[0], logits[1], atol=1e-3)
     assert not any(n.startswith(".") for n in os.listdir(os.path.dirname(dst)))  # no temporary folder left
     with pytest.raises(UserError, match="no LoRA adapter"):
-        models.export_adapter(str(tmp_path), str(tmp_path / "x"))
+        runs.export_adapter(str(tmp_path), str(tmp_path / "x"))

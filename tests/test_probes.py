@@ -7,6 +7,7 @@ import random
 import pytest
 
 import probes
+from contrastive_context import runs
 from contrastive_context import tasks
 from contrastive_context.common import UserError
 
@@ -112,38 +113,6 @@ def test_predict_fn_length_checked(align, instances):
         probes.probe_scores(align, instances, lambda ps: ps[:-1])
 
 
-def test_run_checkpoints(tmp_path):
-    run = tmp_path / "run"
-    for name in ("checkpoint-2", "checkpoint-10", "checkpoint-4", "final"):
-        (run / name).mkdir(parents=True)
-        (run / name / "adapter_config.json").write_text("{}")
-    (run / "final" / "trainer_state.json").write_text(json.dumps({"step": 12}))
-    (run / "checkpoint-x").mkdir()
-    got = probes.run_checkpoints(str(run))
-    assert [(s, n) for s, n, _, _ in got] == [(0, "base"), (2, "checkpoint-2"), (4, "checkpoint-4"),
-                                              (10, "checkpoint-10"), (12, "final")]
-    assert got[0][2] is None and {k for *_, k in got[1:]} == {"lora"}
-    (run / "final" / "trainer_state.json").write_text(json.dumps({"step": 10}))  # final == last checkpoint
-    assert [c[0] for c in probes.run_checkpoints(str(run))] == [0, 2, 4, 10]
-    (run / "final" / "trainer_state.json").write_text(json.dumps({"step": "abc"}))
-    with pytest.raises(UserError, match="must be an integer"):
-        probes.run_checkpoints(str(run))
-
-
-def test_run_checkpoints_of_a_full_weight_run(tmp_path):
-    """--full / --model scratch runs save whole models (model.safetensors, no adapter_config.json):
-    the same lister finds them; a folder without weights (no checkpoint yet) lists only step 0."""
-    run = tmp_path / "run"
-    for name in ("checkpoint-3", "final", "checkpoint-5"):
-        (run / name).mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"full": True, "total_steps": 6}))
-    assert probes.run_checkpoints(str(run)) == [(0, "base", None, None)]  # no weights anywhere yet
-    for name in ("checkpoint-3", "final"):
-        (run / name / "model.safetensors").write_bytes(b"x")
-    got = probes.run_checkpoints(str(run))
-    assert [(s, n, k) for s, n, _, k in got] == [(0, "base", None), (3, "checkpoint-3", "full"), (6, "final", "full")]
-
-
 @pytest.mark.slow
 def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
     import shutil
@@ -164,7 +133,7 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
     assert not (tmp_path / "probes.jsonl.partial.jsonl").exists()
 
     # a corrupted checkpoint: one error line, NO --out, a partial progress file that says so
-    last = probes.run_checkpoints(str(run))[-1]
+    last = runs.list_checkpoints(str(run))[-1]
     assert last[0] == 8
     ada = pathlib.Path(last[2]) / "adapter_model.safetensors"
     good = ada.read_bytes()

@@ -1,7 +1,6 @@
 import json
 import os
 import re
-import sys
 
 import pytest
 
@@ -9,6 +8,7 @@ import reproduce
 from contrastive_context.common import UserError
 
 
+@pytest.mark.slow  # reproduce.py end to end as a subprocess: ~45 s each
 def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
     out = tmp_path / "study"
     args = ["reproduce.py", "--budget", "smoke", "--regimes", "zero,contrastive,contrastive+zero0.1",
@@ -65,24 +65,61 @@ def test_reproduce_with_its_documented_defaults(run_script, tmp_path):
 def test_threads_flag_is_one_flag_everywhere():
     """reproduce.py passes its --threads to train.py, evaluate.py and probes.py: the same type and
     default everywhere, so any value one accepts the others accept; 0 means auto_threads()."""
-    from contrastive_context import common
+    from contrastive_context import config
     import evaluate
     import probes
     import train
     parsers = [reproduce.build_parser(), evaluate.build_parser(), probes.build_parser()]
     actions = [a for p in parsers for a in p._actions if "--threads" in a.option_strings]
-    assert len(actions) == 3 and all(a.type is common.THREADS and a.default == 0 for a in actions)
+    assert len(actions) == 3 and all(a.type is config.THREADS and a.default == 0 for a in actions)
     assert train.get_args(["--threads", "0"]).threads == 0 and train.get_args([]).threads == 0
-    assert 1 <= common.auto_threads() <= common.AUTO_THREADS_MAX
+    assert 1 <= config.auto_threads() <= config.AUTO_THREADS_MAX
     import torch
     before = torch.get_num_threads()
     try:
-        assert 1 <= common.set_threads(0) == torch.get_num_threads() <= common.AUTO_THREADS_MAX
-        assert common.set_threads(1) == torch.get_num_threads() == 1
+        assert 1 <= config.set_threads(0) == torch.get_num_threads() <= config.AUTO_THREADS_MAX
+        assert config.set_threads(1) == torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("task,extreme", [("alignment", "low"), ("alignment", "high"), ("mt", "low"),
+                                         ("mt", "high")])
+def test_flags_reproduce_passes_on_are_accepted_by_the_stages(task, extreme):
+    """Issue 23: the flags reproduce.py passes to evaluate.py and probes.py are declared once
+    (config.EvalConfig, config.TaskConfig). The commands it builds from the extreme values its own parser
+    accepts parse in evaluate.py's and probes.py's parsers, to the values reproduce.py meant."""
+    import evaluate
+    import probes
+    from contrastive_context import config
+    low = extreme == "low"
+    flags = {"--k": 1 if low else 64, "--seed": 0 if low else config.SEED_MAX - 1000,
+             "--eval-limit": 1 if low else 10**7, "--probe-limit": 1 if low else 10**7, "--threads": 0 if low else 1024}
+    tf = {"alignment": ["--n-train", "2" if low else "10000000", "--task-seed", "0" if low else str(config.SEED_MAX),
+                        "--align-m", "2" if low else "25"],
+          "mt": ["--data", "D", "--max-pool", "1", "--metric", "bleu", "--src", "fr", "--tgt", "en"]}[task]
+    argv = ["--task", task, *tf, "--budget", "smoke", "--test-paraphrases", "p.jsonl", "--out", "o",
+            *[a for k, v in flags.items() for a in (k, str(v))]]
+    args = reproduce.build_parser().parse_args(argv)
+    b = reproduce.budget(args)
+    args.model = args.model or b["model"]
+    task_flags = reproduce.task_flags(args)
+    stages = [(evaluate, reproduce.eval_cmd(args, b, task_flags, "p.jsonl", "e/base"), b["eval_limit"]),
+              (evaluate, reproduce.eval_cmd(args, b, task_flags, "p.jsonl", "e/x", run="runs/x"), b["eval_limit"]),
+              (probes, reproduce.probes_cmd(args, b, ["runs/x", "runs/y"], "p.jsonl", "pr.jsonl", "pr.png"),
+               b["probe_limit"])]
+    for script, cmd, limit in stages:
+        try:
+            got = script.build_parser().parse_args(cmd[1:])
+        except SystemExit:
+            pytest.fail(f"{cmd[0]} refuses the command reproduce.py builds: {cmd}")
+        assert (got.k, got.threads, got.limit, got.paraphrases) == (args.k, args.threads, limit, "p.jsonl")
+        if script is evaluate:  # (probes.py takes the task flags and model from each run's config.json)
+            assert got.seed == args.seed and got.model == args.model
+            assert {k: getattr(got, k) for k in config.TASK_KEYS} == {k: getattr(args, k) for k in config.TASK_KEYS}
+
+
+@pytest.mark.slow  # reproduce.py end to end as a subprocess: ~45 s each
 def test_reproduce_seeds_ablations_k_and_skip(run_script, tmp_path):
     """@s<N> trains another seed on the same evaluation contexts; ablations change the contexts;
     --k reaches every stage; --skip base,probes leaves those stages to another process."""

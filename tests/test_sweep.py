@@ -6,9 +6,11 @@ import re
 import numpy as np
 import pytest
 
+from contrastive_context import regimes
 from contrastive_context import scratch
 import sweep
 from contrastive_context import synthetic
+from contrastive_context import synthetic_runs
 from contrastive_context import tasks
 from contrastive_context.common import UserError
 
@@ -188,7 +190,7 @@ def test_smoke_sweep_writes_outputs_and_resumes(run_script, tmp_path):
     runs = {(r["cell"], r["seed"]) for r in rows}
     assert len(runs) == 9                      # 2x2 grid + 5 regimes, the contrastive regime = a grid cell
     assert {r["step"] for r in rows} == {20, 40} and len(rows) == 18
-    assert all(set(sweep.METRICS) <= set(r) and r["counts"] for r in rows)
+    assert all(set(synthetic_runs.METRICS) <= set(r) and r["counts"] for r in rows)
     for f in ("phase_F0.3_R0_z0.png", "transience.png", "results.md", "minimal_model.json"):
         assert (out / f).stat().st_size > 0, f
     md = (out / "results.md").read_text()
@@ -245,7 +247,7 @@ def test_show_examples_on_a_finished_sweep(tmp_path):
     for sec in ("## (a) Training sequences", "## (b) Drift test", "## (c) Random-context test predictions",
                 "## Summary over the shown inputs"):
         assert md.count(sec) == 1, sec
-    for reg in sweep.REGIMES:
+    for reg in regimes.REGIMES:
         assert md.count(f"### {reg} — `") == 1, reg
     assert md.count("#3 context=") == 5 and "#4 context=" not in md
     assert md.count("### drift input ") == 3 and md.count("### test input ") == 3
@@ -254,10 +256,11 @@ def test_show_examples_on_a_finished_sweep(tmp_path):
     args = sweep.parse_args(flags)
     sweep.check_args(args)
     runs, cells = sweep.make_runs(args)
-    data = sweep.DATA["data"]
+    data = synthetic_runs.DATA["data"]
     for reg, c in cells.items():
         r = runs[f"{c}-s0"]
-        row = data.train_batch(np.random.default_rng(sweep.data_seed(f"{c}-s0")), args.batch, sweep.run_probs(r),
+        row = data.train_batch(np.random.default_rng(synthetic_runs.data_seed(f"{c}-s0")), args.batch,
+                               synthetic_runs.run_probs(r),
                                rho=r["rho"] or 0.0, repeat=r["repeat"], fresh=r["fresh_rules"])[0]
         ctx, (x, y) = decode(data, row)
         assert f"Q  {x}:  → target {' '.join(y[i:i + 2] for i in range(0, len(y), 2))}" in md, reg

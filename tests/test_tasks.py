@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from contrastive_context import hub
+from contrastive_context import sql_sandbox
 from contrastive_context import tasks
 from contrastive_context.common import UserError
 
@@ -124,7 +126,7 @@ def test_sql_execution_and_perturbation(bird_dir):
     for q2, sql2 in outs:
         lit = sql2.split("'")[1]
         assert lit in q2 and lit != "Rome"
-        assert tasks.execute_sql(f"{bird_dir}/databases/shop/shop.sqlite", sql2) is not None
+        assert sql_sandbox.execute_sql(f"{bird_dir}/databases/shop/shop.sqlite", sql2) is not None
 
 
 @pytest.mark.parametrize("name", ["x#my", "q?mode=rwc", "p%23c", "sp ace"])
@@ -143,9 +145,9 @@ def test_sql_data_path_with_uri_characters_is_read_in_place(bird_dir, tmp_path, 
     ex = t.tests["dev"][0]
     assert "CREATE TABLE customer" in t.schema("shop")
     assert t.score(ex["y"], ex) == 100.0
-    assert tasks.execute_sql(t.db_path("shop"), "SELECT COUNT(*) FROM customer WHERE city = 'Rome'") == [(5,)]
+    assert sql_sandbox.execute_sql(t.db_path("shop"), "SELECT COUNT(*) FROM customer WHERE city = 'Rome'") == [(5,)]
     with pytest.raises(sqlite3.OperationalError):  # still read-only
-        tasks.sqlite_ro(t.db_path("shop")).execute("CREATE TABLE t (a)")
+        sql_sandbox.sqlite_ro(t.db_path("shop")).execute("CREATE TABLE t (a)")
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing created anywhere
     assert os.listdir(tmp_path / "where") == [name]
 
@@ -184,13 +186,13 @@ def _snapshot(folder):
     "SELECT load_extension('/tmp/evil')",
     "REINDEX",
     "ANALYZE",
-], ids=lambda s: s.split()[0].lower() + "-" + str(abs(hash(s)) % 1000))
+], ids=lambda s: s.split()[0].lower() + "-" + hashlib.sha256(s.encode()).hexdigest()[:6])  # stable across runs
 def test_sql_sandbox_refuses_writes_and_attach(bird_dir, tmp_path, sql):
     import os
     before = _snapshot(bird_dir)
     outside = tmp_path / "outside"
     outside.mkdir()
-    assert tasks.execute_sql(_db(bird_dir), sql.format(tmp=outside)) is None
+    assert sql_sandbox.execute_sql(_db(bird_dir), sql.format(tmp=outside)) is None
     assert os.listdir(outside) == []
     assert _snapshot(bird_dir) == before
 
@@ -206,7 +208,7 @@ def test_sql_sandbox_memory_bombs_fail_fast(bird_dir):
                 "SELECT length(group_concat(hex(randomblob(100000)))) FROM customer a, customer b, orders c"):
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.monotonic()
-        assert tasks.execute_sql(_db(bird_dir), sql, timeout=2.0) is None
+        assert sql_sandbox.execute_sql(_db(bird_dir), sql, timeout=2.0) is None
         assert time.monotonic() - t0 < 3.0
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 200_000  # KiB: < 200 MB growth
 
@@ -216,13 +218,13 @@ def test_sql_sandbox_timeout_and_reads_still_work(bird_dir):
     t0 = time.monotonic()
     slow = ("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) "
             "SELECT count(*) FROM r")
-    assert tasks.execute_sql(_db(bird_dir), slow, timeout=0.5) is None
+    assert sql_sandbox.execute_sql(_db(bird_dir), slow, timeout=0.5) is None
     assert time.monotonic() - t0 < 2.0
-    assert tasks.execute_sql(_db(bird_dir), "SELECT COUNT(*) FROM customer WHERE city = 'Rome'") == [(5,)]
-    assert tasks.execute_sql(_db(bird_dir), "SELECT name FROM sqlite_master WHERE type='table' ORDER BY 1") == \
+    assert sql_sandbox.execute_sql(_db(bird_dir), "SELECT COUNT(*) FROM customer WHERE city = 'Rome'") == [(5,)]
+    assert sql_sandbox.execute_sql(_db(bird_dir), "SELECT name FROM sqlite_master WHERE type='table' ORDER BY 1") == \
         [("customer",), ("orders",)]
-    assert tasks.execute_sql(_db(bird_dir), "SELECT id FROM orders", max_rows=10) is None  # 40 rows > cap
-    assert tasks.execute_sql(_db(bird_dir), "") is None
+    assert sql_sandbox.execute_sql(_db(bird_dir), "SELECT id FROM orders", max_rows=10) is None  # 40 rows > cap
+    assert sql_sandbox.execute_sql(_db(bird_dir), "") is None
 
 
 def test_sql_perturbation_never_uses_quoted_column_names_as_values(bird_dir):
@@ -236,7 +238,7 @@ def test_sql_perturbation_never_uses_quoted_column_names_as_values(bird_dir):
         for q2, sql2 in outs:
             new = q2[len("How many customers live in "):-1]
             assert new in cities - {"Rome"}, q2
-            assert tasks.execute_sql(_db(bird_dir), sql2) is not None
+            assert sql_sandbox.execute_sql(_db(bird_dir), sql2) is not None
     # a double-quoted literal is swapped too; "a" = "b" between two columns is not a literal
     ex = {"id": "q", "x": "How many customers live in Rome?", "meta": {"db_id": "shop"},
           "y": 'SELECT COUNT(*) FROM customer WHERE city = "Rome"'}
@@ -396,7 +398,7 @@ def test_hub_loaders_ask_only_for_existing_splits(fake_datasets, name, tgt, expe
 
 
 def test_hub_held_out_slice_is_disjoint_from_pool(fake_datasets):
-    pool, tests = tasks.load_hub_task_data("emea", "en", "de")
+    pool, tests = hub.load_hub_task_data("emea", "en", "de")
     assert not {e["x"] for e in pool} & {e["x"] for e in tests["ood"]}
     t = tasks.load_task("mt", data="hub:paper", src="en", tgt="ta")
     assert t.pool[0] == {"id": "samanantar.train_50000-0", "x": "en 0", "y": "ta 0"}
@@ -404,7 +406,7 @@ def test_hub_held_out_slice_is_disjoint_from_pool(fake_datasets):
 
 def test_hub_errors(fake_datasets):
     with pytest.raises(UserError, match="no split 'test'"):
-        tasks.load_hub("europarl", "en", "de", "test")
+        hub.load_hub("europarl", "en", "de", "test")
     with pytest.raises(UserError, match="unknown hub data set 'nope'"):
         tasks.load_task("mt", data="hub:nope")
     with pytest.raises(UserError, match="hub:paper covers"):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from contrastive_context import common
 from contrastive_context import models
+from contrastive_context import runs
 import train
 from contrastive_context import training
 from contrastive_context.common import UserError
@@ -298,7 +299,7 @@ def test_keep_checkpoints_slims_old_checkpoints_and_resume_stays_exact(tmp_path,
     def state(run):  # step -> (weights, trainer_state.json, trainer_state.pt, rng_state_*.pt)
         return {s: tuple(bool(glob.glob(os.path.join(d, f))) for f in ("model.safetensors", "trainer_state.json",
                                                                          "trainer_state.pt", "rng_state_*.pt"))
-                for s, _, d, _ in training.list_checkpoints(run)}
+                for s, _, d, _ in runs.list_checkpoints(run)}
 
     def size(folder):
         return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(folder) for f in fs)

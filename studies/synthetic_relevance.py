@@ -1,0 +1,105 @@
+"""Issue 21, synthetic track: what training with counterfactual near examples (gamma) changes, per cell.
+
+    python studies/synthetic_relevance.py results/synthetic/relevance --out results/synthetic/relevance/relevance.md
+
+For every contrastive cell with gamma > 0 in the sweep, its gamma = 0 twin (same alpha, beta, rho, R, zero
+share, F; same seeds, same initialisations) is the reference. Paired per (seed, test input), CI clustered by
+test input (stats.paired_diff, seeds pooled). Rules, stated before reading the numbers:
+  * "raises edit-ok" / "lowers cf-copy": the difference's 95 % CI excludes 0 in that direction;
+  * "keeps X" (paraphrase use: acc under random+paraphrase; in-weights: acc under zero and random contexts):
+    the CI's lower bound is above -2 points (non-inferiority margin 2 points);
+  * each holds only if the per-seed differences agree in sign with the pooled one (seed check).
+A copier row is not needed here: the sweep's random+counterfactual set scores a copier at edit-ok 0,
+cf-copy 100 by construction (the near example's chunk for the edited symbol is the wrong answer).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from contrastive_context import stats  # noqa: E402
+from contrastive_context.common import UserError, run_main, write_text_atomic  # noqa: E402
+
+METRICS = [("edit_ok", "edit-ok", "up"), ("cf_copy", "cf-copy", "down"),
+           ("acc_random+counterfactual", "acc rand+cf", None), ("acc_random+paraphrase", "acc rand+para", "keep"),
+           ("acc_random", "acc random", "keep"), ("acc_zero", "acc zero", "keep"),
+           ("drift_random_drifted_shown", "drift shown", None), ("drift_paraphrase_drifted", "drift para", None)]
+MARGIN = 2.0
+
+
+def load(runs, cell):
+    out = {}
+    for f in sorted(os.listdir(runs)):
+        m = re.fullmatch(re.escape(cell) + r"-s(\d+)\.inputs\.json", f)
+        if m:
+            with open(os.path.join(runs, f), encoding="utf-8") as fh:
+                out[m.group(1)] = json.load(fh)
+    return out
+
+
+def compare(A, B, metric):
+    """gamma cell (A) minus its gamma-0 twin (B): pooled paired difference + per-seed means."""
+    a, b, ids, per_seed = [], [], [], {}
+    for s in sorted(set(A) & set(B), key=int):
+        pa, pb = [], []
+        for i, (u, v) in enumerate(zip(A[s].get(metric, []), B[s].get(metric, []))):
+            if u is not None and v is not None:
+                a.append(u), b.append(v), ids.append(i), pa.append(u), pb.append(v)
+        if pa:
+            per_seed[s] = sum(pa) / len(pa) - sum(pb) / len(pb)
+    if not a:
+        return None
+    d = stats.paired_diff(a, b, ids)
+    d.update(a=sum(a) / len(a), b=sum(b) / len(b), per_seed=per_seed)
+    return d
+
+
+def verdict(d, rule):
+    if d is None or rule is None:
+        return ""
+    lo, hi = d["ci"]
+    agree = all((v > 0) == (d["mean"] > 0) for v in d["per_seed"].values())
+    if rule == "up":
+        return "holds" if lo > 0 and agree else "does not hold"
+    if rule == "down":
+        return "holds" if hi < 0 and agree else "does not hold"
+    return "kept" if lo > -MARGIN else "lost"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", help="a sweep.py --out folder with a --counterfactual axis")
+    p.add_argument("--out", required=True, help="markdown report")
+    args = p.parse_args(argv)
+    runs = os.path.join(args.sweep, "runs")
+    if not os.path.isdir(runs):
+        raise UserError(f"no runs/ folder in {args.sweep}")
+    cells = sorted({re.sub(r"-s\d+\.inputs\.json$", "", f) for f in os.listdir(runs) if f.endswith(".inputs.json")})
+    pairs = [(c, re.sub(r"-g[0-9.]+$", "", c)) for c in cells if re.search(r"-g[0-9.]+$", c)]
+    pairs = [(c, t) for c, t in pairs if t in cells]
+    if not pairs:
+        raise UserError(f"{args.sweep}: no cell with gamma > 0 next to its gamma = 0 twin")
+    lines = [f"# Counterfactual near examples in training (gamma): paired against gamma = 0\n",
+             f"Sweep `{os.path.relpath(args.sweep)}`; each row: cell with gamma > 0 minus its gamma = 0 twin, "
+             "mean over seeds and test inputs, 95 % CI clustered by test input; per-seed differences in "
+             f"brackets. Rules in `studies/synthetic_relevance.py` (margin for \"kept\": {MARGIN:g} points).\n"]
+    for cell, twin in pairs:
+        A, B = load(runs, cell), load(runs, twin)
+        lines += [f"\n## `{cell}` − `{twin}` (seeds {', '.join(sorted(set(A) & set(B), key=int))})\n",
+                  "| metric | gamma > 0 | gamma = 0 | difference [95 % CI] | per seed | verdict |", "|---|---|---|---|---|---|"]
+        for key, name, rule in METRICS:
+            d = compare(A, B, key)
+            if d is None:
+                continue
+            seeds = ", ".join(f"{v:+.1f}" for v in d["per_seed"].values())
+            lines.append(f"| {name} | {d['a']:.1f} | {d['b']:.1f} | {stats.fmt(d)} | {seeds} | {verdict(d, rule)} |")
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    run_main(main)
