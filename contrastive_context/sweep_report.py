@@ -153,14 +153,21 @@ def _paired_md(args, per_input, regime_cells):
 
 
 def _grid_md(fin, runs):
+    """The grid table; with a --counterfactual axis (some gamma > 0) also a gamma column and the
+    random+counterfactual scores edit-ok / cf-copy (a grid without one renders as before)."""
+    grid = [r for r in fin if runs.get(f"{r['cell']}-s{r['seed']}", {}).get("grid")]
+    with_g = any(r.get("gamma", 0) for r in grid)
+    cols, short = COLS + (["edit_ok", "cf_copy"] if with_g else []), SHORT + (["edit-ok", "cf-copy"] if with_g else [])
+    axes = ["F", "R"] + (["γ"] if with_g else []) + ["ζ", "α", "ρ"]
     L = ["", "## Contrastive grid (mean over seeds, final step)", "",
-         "| F | R | ζ | α | ρ | seeds | " + " | ".join(SHORT) + " |", "|---" * (len(COLS) + 6) + "|"]
-    grid_cells = sorted({(r["fresh_rules"], r["repeat"], r["zero_frac"], r["alpha"], r["rho"], r["cell"])
-                         for r in fin if runs.get(f"{r['cell']}-s{r['seed']}", {}).get("grid")})
-    for F, R, z, a, rho, c in grid_cells:
+         "| " + " | ".join(axes) + " | seeds | " + " | ".join(short) + " |", "|---" * (len(cols) + len(axes) + 1) + "|"]
+    grid_cells = sorted({(r["fresh_rules"], r["repeat"], r.get("gamma", 0), r["zero_frac"], r["alpha"], r["rho"],
+                          r["cell"]) for r in grid})
+    for F, R, g, z, a, rho, c in grid_cells:
         rs = [r for r in fin if r["cell"] == c]
-        L.append(f"| {F:g} | {R:g} | {z:g} | {a:g} | {rho:g} | {len(rs)} | "
-                 + " | ".join(f"{np.mean([r[k] for r in rs]):.1f}" for k in COLS) + " |")
+        vals = [F, R] + ([g] if with_g else []) + [z, a, rho]
+        L.append("| " + " | ".join(f"{v:g}" for v in vals) + f" | {len(rs)} | "
+                 + " | ".join(f"{np.mean([r[k] for r in rs]):.1f}" for k in cols) + " |")
     return L
 
 

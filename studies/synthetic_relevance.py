@@ -9,18 +9,22 @@ test input (stats.paired_diff, seeds pooled). Rules, stated before reading the n
   * "keeps X" (paraphrase use: acc under random+paraphrase; in-weights: acc under zero and random contexts):
     the CI's lower bound is above -2 points (non-inferiority margin 2 points);
   * each holds only if the per-seed differences agree in sign with the pooled one (seed check).
-A copier row is not needed here: the sweep's random+counterfactual set scores a copier at edit-ok 0,
-cf-copy 100 by construction (the near example's chunk for the edited symbol is the wrong answer).
+The copier row (answer = the near example's label, copied whole) is scored on the same instances, rebuilt
+from the sweep's recorded configuration (sweep.jsonl.meta.json): it is the trivial baseline a claim of
+"checks relevance" must beat (its edit-ok is not 0: an edited symbol's PFA may accept the copied chunk).
 """
 import argparse
 import json
+import types
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from contrastive_context import stats  # noqa: E402
+import numpy as np  # noqa: E402
+
+from contrastive_context import scratch, stats, synthetic_runs  # noqa: E402
 from contrastive_context.common import UserError, run_main, write_text_atomic  # noqa: E402
 
 METRICS = [("edit_ok", "edit-ok", "up"), ("cf_copy", "cf-copy", "down"),
@@ -57,6 +61,22 @@ def compare(A, B, metric):
     return d
 
 
+def copier(sweep):
+    """Edit-ok, cf-copy and acceptance of the copier on the sweep's random+counterfactual instances."""
+    with open(os.path.join(sweep, "sweep.jsonl.meta.json"), encoding="utf-8") as f:
+        cfg = json.load(f)["config"]
+    synthetic_runs.setup_data(types.SimpleNamespace(**cfg))
+    data, s = synthetic_runs.DATA["data"], synthetic_runs.DATA["full"]["random+counterfactual"]
+    E, m, N = data.ex_len, data.m, len(s["prompt"])
+    start = s["position"] * E + m + 1                       # the near example's label letters in the prompt
+    lab = np.stack([s["prompt"][i, start[i]:start[i] + data.n_target] for i in range(N)]) - scratch.LET0
+    ok, rows = data.chunk_ok(s, lab[None])[0], np.arange(N)
+    chunks = lab.reshape(N, m, data.l)[:, data.pi_inv, :]   # by input position
+    cf = (chunks[rows, s["edit_pos"]] == s["cf_c"][rows, s["edit_pos"]]).all(-1)
+    return {"edit-ok": 100 * ok[rows, s["edit_pos"]].mean(), "cf-copy": 100 * cf.mean(), "acc rand+cf": 100 * ok.mean(),
+            "n": N}
+
+
 def verdict(d, rule):
     if d is None or rule is None:
         return ""
@@ -79,7 +99,7 @@ def main(argv=None):
     if not os.path.isdir(runs):
         raise UserError(f"no runs/ folder in {args.sweep}")
     cells = sorted({re.sub(r"-s\d+\.inputs\.json$", "", f) for f in os.listdir(runs) if f.endswith(".inputs.json")})
-    pairs = [(c, re.sub(r"-g[0-9.]+$", "", c)) for c in cells if re.search(r"-g[0-9.]+$", c)]
+    pairs = [(c, re.sub(r"-g[0-9.]+(?=-|$)", "", c)) for c in cells if re.search(r"-g[0-9.]+(?=-|$)", c)]
     pairs = [(c, t) for c, t in pairs if t in cells]
     if not pairs:
         raise UserError(f"{args.sweep}: no cell with gamma > 0 next to its gamma = 0 twin")
@@ -87,6 +107,9 @@ def main(argv=None):
              f"Sweep `{os.path.relpath(args.sweep)}`; each row: cell with gamma > 0 minus its gamma = 0 twin, "
              "mean over seeds and test inputs, 95 % CI clustered by test input; per-seed differences in "
              f"brackets. Rules in `studies/synthetic_relevance.py` (margin for \"kept\": {MARGIN:g} points).\n"]
+    c = copier(args.sweep)
+    lines += [f"Copier on the same {c['n']} random+counterfactual inputs: edit-ok {c['edit-ok']:.1f}, cf-copy "
+              f"{c['cf-copy']:.1f}, acceptance {c['acc rand+cf']:.1f} (the trivial baseline).\n"]
     for cell, twin in pairs:
         A, B = load(runs, cell), load(runs, twin)
         lines += [f"\n## `{cell}` − `{twin}` (seeds {', '.join(sorted(set(A) & set(B), key=int))})\n",

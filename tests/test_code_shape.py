@@ -1,0 +1,60 @@
+"""The design card's shape, checked: scripts at the top level never import each other, the library
+(contrastive_context/) never imports a script, no function is longer than 80 lines, and no two library
+modules define the same public constant (one name per idea)."""
+import ast
+import glob
+import os
+from collections import defaultdict
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "*.py")))
+LIBRARY = sorted(glob.glob(os.path.join(REPO, "contrastive_context", "*.py")))
+ALL = [os.path.join(REPO, f"{s}.py") for s in SCRIPTS] + LIBRARY + sorted(
+    p for d in ("studies", "benchmarks", "examples") for p in glob.glob(os.path.join(REPO, d, "*.py")))
+MAX_LINES = 80
+
+
+def _tree(path):
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read(), path)
+
+
+def _imported(tree):
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            yield from (a.name.split(".")[0] for a in n.names)
+        elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module:
+            yield n.module.split(".")[0]
+
+
+def test_the_card_scripts_are_at_the_top_level():
+    card = {"sample_contexts", "paraphrase", "train", "evaluate", "probes", "theory_sim", "figure3", "sweep",
+            "reproduce"}
+    assert card <= set(SCRIPTS)
+
+
+def test_no_script_imports_a_script_and_the_library_imports_none():
+    for path in ALL:
+        bad = set(_imported(_tree(path))) & set(SCRIPTS)
+        assert not bad, f"{os.path.relpath(path, REPO)} imports the script(s) {sorted(bad)}"
+
+
+def test_no_function_over_80_lines():
+    long = []
+    for path in ALL:
+        for n in ast.walk(_tree(path)):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_LINES:
+                long.append(f"{os.path.relpath(path, REPO)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1})")
+    assert not long, long
+
+
+def test_one_definition_per_public_constant_in_the_library():
+    where = defaultdict(list)
+    for path in LIBRARY:
+        for n in _tree(path).body:
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) else []
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id.isupper() and t.id not in ("HERE",):
+                    where[t.id].append(os.path.basename(path))
+    dup = {k: v for k, v in where.items() if len(v) > 1}
+    assert not dup, dup
