@@ -14,8 +14,9 @@ ones, or made by hand) are read as they are. predictions.jsonl must match its .m
 chrF beside exact match), test split and test set (summary.json's test_fp, and the same reference
 for every shared test id). --out and --table must not lie inside an input folder.
 
-Writes the PNG (score per shared max_nsim bin, one bar per label) and a markdown table (--table,
-default: beside the PNG) with, in this order:
+Writes the PNG ((a) mean score per context type, (b) per shared max_nsim bin over all non-zero context
+types; one bar per label with its 95% CI, the metric with its unit, the caption under the panels) and a
+markdown table (--table, default: beside the PNG) with, in this order:
   1. the mean score per context type and label (95% CI clustered by test input);
   2. paired differences --ref minus every other label, per context type: rows paired by
      (seed slot, test input, context type), 95% CI from a cluster bootstrap over test inputs
@@ -27,6 +28,7 @@ default: beside the PNG) with, in this order:
 import argparse
 import os
 import sys
+import textwrap
 from collections import OrderedDict
 
 from contrastive_context import evaluation as ev
@@ -76,7 +78,8 @@ def compare(dirs, labels, fixed_bins=None, seed=0, ref=None):
         for other in groups:
             if other != ref:
                 diffs.append({"ref": ref, "other": other, "by_context_type": paired(groups[ref], groups[other], seed)})
-    return {"edges": edges, "same_instances": all(k == keys[0] for k in keys), "models": models, "diffs": diffs}
+    return {"edges": edges, "same_instances": all(k == keys[0] for k in keys), "models": models, "diffs": diffs,
+            "task": loaded[0][1].get("task"), "n_inputs": len({r["id"] for rows, _, _ in loaded for r in rows})}
 
 
 def paired(ref_group, other_group, seed):
@@ -127,29 +130,81 @@ def compare_markdown(result, bins_method):
     return "\n".join(lines) + "\n"
 
 
-def plot_compare(result, path, title=None):
+METRIC_LABELS = {"chrf": "chrF (0–100)", "bleu": "BLEU (0–100)", "exact_match": "exact match (%)",
+                 "execution_accuracy": "execution accuracy (%)", "chunk_acceptance": "chunks accepted (%)"}
+CAPTION = ("Bars: mean score over the test instances (several folders of one label, e.g. seeds, pooled; ×n = folders). "
+           "Error bars: 95 % CI; by context type: bootstrap clustered by test input; by bin: bootstrap over "
+           "instances. Neither CI includes seed-to-seed variation. nsim: BM25 similarity of a context example to the "
+           "test input, normalised to [0, 1]; bins: tertiles of the max over the context, all non-zero context types.")
+
+
+def metric_label(result):
+    """The y-axis label of the figure: the metric with its unit (e.g. 'chrF (0–100)')."""
+    metrics = sorted({m["metric"] for m in result["models"] if m["metric"]})
+    return ", ".join(METRIC_LABELS.get(m, f"{m} (percent)") for m in metrics) or "score (percent)"
+
+
+def _bars(ax, ms, groups, stats_of, colors):
+    """Grouped bars with 95 % CI error bars: one group per x position, one bar per model."""
+    width = 0.84 / max(len(ms), 1)
+    for j, m in enumerate(ms):
+        xs, means, lo, hi = [], [], [], []
+        for g, key in enumerate(groups):
+            s = stats_of(m, key)
+            if not s or s.get("mean") is None:
+                continue
+            xs.append(g + (j - (len(ms) - 1) / 2) * width)
+            means.append(s["mean"])
+            lo.append(max(0.0, s["mean"] - s["ci"][0]) if s.get("ci") else 0.0)
+            hi.append(max(0.0, s["ci"][1] - s["mean"]) if s.get("ci") else 0.0)
+        copier = m["label"] == ev.COPIER
+        ax.bar(xs, means, width, yerr=[lo, hi], capsize=2, color=colors[j], edgecolor="k" if copier else "none",
+               linewidth=0.5, hatch="//" if copier else None, error_kw={"elinewidth": 0.8},
+               label=f"{m['label']}" + (" (no weights)" if copier else "") + f" ×{m['n_folders']}")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    ax.set_ylim(0, 105)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def draw_compare(result, title=None):
+    """The figure (returned, not saved): (a) mean score per context type and label, (b) per max_nsim bin
+    (all non-zero context types), one shared y axis (the metric, 0–100), a legend above, the caption below."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ms = result["models"]
-    width = 0.8 / max(len(ms), 1)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(ev.BIN_NAMES) * max(1, len(ms)) * 0.45, 3.6))
-    for j, m in enumerate(ms):
-        xs = [b + (j - (len(ms) - 1) / 2) * width for b in range(len(ev.BIN_NAMES))]
-        means = [b["mean"] if b["mean"] is not None else 0.0 for b in m["bins"]]
-        err = [[max(0.0, b["mean"] - b["ci"][0]) if b["ci"] else 0.0 for b in m["bins"]],
-               [max(0.0, b["ci"][1] - b["mean"]) if b["ci"] else 0.0 for b in m["bins"]]]
-        ax.bar(xs, means, width, yerr=err, capsize=3, label=m["label"])
+    types = list(dict.fromkeys(t for m in ms for t in m["by_context_type"]))
+    n_bins = len(ev.BIN_NAMES)
+    cmap = plt.get_cmap("tab10" if len(ms) <= 10 else "tab20")
+    colors = [cmap(j % cmap.N) for j in range(len(ms))]
+    width = max(10.0, 3.8 + 0.16 * len(ms) * (len(types) + n_bins))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(width, 5.6), sharey=True, layout="constrained",
+                                   gridspec_kw={"width_ratios": [max(len(types), 1), n_bins]})
+    _bars(ax1, ms, types, lambda m, t: m["by_context_type"].get(t), colors)
+    ax1.set_xticklabels([t.replace("+", "+\n") for t in types])
+    ax1.set_xlabel("context type at test time")
+    ax1.set_ylabel(metric_label(result))
+    ax1.set_title("(a) By context type")
+    _bars(ax2, ms, range(n_bins), lambda m, b: m["bins"][b], colors)
     e = result["edges"]
-    ax.set_xticks(range(len(ev.BIN_NAMES)))
-    ax.set_xticklabels([f"Low\n<{e[1]:.2f}", f"Medium\n{e[1]:.2f}–{e[2]:.2f}", f"High\n≥{e[2]:.2f}"])
-    metrics = sorted({m["metric"] for m in ms if m["metric"]})
-    ax.set_ylabel(", ".join(metrics) or "score")
-    ax.set_xlabel("max target–context similarity (nsim)")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax2.set_xticklabels([f"low\n< {e[1]:.2f}", f"medium\n{e[1]:.2f}–{e[2]:.2f}", f"high\n≥ {e[2]:.2f}"])
+    ax2.set_xlabel("max nsim of the context to the test input (bins)")
+    ax2.set_title("(b) By similarity bin (all non-zero context types)")
+    ax2.tick_params(labelleft=True)
+    task = f"{result['task']}: " if result.get("task") else ""
+    fig.suptitle(title or f"{task}{metric_label(result)} by context type and by context similarity "
+                 f"({result.get('n_inputs', '?')} test inputs)")
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="label ×folders", title_fontsize=8)
+    fig.supxlabel(textwrap.fill(CAPTION, width=int(width * 15)), fontsize=7.5, x=0.01, ha="left", color="0.25")
+    return fig
+
+
+def plot_compare(result, path, title=None):
+    import matplotlib.pyplot as plt
+    fig = draw_compare(result, title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)

@@ -33,6 +33,7 @@ import time
 
 from contrastive_context import config
 from contrastive_context import runs
+from contrastive_context import tasks
 from contrastive_context.common import (UserError, check_output_path, is_done, output_digest, print_config, read_json,
                                         read_jsonl, run_main, write_done, write_json_atomic, write_text_atomic)
 from contrastive_context.config import SEED_MAX, finite_float, int_range
@@ -314,13 +315,14 @@ def train_stages(args, b, regimes, out, tf, p_train, timings, tpath):
     return trained
 
 
-def export_adapters(trained, out):
+def export_adapters(trained, out, k):
     """<out>/adapters/<label>/: each finished LoRA run's final adapter in fp16 (a few MB, small
     enough to commit beside the results; evaluate.py --adapter takes the folder)."""
     for label, run in trained:
         final = runs.final_dir(run)
         if os.path.isfile(os.path.join(final, runs.ADAPTER_WEIGHTS)):
-            runs.export_adapter(final, os.path.join(out, "adapters", label))
+            dst = runs.export_adapter(final, os.path.join(out, "adapters", label))
+            write_json_atomic(os.path.join(dst, tasks.PROMPT_CARD), tasks.prompt_card(runs.read_config(run), k))
 
 
 def eval_cmd(args, b, tf, p_test, out, run=None):
@@ -367,7 +369,7 @@ def main(argv=None):
 
     p_train, p_test = paraphrase_stages(args, out, tf, timings)
     trained = train_stages(args, b, regimes, out, tf, p_train, timings, tpath)
-    export_adapters(trained, out)
+    export_adapters(trained, out, args.k)
     if args.only_train:
         print("--only-train: stopping after training")
         return

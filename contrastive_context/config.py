@@ -8,7 +8,7 @@ closed), `flag` (a different flag name) and `type` (the very argparse type objec
 
     TaskConfig      which task and data (tasks.load_task)
     ContextConfig   how training contexts are chosen (contexts.sample_rows)
-    TrainConfig     model, LoRA / full training and optimisation (train.py)
+    TrainConfig     model, LoRA / full training, optimisation and experiment tracking (train.py)
     EvalConfig      the flags evaluate.py, probes.py and reproduce.py share (reproduce.py passes them on)
 
 The argparse value types live here too, once: `finite_float`, `int_range` (NaN, inf, garbage and
@@ -180,6 +180,9 @@ class ContextConfig:
     paraphrases: Optional[str] = opt(None, "paraphrase JSONL (paraphrase.py) for --rho")
 
 
+# --report-to: the experiment trackers train.py can log to (through Accelerate); "none" = none
+REPORT_TO = ("none", "tensorboard", "wandb")
+
 # A from-scratch decoder needs more, larger steps than LoRA on a pretrained model (TrainConfig)
 SCRATCH_DEFAULTS = {"epochs": 20, "batch_size": 8}
 PRETRAINED_DEFAULTS = {"epochs": 2, "batch_size": 2}
@@ -213,6 +216,12 @@ class TrainConfig:
     precision: str = opt("auto", "auto = bf16 on a GPU that has it, fp32 on CPU", choices=("auto", "no", "bf16",
                                                                                           "fp16"))
     seed: int = opt(0, "seed of contexts, batches, LoRA init and dropout", **SEED_RANGE)
+    report_to: str = opt("none", "experiment tracker, through Accelerate, of what train_log.jsonl gets at every "
+                         "logged step (loss, lr, tokens_per_s) and of the closing before/after scores: tensorboard "
+                         "writes RUN/tb/ (`tensorboard --logdir RUN/tb`), wandb a Weights & Biases run (project "
+                         "$WANDB_PROJECT, else contrastive-context; local files in RUN/wandb/); the package must be "
+                         "installed (requirements-extras.txt has tensorboard). none = train_log.jsonl only; the "
+                         "tracker never changes the weights", choices=REPORT_TO)
 
 
 @dataclass
@@ -316,9 +325,18 @@ def add_threads_arg(parser):
 
 
 def explicit_dests(parser, argv):
-    """Destinations of the options actually typed on the command line."""
-    by_opt = {o: a.dest for a in parser._actions for o in a.option_strings}
-    return {by_opt[tok.split("=", 1)[0]] for tok in argv if tok.startswith("--") and tok.split("=", 1)[0] in by_opt}
+    """Destinations of the options actually typed on the command line (`--flag value`, `--flag=value` and,
+    where the parser allows them, abbreviations such as `--max-st 4`), even when the value typed equals the
+    default: `argv` (already parsed once without error) is parsed again with every default suppressed."""
+    saved = [(a, a.default) for a in parser._actions]
+    try:
+        for a, _ in saved:
+            a.default = argparse.SUPPRESS
+        typed, _ = parser.parse_known_args(list(argv))
+    finally:
+        for a, default in saved:
+            a.default = default
+    return set(vars(typed)) & {a.dest for a in parser._actions if a.option_strings}
 
 
 _STATES_DEFAULT = re.compile(r"\(default\b|\bdefault:|\bdefault \d")
@@ -341,9 +359,10 @@ LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 def applicable(d):
     """The flags of a parsed command line (a dict or Namespace) that apply to it, for printing the
     configuration: task flags of other tasks (e.g. --metric, --src with --task alignment), LoRA flags of a
-    --full run and regime knobs the --regime ignores are left out. The saved config keeps everything."""
+    --full run, regime knobs the --regime ignores and --report-to none are left out. The saved config keeps
+    everything."""
     d = dict(vars(d) if not isinstance(d, dict) else d)
-    drop = set()
+    drop = {"report_to"} if d.get("report_to") == "none" else set()
     if d.get("task") in TASK_OPTIONS:
         drop |= {f.name for f in dataclasses.fields(TaskConfig)} - set(TASK_OPTIONS[d["task"]]) - {"task"}
     if d.get("full"):

@@ -6,6 +6,7 @@
       contexts.jsonl      (+ .meta.json) the contexts the run sampled (sampled runs only)
       paraphrases.jsonl   paraphrases made on the fly (alignment, --rho without --paraphrases)
       train_log.jsonl     {step, loss, lr, tokens_per_s}
+      tb/                 TensorBoard event files (--report-to tensorboard; wandb/ with --report-to wandb)
       checkpoint-<step>/  weights + trainer_state.json; the newest --keep-checkpoints N also hold
                           trainer_state.pt and rng_state_<rank>.pt, what --resume needs
       final/              the weights at the end (its trainer_state.json names the step)
@@ -21,6 +22,7 @@ its adapter_config.json names.
     resolve_weights                          the one resolver of --adapter: RUN, RUN/final, RUN/checkpoint-N,
                                              an adapter folder (adapter_folder, adapter_base: its steps)
     read_config, check_config, apply_config  a run's config.json as evaluate.py and probes.py read it
+    apply_config_file                        a run's config.json as train.py --config reads it (a re-run)
 """
 import dataclasses
 import glob
@@ -31,7 +33,7 @@ import shutil
 from typing import Optional
 
 from . import config
-from .common import UserError, read_json, write_json_atomic
+from .common import UserError, file_sha256, read_json, write_json_atomic
 from .outputs import check_out_not_input, claim_output_dir
 
 KIND = "train-run"                    # the kind in a run's cc_output.json
@@ -47,6 +49,12 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FULL_WEIGHTS = "model.safetensors"    # (or its .index.json when sharded)
 BASE_SIGNATURE_FILE = "cc_base.json"  # beside an adapter: the base model it fits (models.base_signature)
+TENSORBOARD = "tb"                    # --report-to tensorboard: the event files (the tracker's project name)
+# config.json = every flag of train.py (its argparse dest) + what the run planned and ran with (these keys):
+PLANNED_KEYS = ("task_config", "total_steps", "epochs_planned", "contexts_source", "lora_modules", "contexts_sha256",
+                "trainable_params", "world_size", "torch")
+# flags of one invocation, not of the run: never taken from a config.json by --config
+INVOCATION_FLAGS = ("out", "resume", "overwrite", "stop_after", "config")
 
 
 # ----------------------------------------------------------------------------- paths
@@ -64,6 +72,10 @@ def contexts_path(run):
 
 def paraphrases_path(run):
     return os.path.join(run, PARAPHRASES)
+
+
+def tensorboard_dir(run):
+    return os.path.join(run, TENSORBOARD)
 
 
 def final_dir(run):
@@ -323,3 +335,70 @@ def apply_config(args, cfg, given):
         args.model = cfg["model"]
         taken.append("model")
     return taken
+
+
+# ----------------------------------------------------------------------------- train.py --config
+def apply_config_file(args, parser, given):
+    """train.py --config RUN/config.json (or RUN): every flag the run's config.json records is set on `args`,
+    unless the command line gave it (`given`: config.explicit_dests), each checked as the flag would be on the
+    command line (type, range, choices). Not taken: the keys of the run's plan (PLANNED_KEYS) and the flags of
+    one invocation (INVOCATION_FLAGS: --out, --resume...); paraphrases the run made on the fly
+    (RUN/paraphrases.jsonl) are made again. A --contexts file taken from it must be the one the run used (its
+    sha256). A file that is not a run config of train.py, a key that is no flag of `parser` (any more) or a bad
+    value is ONE UserError naming the file and the key. Returns the names set."""
+    path = config_path(args.config) if os.path.isdir(args.config) else args.config
+    where = f"--config {path}"
+    if not os.path.isfile(path):
+        raise UserError(f"{where}: file not found (give the config.json of a train.py run)")
+    cfg = read_json(path, "run config")
+    if not isinstance(cfg, dict):
+        raise UserError(f"{where}: not a run config of train.py (expected a JSON object, got {type(cfg).__name__})")
+    for key in ("model", "task", "total_steps"):
+        if key not in cfg:
+            raise UserError(f"{where}: not a run config of train.py (it has no \"{key}\")")
+    check_config(cfg, where)
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+    flags = {}
+    for key, value in cfg.items():
+        if key in PLANNED_KEYS or key in INVOCATION_FLAGS:
+            continue
+        if key not in actions:
+            raise UserError(f"{where}: \"{key}\" is not a flag of train.py (any more); remove it from the file "
+                            f"to re-run without it")
+        flags[key] = _flag_value(actions[key], value, f"{where}: \"{key}\" = {str(value)[:60]!r}")
+    if flags.get("paraphrases") is not None and isinstance(cfg.get("out"), str) and \
+            os.path.normpath(flags["paraphrases"]) == os.path.normpath(paraphrases_path(cfg["out"])):
+        flags["paraphrases"] = None  # made on the fly by the run (an --out never holds an input): made again
+    taken = [k for k in flags if k not in given]
+    for k in taken:
+        setattr(args, k, flags[k])
+    sha = cfg.get("contexts_sha256")
+    if sha and "contexts" in taken and args.contexts and os.path.isfile(args.contexts) and \
+            file_sha256(args.contexts) != sha:
+        raise UserError(f"{where}: the contexts file {args.contexts} changed since the run (its sha256 was "
+                        f"{str(sha)[:12]}..., now {file_sha256(args.contexts)[:12]}...)")
+    return taken
+
+
+def _flag_value(action, value, where):
+    """`value` from a config file as the argparse `action` of its flag would give it, else UserError(where)."""
+    import argparse
+    flag = action.option_strings[-1]
+    if action.nargs == 0:  # store_true
+        if not isinstance(value, bool):
+            raise UserError(f"{where} is not true or false ({flag})")
+        return value
+    if value is None:
+        if action.default is not None:
+            raise UserError(f"{where} is not a valid {flag} (it needs a value)")
+        return None
+    if isinstance(value, (bool, list, dict)) or (action.type is None and not isinstance(value, str)):
+        raise UserError(f"{where} is not a valid {flag}")
+    if action.type is not None:
+        try:
+            value = action.type(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+            raise UserError(f"{where} is not a valid {flag}: {e}") from None
+    if action.choices is not None and value not in action.choices:
+        raise UserError(f"{where} is not a valid {flag} (choose from {', '.join(map(str, action.choices))})")
+    return value

@@ -37,6 +37,29 @@ def load_template(name):
         return json.load(f)
 
 
+
+PROMPT_CARD = "prompt_template.json"   # next to a published adapter: how to prompt the model it was trained for
+
+
+def prompt_card(run_config, k):
+    """What a user of a published adapter needs to prompt it as it was trained (a run's config.json and
+    the k of its training contexts -> JSON): the task's template with its fixed fields filled in, k, the
+    answer format and the stop string. (k is given apart: a run trained from a --contexts file records
+    train.py's own --k, while the file's k is in the file's sidecar.)"""
+    task = run_config["task"]
+    fields = {"mt": {"src_lang": LANG_NAMES.get(run_config.get("src"), run_config.get("src")),
+                     "tgt_lang": LANG_NAMES.get(run_config.get("tgt"), run_config.get("tgt"))},
+              "semparse": {"lang_name": LANG_NAMES.get(run_config.get("lang"), run_config.get("lang"))}}.get(task, {})
+    template = {k: v for k, v in load_template(task).items() if not k.startswith("_")}
+    return {"task": task, "k": k, "fields": fields, "template": template, "stop": "\n",
+            "how": "with k context examples: header_context + example (i = 1..k, most similar last for a "
+                   "Similar context) + query_header_context + query; without: header_zero + query. Fill {k}, "
+                   "{i}, {x}, {y} and the fields (the SQL task's {schema} comes from the example's database). "
+                   "The model answers after the query: greedy decoding up to the first newline ('stop'); "
+                   "'answer' is the format it was trained to produce. Same as contrastive_context.tasks.Task.prompt.",
+            "base_model": run_config.get("model")}
+
+
 # '#' separates the synthetic example ids of contexts from their pool id: <id>#copy, <id>#cf, <id>#p<j>
 # (contexts.py). A data id holding it could name another example's synthetic copy: refused at load.
 ID_RESERVED = "#"

@@ -6,6 +6,9 @@
     make_trainable      LoRA (q,k,v by default) or all weights (--full)
     train_steps         the loop (checkpoints with optimizer/scheduler/RNG state; exact --resume)
     resume_state        the last resumable checkpoint restored (runs.last_checkpoint)
+    accelerator, start_tracking, log_scores, end_tracking
+                        the Accelerator, and --report-to: Accelerate's trackers (tensorboard: RUN/tb/, wandb)
+                        get what train_log.jsonl gets and the closing before/after scores
 
 Each training instance is prompt(context, x) followed by answer(y): both are tokenised separately
 and concatenated, and the labels are -100 on every prompt token, so the loss is log p(y | context, x)
@@ -26,7 +29,7 @@ from . import contexts
 from . import models
 from . import runs
 from .common import UserError, progress, write_json_atomic, write_jsonl_atomic
-from .config import set_threads
+from .config import REPORT_TO, set_threads
 
 LORA_TARGETS = {  # module names shared by Llama, Gemma3, Mistral, Qwen2 ...
     "attn": ["q_proj", "k_proj", "v_proj"],  # the paper: q, k, v (not o)
@@ -300,6 +303,8 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
         if step % args.log_every == 0 or step == total:
             log_rows.append({"step": step, "loss": round(loss_mean, 6), "lr": lr,
                              "tokens_per_s": round(tokens / max(dt, 1e-9), 1)})
+            if acc.trackers:  # --report-to: the very values of the train_log.jsonl row
+                acc.log({f"train/{k}": v for k, v in log_rows[-1].items() if k != "step"}, step=step)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_mean:.4f}", tok_s=f"{tokens / max(dt, 1e-9):.0f}", refresh=False)
         if step == start + 3 and show and total - step > 0:
@@ -328,9 +333,17 @@ def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, 
 
 
 # ----------------------------------------------------------------------------- set-up helpers
-def accelerator(precision, threads):
-    """An Accelerator (one GPU, several under accelerate/torchrun, or the CPU) and the precision used."""
+def accelerator(precision, threads, report_to="none", run=None):
+    """An Accelerator (one GPU, several under accelerate/torchrun, or the CPU) and the precision used.
+    report_to (--report-to): its tracker, logging under the run folder `run`; a tracker whose package is
+    not installed is a UserError here, before the run folder is touched (Accelerate would skip it silently)."""
     from accelerate import Accelerator
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+    if report_to not in REPORT_TO:
+        raise UserError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {report_to!r}")
+    if report_to != "none" and not {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[report_to]():
+        raise UserError(f"--report-to {report_to} needs the {report_to} package: pip install {report_to}"
+                        + (" (or -r requirements-extras.txt)" if report_to == "tensorboard" else ""))
     on_gpu = torch.cuda.is_available()
     if not on_gpu:
         set_threads(threads)  # 0 = auto (config.auto_threads), as in every script
@@ -338,7 +351,38 @@ def accelerator(precision, threads):
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
     if precision != "no" and not on_gpu:
         raise UserError(f"--precision {precision} needs a GPU; use --precision no on CPU")
-    return Accelerator(mixed_precision=precision, cpu=not on_gpu), precision
+    tracking = {} if report_to == "none" else {"log_with": report_to, "project_dir": run}
+    return Accelerator(mixed_precision=precision, cpu=not on_gpu, **tracking), precision
+
+
+def start_tracking(acc, run, report_to, run_config):
+    """--report-to: start the tracker (main process), with the run's config as its hyperparameters
+    (scalars; lists joined by commas; nested objects left out, their fields are top-level keys too).
+    TensorBoard logs to RUN/tb/ (the project name is the folder under the Accelerator's project_dir);
+    Weights & Biases to the project $WANDB_PROJECT (default contrastive-context), the run named after RUN."""
+    if report_to == "none":
+        return
+    hparams = {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in run_config.items()
+               if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
+    if report_to == "tensorboard":
+        acc.init_trackers(runs.TENSORBOARD, config=hparams)
+    else:
+        acc.init_trackers(os.environ.get("WANDB_PROJECT") or "contrastive-context", config=hparams,
+                          init_kwargs={"wandb": {"name": os.path.basename(os.path.normpath(run)), "dir": run}})
+
+
+def log_scores(acc, step, **columns):
+    """--report-to: the closing before/after check (quick_eval's {context type: summary}) as the scalars
+    check_<column>/<context type> (mean score) at `step`."""
+    if acc.trackers:
+        acc.log({f"check_{name}/{t}": s["mean"] for name, col in columns.items() if col
+                 for t, s in col.items() if s.get("mean") is not None}, step=step)
+
+
+def end_tracking(acc, report_to):
+    """--report-to: close the tracker (every process calls it: Accelerate also ends the process group)."""
+    if report_to != "none":
+        acc.end_training()
 
 
 def context_source(contexts_path, task, cc, seed, paraphrases, show):

@@ -10,7 +10,7 @@ example; under `random+paraphrase` the paraphrase carries the test input's own r
 copy of it is the intended use of a relevant example. The table also gives the share of
 predictions that reproduce the reference itself (chrF >= threshold) for comparison, and a second
 table, over every context type including zero, of answers that are no answer: empty, or the test
-input copied back (similarity.is_no_answer, as the IWL probe's zero_fail) -- the format collapse that
+input copied back (paraphrases.is_no_answer, as the IWL probe's zero_fail) -- the format collapse that
 makes a zero-prompt score (and the IWL probe) low for reasons unrelated to what the weights know.
 For a task with a checkable output format (semparse: a bracketed logical form) a third table gives
 the share of answers in that format, whatever their content.

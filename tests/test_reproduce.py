@@ -17,7 +17,7 @@ def test_reproduce_smoke_end_to_end_and_resume(run_script, tmp_path):
     for f in ("results.md", "figure3.png", "probes.png", "probes.jsonl", "timings.json",
               "paraphrases.train.jsonl", "paraphrases.test.jsonl", "contexts/contrastive.jsonl",
               "runs/contrastive/final", "eval/base/summary.json", "eval/contrastive+zero0.1/summary.json",
-              "adapters/contrastive/adapter_model.safetensors", "adapters/zero/adapter_config.json"):
+              "adapters/contrastive/adapter_model.safetensors", "adapters/zero/adapter_config.json", "adapters/contrastive/prompt_template.json"):
         assert (out / f).exists(), f
     assert (out / "figure3.png").stat().st_size > 1000
     md = (out / "results.md").read_text()
