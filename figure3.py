@@ -161,6 +161,9 @@ def _bars(ax, ms, groups, stats_of, colors):
         ax.bar(xs, means, width, yerr=[lo, hi], capsize=2, color=colors[j], edgecolor="k" if copier else "none",
                linewidth=0.5, hatch="//" if copier else None, error_kw={"elinewidth": 0.8},
                label=f"{m['label']}" + (" (no weights)" if copier else "") + f" ×{m['n_folders']}")
+        for x, v in zip(xs, means):
+            if v < 0.5:   # a bar of height 0 is invisible: say that it is there, and 0
+                ax.text(x, 0.8, "0", ha="center", va="bottom", fontsize=6, color=colors[j])
     ax.set_xticks(range(len(groups)))
     ax.set_xlim(-0.5, len(groups) - 0.5)
     ax.set_ylim(0, 105)
@@ -186,12 +189,12 @@ def draw_compare(result, title=None):
     ax1.set_xticklabels([t.replace("+", "+\n") for t in types])
     ax1.set_xlabel("context type at test time")
     ax1.set_ylabel(metric_label(result))
-    ax1.set_title("(a) By context type")
+    ax1.set_title("(a) By context type\n(zero = no examples in the prompt)")
     _bars(ax2, ms, range(n_bins), lambda m, b: m["bins"][b], colors)
     e = result["edges"]
     ax2.set_xticklabels([f"low\n< {e[1]:.2f}", f"medium\n{e[1]:.2f}–{e[2]:.2f}", f"high\n≥ {e[2]:.2f}"])
     ax2.set_xlabel("max nsim of the context to the test input (bins)")
-    ax2.set_title("(b) By similarity bin (all non-zero context types)")
+    ax2.set_title("(b) By similarity bin\n(all non-zero context types)")
     ax2.tick_params(labelleft=True)
     task = f"{result['task']}: " if result.get("task") else ""
     fig.suptitle(title or f"{task}{metric_label(result)} by context type and by context similarity "

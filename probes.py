@@ -23,8 +23,10 @@ Outputs: --out JSONL rows {"run", "step", "probe": "iwl|icl|copy", "score", "n",
 "setting"} ("setting": a hash of the model, task flags, data fingerprint and probe inputs); iwl rows
 also carry "zero_fail", the % of zero-context answers that are empty or copy the input back
 with its sidecar --out.meta.json ({"kind": "probes", "config": hash, "rows", "sha256"}); --plot PNG
-(three panels, score against training step, one line per run). Both are written atomically and
-ONLY when every checkpoint of every run is scored: --out never holds a partial result.
+(one panel per probe plus the zero-prompt failures, score 0-100 against training step; one colour per
+regime: runs labelled `x`, `x@s1`, ... are seeds of regime `x`, drawn as their mean (line) and min-max
+(band)); `--plot-only --out probes.jsonl --plot probes.png` re-draws it from a finished file. Both are
+written atomically and ONLY when every checkpoint of every run is scored: --out never holds a partial result.
 Progress is kept in `<out>.partial.jsonl` (+ its .meta.json, "kind": "probes-partial"), rewritten
 after each checkpoint; a re-run with the same configuration reuses the rows of checkpoints whose
 adapter is unchanged (sha256 of the adapter folder) and whose setting is the same (so step 0 of a
@@ -47,9 +49,9 @@ from contrastive_context.paraphrases import load_paraphrases
 from contrastive_context import evaluation as evaluate
 from contrastive_context import runs
 from contrastive_context import tasks
-from contrastive_context.common import (UserError, atomic_path, check_output_path, config_hash, meta_path,
-                                        output_digest, print_config, read_progress, run_main, set_seed,
-                                        write_jsonl_atomic)
+from contrastive_context.common import (UserError, atomic_path, check_meta, check_output_path, config_hash,
+                                        meta_path, output_digest, print_config, read_jsonl, read_progress, run_main,
+                                        set_seed, write_jsonl_atomic)
 from contrastive_context.config import set_threads
 from contrastive_context.outputs import check_out_not_input
 
@@ -175,35 +177,109 @@ def run_label(run_dir, cfg):
     return name if not regime or regime in name else f"{name} ({regime})"
 
 
-def plot_probes(rows, path, labels):
+SIM_NAMES = {"chrf": "chrF", "bleu": "BLEU"}
+PANELS = (("iwl", "IWL probe", "{sim}(ŷ(random), ŷ(∅)) (0–100)"),
+          ("icl", "ICL probe", "weighted {sim}(ŷ, context labels) (0–100)"),
+          ("copy", "Copy probe (deranged labels)", "max {copy_sim}(ŷ, another input's label) (0–100)"),
+          ("zero_fail", "Zero-prompt failures (read with IWL)", "% of zero-context answers: empty or the input"))
+
+
+def regime_of(label):
+    """The regime a run label belongs to: the part before '@' ('contrastive@s1' -> 'contrastive')."""
+    return label.split("@", 1)[0]
+
+
+def draw_probes(rows, labels, sim="chrf", copy_sim="bleu", task=None):
+    """The probe figure (returned, not saved): one panel per probe (and the zero-prompt failure rate when the
+    rows carry it), one colour per regime (runs grouped by the part of their label before '@', e.g. the seeds
+    contrastive and contrastive@s1): the mean over its runs as a line, their min–max as a band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    titles = {"iwl": "IWL score (chrF)", "icl": "ICL score (chrF)", "copy": "Copy score (BLEU)"}
-    runs = list(dict.fromkeys(r["run"] for r in rows))
-    for ax, probe in zip(axes, PROBES):
-        for run in runs:
-            pts = sorted((r["step"], r["score"]) for r in rows
-                         if r["run"] == run and r["probe"] == probe and r["score"] is not None)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=labels.get(run, run))
-        ax.set_title(titles[probe])
-        ax.set_xlabel("training step")
+    groups = {}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        groups.setdefault(regime_of(labels.get(run, os.path.basename(os.path.normpath(run)))), []).append(run)
+    panels = [p for p in PANELS if p[0] != "zero_fail" or any(r.get("zero_fail") is not None for r in rows)]
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    ncols = 2 if len(panels) == 4 else len(panels)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols + 2.4, 3.5 * nrows + 0.9), layout="constrained",
+                             squeeze=False)
+    axes = axes.ravel()
+    for ax, (key, title, unit) in zip(axes, panels):
+        for g, (regime, members) in enumerate(groups.items()):
+            _regime_curve(ax, rows, key, members, cmap(g % cmap.N), regime)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit.format(sim=SIM_NAMES[sim], copy_sim=SIM_NAMES[copy_sim]), fontsize=8)
+        ax.set_xlabel("training step (0 = base model)", fontsize=9)
+        top = max([r["score"] for r in rows if r["probe"] == "copy" and r["score"] is not None], default=0)
+        ax.set_ylim(0, 100 if key != "copy" else min(100, 10 * (int(top // 10) + 1)))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("score (percent)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right upper", fontsize=8, title="regime (runs)", title_fontsize=8)
+    n = max((r["n"] for r in rows if r["probe"] == "iwl"), default="?")
+    fig.suptitle((f"{task}: " if task else "") + f"learning probes over training ({n} probe inputs)")
+    fig.supxlabel("Lines: mean over the runs of a regime (its training seeds; (n) in the legend); shaded band: "
+                  "min–max over those runs.\nScores in percent (0–100); y axes from 0, to 100 except the copy probe "
+                  "(to the next 10 above its highest score).", fontsize=7.5, x=0.01, ha="left", color="0.25")
+    return fig
+
+
+def _regime_curve(ax, rows, key, members, color, regime):
+    """One regime on one panel: mean over its runs per step (line), min–max (band) when it has several."""
+    probe = "iwl" if key == "zero_fail" else key
+    by_step = {}
+    for r in rows:
+        if r["run"] in members and r["probe"] == probe and r.get(key if key == "zero_fail" else "score") is not None:
+            by_step.setdefault(r["step"], []).append(r[key if key == "zero_fail" else "score"])
+    steps = sorted(by_step)
+    if not steps:
+        return
+    vals = [by_step[s] for s in steps]
+    ax.plot(steps, [np.mean(v) for v in vals], marker="o", ms=4, color=color,
+            label=f"{regime} ({len(members)})")
+    if len(members) > 1:
+        ax.fill_between(steps, [min(v) for v in vals], [max(v) for v in vals], color=color, alpha=0.2, lw=0)
+
+
+def plot_probes(rows, path, labels, sim="chrf", copy_sim="bleu", task=None):
+    import matplotlib.pyplot as plt
+    fig = draw_probes(rows, labels, sim, copy_sim, task)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
+
+
+def plot_only(args):
+    """--plot-only: draw --plot from the finished probe file --out (its sidecar checked: complete, unchanged);
+    nothing is scored. A run's label is its folder name (with its regime when the folder is there and the name
+    does not hold it), as when the file was written."""
+    if not args.plot:
+        raise UserError("--plot-only needs --plot (the PNG to draw)")
+    if check_output_path(args.plot, what="--plot") == os.path.realpath(args.out):
+        raise UserError("--plot and --out name the same file")
+    check_out_not_input(args.plot, [args.out], what="--plot")
+    check_meta(args.out, "probes")
+    rows = read_jsonl(args.out, "probe rows", required=("run", "step", "probe", "score", "n"))
+    if not rows:
+        raise UserError(f"{args.out} holds no probe rows")
+    labels, tasks_ = {}, set()
+    for run in dict.fromkeys(r["run"] for r in rows):
+        cfg = runs.read_config(run) if runs.is_run(run) else {}
+        labels[run] = run_label(run, cfg)
+        tasks_.add(cfg.get("task"))
+    plot_probes(rows, args.plot, labels, args.sim, args.copy_sim, tasks_.pop() if len(tasks_) == 1 else None)
+    print(f"wrote {args.plot} from {args.out} ({len(rows)} rows)", flush=True)
 
 
 # ============================================================================ main
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
-    p.add_argument("--run", action="append", required=True, help="train.py run folder (repeat for several)")
+    p.add_argument("--run", action="append", default=None, help="train.py run folder (repeat for several; "
+                   "required unless --plot-only)")
     tasks.add_task_args(p)
     p.add_argument("--model", default=None, help="base model (default: each run's config.json)")
     # the flags evaluate.py and reproduce.py share (config.EvalConfig), worded for the probes
@@ -221,7 +297,10 @@ def build_parser():
                    help="probe only these training steps, comma-separated (e.g. 0,500; 0 = the base model); "
                         "default: step 0 and every checkpoint")
     p.add_argument("--out", required=True, help="output JSONL")
-    p.add_argument("--plot", default=None, help="output PNG (three panels)")
+    p.add_argument("--plot", default=None, help="output PNG (one panel per probe and the zero-prompt failures; "
+                   "one colour per regime: runs whose labels differ only after '@' are its seeds)")
+    p.add_argument("--plot-only", action="store_true", help="score nothing: draw --plot from the finished "
+                   "--out (e.g. after a change to the figure); --run and the scoring flags are ignored")
     config.add_eval_arg(p, "device", help=None)
     config.add_threads_arg(p)
     return p
@@ -232,6 +311,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     given = config.explicit_dests(parser, argv)
+    if args.plot_only:
+        return plot_only(args)
+    if not args.run:
+        raise UserError("--run is required (one or more train.py run folders), unless --plot-only")
     if args.k < 2:
         raise UserError("--k must be >= 2 (the copy probe deranges the context labels)")
     checkpoints = {run: checkpoints_to_probe(run, args.steps) for run in args.run}  # listed once
@@ -258,7 +341,7 @@ def main(argv=None):
                                                                                  "config": conf}))
     final = [{("adapter_sha256" if k == "_adapter" else k): v for k, v in r.items()} for r in rows]
     if args.plot:
-        plot_probes(final, args.plot, labels)
+        plot_probes(final, args.plot, labels, args.sim, args.copy_sim, runs.read_config(args.run[0]).get("task"))
     write_jsonl_atomic(args.out, final, meta={"kind": "probes", "config": conf, "complete": True})
     for p in (partial, meta_path(partial)):
         if os.path.lexists(p):

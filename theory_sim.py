@@ -244,14 +244,24 @@ def render_md(res):
     return "\n".join(L)
 
 
+PARTS = {"context": "context examples", "eoc": "end of context (label mean)", "self": "query itself (f_θ)"}
+
+
+def _plot_title(res, what):
+    cfg = res["config"]
+    return (f"Minimal model (paper §3): {what}\nd = {cfg['dim']}, k = {cfg['k']}, {cfg['steps']} steps, "
+            f"{cfg['n_test']} test queries per context, seed {cfg['seed']}")
+
+
 def plot(res, out_dir):
+    """theory_sim.png (test MSE heat map + attention mass per training regime), then theory_sim_sweep.png."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cols = TEST_CONTEXTS + EXTRA_TESTS
     mse = np.array([[{**res["mse"][r], **res["extra_tests"]["mse"][r]}[c] for c in cols] for r in TRAIN_REGIMES])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.6), gridspec_kw={"width_ratios": [1, 1.6]})
     im = ax1.imshow(np.log10(mse), cmap="viridis_r", aspect="auto")
     dark = np.log10(mse) > np.log10(mse).mean()            # viridis_r: high MSE is dark
     for i in range(mse.shape[0]):
@@ -261,8 +271,8 @@ def plot(res, out_dir):
     ax1.set_yticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
     ax1.set_xlabel("test context")
     ax1.set_ylabel("training regime")
-    ax1.set_title("test MSE (colour: log10)")
-    fig.colorbar(im, ax=ax1, fraction=0.046)
+    ax1.set_title("(a) test MSE (lower is better; printed values, colour log10)", fontsize=10)
+    fig.colorbar(im, ax=ax1, fraction=0.046, label="log10 test MSE")
 
     width, colors = 0.8 / len(cols), {"context": "tab:orange", "eoc": "tab:green", "self": "tab:blue"}
     for j, c in enumerate(cols):
@@ -272,27 +282,33 @@ def plot(res, out_dir):
             vals = np.array([{**res["attention"][r], **res["extra_tests"]["attention"][r]}[c][part]
                              for r in TRAIN_REGIMES])
             ax2.bar(xpos, vals, width * 0.92, bottom=bottom, color=colors[part], edgecolor="k", linewidth=0.3,
-                    label=part if j == 0 else None)
+                    label=PARTS[part] if j == 0 else None)
             bottom += vals
         for xp in xpos:
             ax2.text(xp, 1.01, SHORT[c], ha="center", va="bottom", fontsize=7)
     ax2.set_xticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
-    ax2.set_ylim(0, 1.15)
-    ax2.set_ylabel("mean attention mass")
-    ax2.set_title("mean attention mass per training regime\nbars: test context "
+    ax2.set_ylim(0, 1.22)
+    ax2.set_ylabel("mean attention mass (share of the softmax, 0–1)")
+    ax2.set_title("(b) where the read-out attends, per training regime\nbars: test context "
                   + ", ".join(f"{SHORT[c]}={c}" for c in cols), fontsize=10)
     ax2.set_xlabel("training regime")
     ax2.legend(loc="upper right", fontsize=8, ncol=3, bbox_to_anchor=(1, 0.98))
+    fig.suptitle(_plot_title(res, "test error and attention by training regime × test context"))
     fig.tight_layout()
     with atomic_path(os.path.join(out_dir, "theory_sim.png")) as tmp:
         fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
 
-    if not res["sweep"]:
-        return
+    if res["sweep"]:
+        _plot_sweep(res, out_dir, plt, cols)
+
+
+def _plot_sweep(res, out_dir, plt, cols):
+    """theory_sim_sweep.png: the learned parameters and the test MSE over the contrastive mixture sweep."""
+    import matplotlib.ticker
     sw = res["sweep"]
     ps = [s["p_random"] for s in sw]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5.0))
     thr = np.array([np.nan if s["threshold"] is None else s["threshold"] for s in sw])
     lo, hi = -0.2, 1.2                                     # similarities live in [-1, 1]; w ~ 0 sends -b/w off-scale
     ax1.plot(ps, np.where((thr >= lo) & (thr <= hi), thr, np.nan), "o-", label="threshold −b/w")
@@ -307,16 +323,23 @@ def plot(res, out_dir):
     ax1.set_ylabel("learned threshold −b/w (similarity)")
     ax1b = ax1.twinx()
     ax1b.plot(ps, [s["w"] for s in sw], "s:", c="tab:red", label="w")
-    ax1b.set_ylabel("w", color="tab:red")
-    ax1.legend(loc="lower center", fontsize=7)
-    ax1.set_title("contrastive mixture sweep: learned parameters")
+    ax1b.set_ylabel("w (logit per unit of similarity)", color="tab:red")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax1b.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, loc="lower center", fontsize=7)
+    ax1.set_title("(a) learned parameters", fontsize=10)
     for c in cols:
         ax2.plot(ps, [s["mse"][c] for s in sw], "o-", label=c)
     ax2.set_yscale("log")
+    ax2.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax2.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     ax2.set_xlabel("share of random contexts in training (rest one_near)")
-    ax2.set_ylabel("test MSE")
-    ax2.legend(fontsize=8)
-    ax2.set_title("test MSE per test context")
+    ax2.set_ylabel("test MSE (log scale; lower is better)")
+    ax2.legend(title="test context", fontsize=8, title_fontsize=8)
+    ax2.grid(alpha=0.3, which="both")
+    ax2.set_title("(b) test MSE per test context", fontsize=10)
+    fig.suptitle(_plot_title(res, "sweep of the contrastive mixture (random vs one_near training contexts)"))
     fig.tight_layout()
     with atomic_path(os.path.join(out_dir, "theory_sim_sweep.png")) as tmp:
         fig.savefig(tmp, dpi=130, format="png")

@@ -4,6 +4,8 @@
     python train.py --regime contrastive --alpha 0.3 --model smollm2-135m --task mt --data DIR --paraphrases P
     python train.py --contexts ctx.jsonl --paraphrases para.jsonl --model gemma3-270m --out runs/g
     python train.py ... --resume                               # continue a killed run from its last checkpoint
+    python train.py --config runs/a/config.json --out runs/b   # re-run runs/a exactly (flags given here win)
+    python train.py ... --report-to tensorboard                # also log to RUN/tb/: tensorboard --logdir RUN/tb
     python train.py --model tiny --full --lr 1e-3 ...          # all weights of a small model (from scratch)
     torchrun --nproc_per_node 2 train.py ...                   # data-parallel: 2 processes (CPU or GPUs)
     accelerate launch --multi_gpu --num_processes 2 train.py ...   # the same through Accelerate
@@ -29,6 +31,21 @@ in that time. With a pretrained model the defaults are the paper's: LoRA, lr 2e-
 2 epochs. For the alignment task, Contrastive's rho > 0 without --paraphrases makes the pool's
 paraphrases on the fly (the task's exact perturbation, written to RUN/paraphrases.jsonl).
 
+Re-running a run: --config RUN/config.json (or RUN) takes the value of every flag from the run's
+config.json (the resolved values: the --lr, --epochs, --batch-size the run used) except --out,
+--resume and --overwrite; flags given on the command line win (`--config runs/a/config.json --lr
+0.01 --out runs/c`). The paths in it (--data, --contexts, --paraphrases) are used as written, i.e.
+relative to the current directory when they were relative; paraphrases the run made on the fly are
+made again; a --contexts file must still have the content the run used. A file that is not a
+run's config.json, or names a flag train.py no longer has, is refused with one error line.
+Without --out the run folder is the default one of those flags (often the first run's: then
+give --out, or --resume / --overwrite).
+
+Tracking: --report-to tensorboard|wandb also sends what train_log.jsonl gets (loss, lr,
+tokens_per_s at every logged step) and the closing before/after scores to an experiment tracker
+through Accelerate (tensorboard: event files in RUN/tb/); --report-to none, the default, writes
+nothing else. A tracker whose package is not installed is refused before the run folder is made.
+
 Run folder: cc_output.json (the marker that makes it a run of this program), config.json, contexts.jsonl
 (+ .meta.json; sampled runs only), train_log.jsonl ({step, loss, lr, tokens_per_s}), checkpoint-<step>/
 and final/ (a peft adapter, or with --full a whole model; only the newest --keep-checkpoints N, default 1,
@@ -40,6 +57,7 @@ error line; a run that fails before training starts leaves nothing behind in a n
 """
 import argparse
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -58,7 +76,7 @@ from contrastive_context.tasks import add_task_args, task_config, task_from_args
 
 # flags that do not change the trained weights (may differ between a run and its --resume)
 NON_SEMANTIC = {"resume", "overwrite", "stop_after", "save_every", "log_every", "threads", "cpu_threads", "out",
-                "eval_limit", "contexts", "keep_checkpoints"}
+                "eval_limit", "contexts", "keep_checkpoints", "report_to", "config"}
 
 
 def get_args(argv=None):
@@ -82,8 +100,14 @@ def get_args(argv=None):
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out (only a run folder)")
     add_threads_arg(g)
+    g.add_argument("--config", default=None, metavar="RUN/config.json",
+                   help="re-run a run: its config.json (or its folder) gives every flag but --out, --resume and "
+                        "--overwrite; flags given here win. Paths in it (--data, --contexts, --paraphrases) are "
+                        "used as written, relative to the current directory (default: none)")
     g.add_argument("--stop-after", type=config.number(int, 1), default=None, help=argparse.SUPPRESS)  # tests
     args = p.parse_args(argv)
+    if args.config:  # the run's flags, where the command line gave none
+        runs.apply_config_file(args, p, config.explicit_dests(p, sys.argv[1:] if argv is None else argv))
     scratch = args.model.startswith("scratch")
     if scratch:
         args.full = True  # a randomly initialised decoder: every weight is trained
@@ -104,7 +128,7 @@ def get_args(argv=None):
 def main(argv=None):
     args = get_args(argv)
     tc, cc = config.from_args(config.TrainConfig, args), config.from_args(config.ContextConfig, args)
-    acc, precision = training.accelerator(tc.precision, args.threads)
+    acc, precision = training.accelerator(tc.precision, args.threads, tc.report_to, args.out)
     if not acc.is_main_process:  # the main process owns (checks, locks, writes) the run folder
         return _train(args, tc, cc, acc, precision, None)
     with runs.claim(args.out, [args.data, args.contexts, args.paraphrases, args.model], overwrite=args.overwrite,
@@ -114,8 +138,10 @@ def main(argv=None):
 
 def _train(args, tc, cc, acc, precision, out):
     show = acc.is_main_process
-    if show:
-        print_config(config.applicable(args), "train")  # only the flags that apply (config.applicable)
+    if show:  # only the flags that apply (config.applicable)
+        print_config({k: v for k, v in config.applicable(args).items() if k != "config" or v}, "train")
+        if args.config:
+            print(f"the flags are those of {args.config} but for the ones given on the command line", flush=True)
     set_seed(tc.seed)
 
     # --- data: task, contexts, token sequences, the plan of optimizer steps ------------------
@@ -134,7 +160,8 @@ def _train(args, tc, cc, acc, precision, out):
     model, lora_modules = training.make_trainable(model, tc, tc.model)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer, scheduler = training.optimizer_for(model, tc, len(plan))
-    run_config = dict(vars(args), task_config=task_config(args), total_steps=len(plan), epochs_planned=len(epoch_seqs),
+    flags = {k: v for k, v in vars(args).items() if k != "config"}  # where the flags came from is no flag
+    run_config = dict(flags, task_config=task_config(args), total_steps=len(plan), epochs_planned=len(epoch_seqs),
                       contexts_source=args.contexts or "sampled", precision=precision, lora_modules=lora_modules,
                       contexts_sha256=file_sha256(args.contexts) if args.contexts else None,
                       trainable_params=n_train, world_size=acc.num_processes, torch=torch.__version__)
@@ -158,13 +185,19 @@ def _train(args, tc, cc, acc, precision, out):
     # --- train, save, report -----------------------------------------------------------------
     if out is not None:  # from here a failure leaves the run (with its marker) for --resume / --overwrite
         out.keep()
-    log_rows, finished = training.train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, log_rows,
-                                              args, tc.full)
-    if not finished:
-        return
-    training.save_checkpoint(acc, runs.final_dir(args.out), model, tok, tc.full, None, None, len(plan), log_rows)
-    if show:
-        _report(args, tc, cc, task, acc.unwrap_model(model), tok, len(plan), log_rows, before)
+    training.start_tracking(acc, args.out, tc.report_to, run_config)  # --report-to (main process only)
+    try:
+        training.log_scores(acc, before, 0)
+        log_rows, finished = training.train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start,
+                                                  log_rows, args, tc.full)
+        if not finished:
+            return
+        training.save_checkpoint(acc, runs.final_dir(args.out), model, tok, tc.full, None, None, len(plan), log_rows)
+        if show:
+            after = _report(args, tc, cc, task, acc.unwrap_model(model), tok, len(plan), log_rows, before)
+            training.log_scores(acc, after, len(plan))
+    finally:
+        training.end_tracking(acc, tc.report_to)
 
 
 def _task_and_contexts(args, tc, cc, show):
@@ -206,7 +239,8 @@ def _write_run(out, args, task, cc, tc, rows, run_config, on_the_fly):
 
 
 def _report(args, tc, cc, task, model, tok, steps, log_rows, before):
-    """The closing lines: the loss at the start and the end, and the before/after check."""
+    """The closing lines: the loss at the start and the end, and the before/after check (returns the
+    after column, or None with --eval-limit 0)."""
     first, last = [r["loss"] for r in log_rows[:10]], [r["loss"] for r in log_rows[-10:]]
     print(f"done: {steps} steps; loss {np.mean(first):.4f} (first 10 steps) -> {np.mean(last):.4f} "
           f"(last 10); weights in {runs.final_dir(args.out)}", flush=True)
@@ -215,6 +249,8 @@ def _report(args, tc, cc, task, model, tok, steps, log_rows, before):
         cols = ([before] if before else []) + [after]
         print(f"\nmean {task.metric_name} on the first {args.eval_limit} test inputs, by evaluation context:")
         print(format_by_type(cols, (["before"] if before else []) + ["after"]), flush=True)
+        return after
+    return None
 
 
 if __name__ == "__main__":

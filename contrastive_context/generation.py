@@ -131,6 +131,8 @@ def _generate_batch(model, batch_ids, max_new_tokens, stop, pad_id, eos_ids, tok
 
 
 @torch.no_grad()  # without it the KV cache keeps every step's autograd graph alive: memory grows per token
+# Hand-written, kept (see the module docstring): per-row stop strings with finished rows dropped from the batch
+# and the KV cache, identical on transformers 4.57 and 5.x; model.generate's stop_strings keeps finished rows.
 def generate(model, tokenizer, prompts, max_new_tokens, stop="\n", batch_size=32, progress=True,
              return_stats=False, temperature=None, top_p=1.0, num_samples=1, seed=0, on_batch=None):
     """Answers for `prompts` (text before `stop`, stripped), in the prompts' order.

@@ -7,19 +7,21 @@
     examples.md (--show N)      raw training sequences and predictions with per-chunk verdicts
 """
 import os
+from types import SimpleNamespace
 
 import numpy as np
 
 from . import scratch
 from . import stats
 from . import synthetic
-from .common import atomic_path, config_hash, write_text_atomic
+from .common import atomic_path, check_meta, config_hash, read_json, read_jsonl, write_text_atomic
 from .regimes import KINDS, NEAR_KINDS
 from .synthetic import take
 from .synthetic_runs import cell
 
-PHASE = [("acc_random", "IWL: acceptance, random ctx"), ("icl", "ICL probe"), ("copy", "copy probe"),
-         ("drift_paraphrase_drifted", "drift: paraphrase in ctx, drifted chunks")]
+PHASE = [("acc_random", "IWL: acceptance, random ctx", "% of chunks accepted"),      # all on 0–100
+         ("icl", "ICL probe", "probe score (%)"), ("copy", "copy probe", "probe score (%)"),
+         ("drift_paraphrase_drifted", "drift: paraphrase in ctx, drifted chunks", "% of drifted chunks accepted")]
 COLS = ["acc_zero", "acc_random", "acc_similar", "acc_random+nearest", "acc_random+paraphrase",
         "drift_copy_drifted", "drift_paraphrase_drifted", "drift_random_drifted", "drift_paraphrase_kept",
         "iwl", "icl", "copy"]                      # the metrics of the results.md tables, and their headers:
@@ -204,12 +206,40 @@ def plot(args, rows, regime_cells, mm):
     return out + ["transience.png"]
 
 
+def replot(folder):
+    """Re-draw the figures of a finished sweep folder from what it keeps: sweep.jsonl (checked against its
+    sidecar, which records the grid and the configuration) and minimal_model.json. Trains nothing, needs no
+    runs/ (e.g. a folder committed without its per-run files) and writes only the PNGs; returns their names.
+    The same figures sweep.py draws for that folder (with the default --transience-cells)."""
+    path = os.path.join(folder, "sweep.jsonl")
+    meta = check_meta(path, "sweep", required=True)
+    rows = read_jsonl(path, "sweep rows", required=("cell", "seed", "step"))
+    mm = read_json(os.path.join(folder, "minimal_model.json"), "minimal model")
+    g, c = meta["grid"], meta["config"]
+    args = SimpleNamespace(out=folder, alpha_list=g["alphas"], rho_list=g["rhos"], beta=g["beta"],
+                           fresh_list=g["fresh_rules"], repeat_list=g["repeat"], zero_list=g["zero_frac"],
+                           gamma_list=sorted({r.get("gamma", 0) for r in rows}), seeds=g["seeds"], steps=c["steps"],
+                           n_eval_mid=c["n_eval_mid"], n_test=c["n_test"], transience_cells="regimes")
+    return plot(args, rows, meta["regime_cells"], mm)
+
+
+# the minimal model's panels: title, value, colour-bar label, scale group (panels of one group share one scale;
+# a fixed (lo, hi) is the scale itself)
+MM_PANELS = [("MSE, random ctx (IWL)", lambda r: r["mse"]["random"], "test MSE (lower is better)", "mse"),
+             ("MSE, one_near ctx (ICL)", lambda r: r["mse"]["one_near"], "test MSE (lower is better)", "mse"),
+             ("attention on random ctx (copy)", lambda r: r["attention_random"]["context"],
+              "attention mass on the context (0–1)", (0.0, 1.0)),
+             ("threshold −b/w", lambda r: np.nan if r["threshold"] is None else r["threshold"],
+              "similarity ⟨x_i, x⟩ (cosine)", (0.0, 1.0))]
+
+
 def phase_diagram(args, fin, mm, F, R, z):
-    """phase_F<F>_R<R>_z<z>.png: the transformer's metrics (top) beside the minimal model's (bottom)."""
+    """phase_F<F>_R<R>_z<z>.png: the transformer's metrics (top, every panel on the fixed 0–100 % scale) beside
+    the minimal model's (bottom; its two MSE panels share one scale from 0, attention and threshold 0–1)."""
     plt = _pyplot()
     A, Rh = args.alpha_list, args.rho_list
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
-    for j, (key, title) in enumerate(PHASE):
+    fig, axes = plt.subplots(2, 4, figsize=(17, 8.2), layout="constrained")
+    for j, (key, title, unit) in enumerate(PHASE):
         M = np.full((len(A), len(Rh)), np.nan)
         for ia, a in enumerate(A):
             for ir, r in enumerate(Rh):
@@ -217,18 +247,23 @@ def phase_diagram(args, fin, mm, F, R, z):
                 v = [x[key] for x in fin if x["cell"] == c and x["seed"] < args.seeds]  # same n per cell
                 if v:
                     M[ia, ir] = np.mean(v)
-        heat(axes[0, j], M, A, Rh, f"transformer: {title}", "%")
+        heat(axes[0, j], M, A, Rh, f"transformer: {title}", unit, (0.0, 100.0), "{:.1f}")
     mmr = {(r["alpha"], r["rho"]): r for r in mm["rows"]}
-    panels = [("MSE random ctx (IWL)", lambda r: r["mse"]["random"]),
-              ("MSE one_near ctx (ICL)", lambda r: r["mse"]["one_near"]),
-              ("ctx attention on random ctx (copy)", lambda r: r["attention_random"]["context"]),
-              ("threshold −b/w", lambda r: np.nan if r["threshold"] is None else r["threshold"])]
-    for j, (title, f) in enumerate(panels):
-        M = np.array([[f(mmr[(a, r)]) if (a, r) in mmr else np.nan for r in Rh] for a in A], float)
-        heat(axes[1, j], M, A, Rh, f"minimal model: {title}", "")
-    fig.suptitle(f"phase diagram over (α, ρ): β = {args.beta}, fresh rules F = {F:g}, repeat R = {R:g}, "
-                 f"zero-frac = {z:g}; {args.steps} steps, mean over {args.seeds} seed(s)")
-    fig.tight_layout()
+    mats = [np.array([[f(mmr[(a, r)]) if (a, r) in mmr else np.nan for r in Rh] for a in A], float)
+            for _, f, _, _ in MM_PANELS]
+    for j, ((title, _, unit, group), M) in enumerate(zip(MM_PANELS, mats)):
+        if isinstance(group, tuple):
+            lim = group
+        else:   # one scale for the panels of this metric, from 0 to their largest value
+            same = [m for m, p in zip(mats, MM_PANELS) if p[3] == group]
+            lim = (0.0, float(np.nanmax([np.nanmax(m) if np.isfinite(m).any() else 0.0 for m in same])) or 1.0)
+        heat(axes[1, j], M, A, Rh, f"minimal model: {title}", unit, lim, "{:.2f}" if group != "mse" else "{:.3f}")
+    gammas = " (γ = 0 cells; γ > 0 in results.md)" if any(getattr(args, "gamma_list", [0])) else ""
+    one = "a single (α, ρ) cell: the values, not a diagram" if len(A) * len(Rh) == 1 else "over (α, ρ)"
+    fig.suptitle(f"Phase diagram {one}: β = {args.beta}, fresh rules F = {F:g}, repeat R = {R:g}, "
+                 f"zero-frac = {z:g}{gammas}; {args.steps} steps, mean over {args.seeds} seed(s) per cell\n"
+                 "top: transformer, final step (colour scale fixed at 0–100 % for every panel); bottom: the minimal "
+                 "model (paper §3) on the same (α, ρ) grid (its two MSE panels share one scale)")
     name = f"phase_F{F:g}_R{R:g}_z{z:g}.png"
     with atomic_path(os.path.join(args.out, name)) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -236,48 +271,81 @@ def phase_diagram(args, fin, mm, F, R, z):
     return name
 
 
-def transience(args, rows, regime_cells):
-    """transience.png: probe curves over steps of --transience-cells (default: the regimes)."""
-    plt = _pyplot()
+TRANSIENCE = [("acc_random", "IWL: acceptance, random ctx", "% of chunks accepted"),
+              ("iwl", "IWL probe", "probe score (%)"), ("icl", "ICL probe", "probe score (%)"),
+              ("copy", "copy probe", "probe score (%)"),
+              ("drift_copy_drifted", "drift: exact copy in ctx, drifted chunks", "% of drifted chunks accepted"),
+              ("drift_paraphrase_drifted", "drift: paraphrase in ctx, drifted chunks", "% of drifted chunks accepted"),
+              ("drift_random_drifted", "drift: random ctx, drifted chunks", "% of drifted chunks accepted"),
+              ("drift_paraphrase_kept", "drift: paraphrase in ctx, kept chunks", "% of kept chunks accepted")]
+MAX_CURVES = 10   # transience.png draws the grid cells beside the regimes when all of them fit
+
+
+def transience_cells(args, rows, regime_cells):
+    """The cells transience.png draws: --transience-cells, or ('regimes') the regime cells, then the grid's
+    cells when regimes and grid together are at most MAX_CURVES (a small study's grid cell, e.g. the
+    contrastive cell of emergence/, is what its text is about)."""
+    present = list(dict.fromkeys(r["cell"] for r in rows))
     if args.transience_cells == "regimes":
         cells = list(regime_cells.values())
+        grid = [c for c in present if c not in cells]
+        if len(cells) + len(grid) <= MAX_CURVES:
+            cells += grid
     else:
         cells = [c.strip() for c in args.transience_cells.split(",") if c.strip()]
-    cells = [c for c in cells if any(r["cell"] == c for r in rows)] or sorted({r["cell"] for r in rows})[:5]
-    keys = [("acc_random", "IWL: acceptance, random ctx"), ("iwl", "IWL probe"), ("icl", "ICL probe"),
-            ("copy", "copy probe"), ("drift_paraphrase_drifted", "drift: paraphrase, drifted chunks"),
-            ("drift_random_drifted", "drift: random ctx, drifted chunks")]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
-    for ax, (key, title) in zip(axes.flat, keys):
-        for c in cells:
-            steps = sorted({r["step"] for r in rows if r["cell"] == c})
-            ys = [np.mean([r[key] for r in rows if r["cell"] == c and r["step"] == s]) for s in steps]
-            ax.plot(steps, ys, "o-", ms=3, label=c)
-        ax.set_title(title)
+    return [c for c in cells if c in present] or sorted(present)[:5]
+
+
+def transience(args, rows, regime_cells):
+    """transience.png: probe curves over steps (transience_cells): the mean over seeds as a line, their min–max
+    as a band; every panel on 0–100 %."""
+    plt = _pyplot()
+    cells = transience_cells(args, rows, regime_cells)
+    names = {c: reg for reg, c in regime_cells.items()}
+    fig, axes = plt.subplots(2, 4, figsize=(19, 8.4), layout="constrained")
+    colors = plt.get_cmap("tab10")
+    for ax, (key, title, unit) in zip(axes.flat, TRANSIENCE):
+        for i, c in enumerate(cells):
+            steps = sorted({r["step"] for r in rows if r["cell"] == c and r.get(key) is not None})
+            per = [[r[key] for r in rows if r["cell"] == c and r["step"] == s and r.get(key) is not None]
+                   for s in steps]
+            n_seeds = max((len(v) for v in per), default=0)
+            ax.plot(steps, [np.mean(v) for v in per], "o-", ms=3, color=colors(i % 10),
+                    label=(f"{names[c]}: {c}" if c in names else c) + f" ({n_seeds} seed{'s' * (n_seeds > 1)})")
+            if n_seeds > 1:
+                ax.fill_between(steps, [min(v) for v in per], [max(v) for v in per], color=colors(i % 10),
+                                alpha=0.15 if len(cells) <= 5 else 0.07, lw=0)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
-        ax.set_ylabel("%")
-    axes.flat[0].legend(fontsize=6)
-    fig.suptitle("probe curves over training (mean over seeds; intermediate steps on the first "
-                 f"{args.n_eval_mid} test inputs, the last step on {args.n_test})")
-    fig.tight_layout()
+        ax.set_ylabel(unit)
+        ax.set_ylim(0, 101)
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
+    fig.suptitle("Probe curves over training: line = mean over seeds, band = min–max over seeds; y axes 0–100 %\n"
+                 f"(intermediate steps on the first {args.n_eval_mid} test inputs, the last step on {args.n_test})")
     with atomic_path(os.path.join(args.out, "transience.png")) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
-def heat(ax, M, A, Rh, title, unit):
-    im = ax.imshow(M, cmap="viridis", aspect="auto", origin="lower")
+def heat(ax, M, A, Rh, title, unit, lim=None, fmt="{:.2f}"):
+    """One (α, ρ) heat map: colour scale `lim` (lo, hi) when given (shared with the panels of the same metric),
+    each cell's value printed in a colour that reads on it, the colour bar labelled with `unit`."""
+    lo, hi = lim if lim is not None else (np.nanmin(M), np.nanmax(M))
+    im = ax.imshow(M, cmap="viridis", aspect="auto", origin="lower", vmin=lo, vmax=hi)
     for i in range(M.shape[0]):
         for j in range(M.shape[1]):
             if np.isfinite(M[i, j]):
-                ax.text(j, i, f"{M[i, j]:.2f}" if abs(M[i, j]) < 10 else f"{M[i, j]:.0f}", ha="center", va="center",
-                        color="w", fontsize=8)
+                r, g, b, _ = im.cmap(im.norm(M[i, j]))
+                ax.text(j, i, fmt.format(M[i, j]), ha="center", va="center", fontsize=9,
+                        color="k" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "w")
     ax.set_xticks(range(len(Rh)), [f"{r:g}" for r in Rh])
     ax.set_yticks(range(len(A)), [f"{a:g}" for a in A])
     ax.set_xlabel("ρ (paraphrase share of near examples)")
     ax.set_ylabel("α (share of Random contexts)")
     ax.set_title(title, fontsize=9)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, label=unit)
 
 
 # ============================================================================ examples.md (sweep.py --show)

@@ -39,6 +39,8 @@ MAX_SEQUENCES = 2_000_000  # epochs x targets held in memory by one run
 
 
 # ----------------------------------------------------------------------------- data
+# Hand-written, kept: answer-only masking is 6 lines here, the prompt is tokenised exactly as generation sees it,
+# and TRL's completion_only_loss reproduces it token for token (sft.py, tests/test_sft.py).
 def encode(tok, task, context, ex, max_len):
     """One training sequence: {"input_ids", "labels", "dropped"}; labels are -100 on the prompt.
 
@@ -61,6 +63,8 @@ def encode(tok, task, context, ex, max_len):
     return {"input_ids": prompt + ans, "labels": [-100] * len(prompt) + ans, "dropped": dropped}
 
 
+# Hand-written, kept: left padding puts every answer in the last positions, so loss_fn runs the LM head on
+# n_ans + 1 positions only (logits_to_keep; Gemma's 262k vocabulary); HF's collators pad on the right.
 def collate(seqs, pad_id, device):
     """Left-pad a micro-batch: answers end at the same position, so only the logits of the
     last (longest answer + 1) positions are needed. Position ids count from the first real token."""
@@ -109,6 +113,9 @@ def encode_rows(rows, task, tok, paraphrases, max_len, desc, show, bar=None):
     return seqs, dropped
 
 
+# Hand-written, kept: length grouping and the per-process split come from one seeded plan per (seed, epoch),
+# so N processes train on exactly the sequences of 1 process with --grad-accum N (tests/test_training.py) and
+# a resumed run sees the same batches; transformers' LengthGroupedSampler/DistributedSampler do not promise that.
 def plan_epoch(seqs, e, batch_size, grad_accum, world, seed):
     """Epoch e as optimizer steps; a step = [(epoch, [seq indices]), ...] micro-batches.
 
@@ -266,6 +273,9 @@ def load_weights(model, folder, full):
 
 
 # ----------------------------------------------------------------------------- the loop
+# Hand-written, kept: the loop (and resume_state / save_checkpoint with per-process RNG state) gives an exact
+# kill-and-resume -- the same weights and log as an uninterrupted run (tests/test_training.py) -- which HF Trainer
+# does not guarantee; users who want Trainer/TRL take export_sft.py's data (README "At scale"). The loop stays whole.
 def train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, log_rows, args, full):
     """Optimizer steps start+1 .. len(plan); checkpoints every --save-every; returns the log rows.
     (--stop-after N, for tests, returns early as if the process were killed after step N.)"""
@@ -371,12 +381,11 @@ def start_tracking(acc, run, report_to, run_config):
                           init_kwargs={"wandb": {"name": os.path.basename(os.path.normpath(run)), "dir": run}})
 
 
-def log_scores(acc, step, **columns):
-    """--report-to: the closing before/after check (quick_eval's {context type: summary}) as the scalars
-    check_<column>/<context type> (mean score) at `step`."""
-    if acc.trackers:
-        acc.log({f"check_{name}/{t}": s["mean"] for name, col in columns.items() if col
-                 for t, s in col.items() if s.get("mean") is not None}, step=step)
+def log_scores(acc, scores, step):
+    """--report-to: a before/after check (quick_eval's {context type: summary}, or None) as the scalars
+    check/<context type> (mean score): the check before training at step 0, the one after at the last step."""
+    if acc.trackers and scores:
+        acc.log({f"check/{t}": s["mean"] for t, s in scores.items() if s.get("mean") is not None}, step=step)
 
 
 def end_tracking(acc, report_to):

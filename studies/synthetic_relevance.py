@@ -7,8 +7,9 @@ share, F; same seeds, same initialisations) is the reference. Paired per (seed, 
 test input (stats.paired_diff, seeds pooled). Rules, stated before reading the numbers:
   * "raises edit-ok" / "lowers cf-copy": the difference's 95 % CI excludes 0 in that direction;
   * "keeps X" (paraphrase use: acc under random+paraphrase; in-weights: acc under zero and random contexts):
-    the CI's lower bound is above -2 points (non-inferiority margin 2 points);
-  * each holds only if the per-seed differences agree in sign with the pooled one (seed check).
+    "kept" when the CI's lower bound is above -2 points (non-inferiority margin 2 points), "lost" when its
+    upper bound is below -2 AND every seed's difference is below -2, else "not separated";
+  * "raises"/"lowers" hold only if the per-seed differences agree in sign with the pooled one (seed check).
 The copier row (answer = the near example's label, copied whole) is scored on the same instances, rebuilt
 from the sweep's recorded configuration (sweep.jsonl.meta.json): it is the trivial baseline a claim of
 "checks relevance" must beat (its edit-ok is not 0: an edited symbol's PFA may accept the copied chunk).
@@ -86,7 +87,9 @@ def verdict(d, rule):
         return "holds" if lo > 0 and agree else "does not hold"
     if rule == "down":
         return "holds" if hi < 0 and agree else "does not hold"
-    return "kept" if lo > -MARGIN else "lost"
+    if lo > -MARGIN:
+        return "kept"
+    return "lost" if hi < -MARGIN and all(v < -MARGIN for v in d["per_seed"].values()) else "not separated"
 
 
 def main(argv=None):

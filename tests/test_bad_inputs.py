@@ -788,6 +788,13 @@ def _config_model_int(run):
     json.dump(cfg, open(f"{run}/config.json", "w"))
 
 
+def _config_with_gone_flag(run):
+    """A run config naming a flag train.py no longer has (as a config.json of an older train.py would)."""
+    cfg = json.load(open(f"{run}/config.json"))
+    cfg["cpu_threads"] = 2
+    json.dump(cfg, open(f"{run}/config.json", "w"))
+
+
 def _final_state(value):
     """A run with final/ (weights and trainer_state.json, as train.py saves it) whose trainer_state.json is `value`."""
     def edit(run):
@@ -920,6 +927,16 @@ CASES += [
       mode="subproc", limits={"mem": 5 << 29}, match="out of memory", timeout=150, marks=SLOW),
     C("i22-item12-sweep-jobs-2-sigterm", "sweep", ["--budget", "smoke", "--no-plot", "--jobs", "2", "--out", "{t}/sw"],
       kind="signal", mode="signal", wait_for=r"to train", after=4.0, marks=SLOW),
+    # ==== issue 24: train.py --report-to and --config ====
+    C("i24-train-report-to-bogus", "train", TRAIN + ["--report-to", "bogus"], match="--report-to"),
+    C("i24-train-config-missing", "train", ["--config", "missing.json", "--out", "{t}/r"],
+      match=r"--config missing\.json: file not found"),
+    C("i24-train-config-not-a-run-config", "train", ["--config", "{w}/ev_real/summary.json", "--out", "{t}/r"],
+      match=r"summary\.json: not a run config of train\.py"),
+    C("i24-train-config-hf-model-config", "train", ["--config", "{t}/hf/config.json", "--out", "{t}/r"],
+      setup=_hf_folder, match=r"hf/config\.json: not a run config of train\.py \(it has no \"model\"\)"),
+    C("i24-train-config-names-a-gone-flag", "train", ["--config", "{t}/run/config.json", "--out", "{t}/r"],
+      setup=_edit_run(_config_with_gone_flag), match=r"run/config\.json: \"cpu_threads\" is not a flag of train\.py"),
 ]
 
 

@@ -144,3 +144,17 @@ def test_shared_eval_flags_narrow_but_never_widen():
         config.add_eval_arg(argparse.ArgumentParser(), "k", type=int)
     assert config.add_eval_arg(argparse.ArgumentParser(), "seed").type is config.SEED
     assert config.add_threads_arg(argparse.ArgumentParser()).type is config.THREADS
+
+
+def test_explicit_dests_sees_every_way_of_typing_a_flag():
+    """Issue 24 (train.py --config: flags typed on the command line win): `--flag value`, `--flag=value`,
+    an abbreviation (where the parser allows them) and a value equal to the default all count as given."""
+    p = parser()
+    argv = ["--lr=0.01", "--max-st", "3", "--seed", "0", "--full", "--report-to", "none"]
+    assert config.explicit_dests(p, argv) == {"lr", "max_steps", "seed", "full", "report_to"}
+    assert config.explicit_dests(p, []) == set()
+    assert p.parse_args([]).lr is None  # the defaults are back after the second parse
+    strict = argparse.ArgumentParser(allow_abbrev=False)
+    strict.add_argument("--n-train", type=int, default=5)
+    strict.add_argument("--out", required=True)
+    assert config.explicit_dests(strict, ["--out", "x", "--n-train=5"]) == {"out", "n_train"}
