@@ -4,7 +4,11 @@ modules define the same public constant (one name per idea)."""
 import ast
 import glob
 import os
+import subprocess
+import sys
 from collections import defaultdict
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "*.py")))
@@ -58,3 +62,22 @@ def test_one_definition_per_public_constant_in_the_library():
                     where[t.id].append(os.path.basename(path))
     dup = {k: v for k, v in where.items() if len(v) > 1}
     assert not dup, dup
+
+
+@pytest.mark.slow  # builds and installs a wheel (~10 s)
+def test_the_package_installs_with_its_prompts(tmp_path):
+    """pyproject.toml: `pip install .` gives an importable library with its prompt templates (package data),
+    usable from a user's own code outside this folder."""
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheel_dir)], check=True, capture_output=True, cwd=tmp_path)
+    wheel = next(wheel_dir.glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, cwd=tmp_path)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import contrastive_context as c; "
+            "from contrastive_context import tasks; from contrastive_context.contexts import Sampler; "
+            "assert c.__file__.startswith(sys.argv[1]), c.__file__; print(tasks.load_template('mt')['query'])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code, str(target)], check=True, capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    assert out.stdout.startswith("Source: {x}")
