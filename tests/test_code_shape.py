@@ -68,8 +68,14 @@ def test_one_definition_per_public_constant_in_the_library():
 def test_the_package_installs_with_its_prompts(tmp_path):
     """pyproject.toml: `pip install .` gives an importable library with its prompt templates (package data),
     usable from a user's own code outside this folder."""
-    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "--no-build-isolation", "-q", "-w",
+    import shutil
+    src, wheel_dir, target = tmp_path / "src", tmp_path / "wheel", tmp_path / "site"
+    src.mkdir()  # built from a copy: the build writes build/ and *.egg-info next to pyproject.toml
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(REPO, f), src / f)
+    shutil.copytree(os.path.join(REPO, "contrastive_context"), src / "contrastive_context",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(wheel_dir)], check=True, capture_output=True, cwd=tmp_path)
     wheel = next(wheel_dir.glob("*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
