@@ -120,7 +120,7 @@ def compare_markdown(result, bins_method):
                 cells.append(f"{stats.fmt(s)} ({s['wins']}/{s['losses']})" if s else "—")
             lines.append(f"| {d['other']} | " + " | ".join(cells) + " |")
     lines += ["", f"### 3. By max_nsim bin ({bins_method}: low [0, {e[1]:.3f}), medium [{e[1]:.3f}, {e[2]:.3f}), "
-              f"high [{e[2]:.3f}, 1])", "", "| model | all: low | all: medium | all: high | "
+              f"high [{e[2]:.3f}, 1]; CI: bootstrap over instances, not clustered)", "", "| model | all: low | all: medium | all: high | "
               "random+nearest: low | random+nearest: medium | random+nearest: high |", "|---" * 7 + "|"]
     for m in ms:
         cells = [f"{stats.fmt(b)} ({b['n']})" for b in m["bins"] + m["bins_nearest"]]
