@@ -20,6 +20,15 @@ def _export(run_script, tmp_path, mt_dir, *extra):
     return ctx, out, proc
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """TRL's Trainer initialises Accelerate's process-wide state; later in-process train.py runs (other test
+    files) must start from a clean one, as a new process would."""
+    yield
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def _encoded(mt_dir, ctx, max_len=1024):
     """train.py's sequences of the contexts file (training.encode), in the file's order."""
     task = tasks.load_task("mt", data=str(mt_dir))
@@ -76,7 +85,8 @@ def test_trl_sft_trainer_trains_on_train_py_tokens_mask_and_loss(run_script, tmp
     ref = training.loss_fn(model, training.collate(seqs[:2], tok.pad_token_id, "cpu"), last_only=False).item()
     args = trl.SFTConfig(output_dir=str(tmp_path / "trl"), max_steps=2, per_device_train_batch_size=2,
                          learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-                         completion_only_loss=True, max_length=1024, seed=0, lr_scheduler_type="constant")
+                         completion_only_loss=True, max_length=1024, seed=0, lr_scheduler_type="constant",
+                         bf16=False, fp16=False)  # fp32, as train.py on CPU (TRL defaults to bf16)
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     for i, s in enumerate(seqs[:2]):  # TRL pads on the right; the real tokens and the loss mask are train.py's
