@@ -22,7 +22,9 @@ def render(task, context, ex, tok, max_len):
     seq = encode(tok, task, context, ex, max_len)
     prompt = task.prompt(context[seq["dropped"]:], ex["x"], ex.get("meta"))
     completion = task.answer(ex["y"])
-    if seq["input_ids"] != tokenize({"prompt": prompt, "completion": completion}, tok)["input_ids"]:
+    # only a prompt with every context example dropped can have been cut further (training.encode's last resort)
+    if seq["dropped"] == len(context) and \
+            seq["input_ids"] != tokenize({"prompt": prompt, "completion": completion}, tok)["input_ids"]:
         # the prompt was cut inside its text (even without context it does not fit): no string says that
         raise UserError(f"the prompt of {ex['id']} does not fit --max-len {max_len} even without context "
                         "examples; raise --max-len")

@@ -2,7 +2,7 @@
 (JSON, JSONL, markdown) has the old folder prefix replaced by the new one, and the checksums that cover
 a rewritten file are refreshed (JSONL sidecars' sha256, cc_output.json's completion record).
 
-    python studies/relocate.py /work/out/rt results/mt_fullpool --labels copier,contrastive,contrastive-cf1
+    python studies/relocate.py OUT results/mt_fullpool --labels copier,contrastive,contrastive-cf1
 
 Copies OLD/{eval,eval_cf,runs}/<label> (runs: config.json, train_log.jsonl, contexts.jsonl + sidecar; no
 weights) and the LoRA adapter of each run (runs.export_adapter, fp16, with its prompt_template.json) to NEW.
@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from contrastive_context import runs, tasks  # noqa: E402
-from contrastive_context.common import UserError, file_sha256, run_main, write_json_atomic  # noqa: E402
+from contrastive_context.common import UserError, file_sha256, read_json, run_main, write_json_atomic  # noqa: E402
 
 TEXT = (".json", ".jsonl", ".md")
 RUN_FILES = ("config.json", "train_log.jsonl", "contexts.jsonl", "contexts.jsonl.meta.json", "cc_output.json")
@@ -83,9 +83,8 @@ def main(argv=None):
             if os.path.isfile(os.path.join(runs.final_dir(run), runs.ADAPTER_WEIGHTS)):
                 ada = runs.export_adapter(runs.final_dir(run), os.path.join(args.new, "adapters", label))
                 cfg = runs.read_config(run)
-                with open(cfg["contexts"] + ".meta.json", encoding="utf-8") if cfg.get("contexts") else \
-                        open(runs.contexts_path(run) + ".meta.json", encoding="utf-8") as fh:
-                    k = json.load(fh)["config"]["k"]
+                ctx = cfg.get("contexts") or runs.contexts_path(run)   # the k the run trained with: its contexts'
+                k = read_json(ctx + ".meta.json", "contexts sidecar")["config"]["k"]
                 write_json_atomic(os.path.join(ada, tasks.PROMPT_CARD), tasks.prompt_card(cfg, k))
         print(f"copied {label}: {', '.join(done)}")
     rewrite(args.new, old, args.new.rstrip("/") + "/")
