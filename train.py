@@ -46,7 +46,10 @@ tokens_per_s at every logged step) and the closing before/after scores to an exp
 through Accelerate (tensorboard: event files in RUN/tb/); --report-to none, the default, writes
 nothing else. A tracker whose package is not installed is refused before the run folder is made.
 
-Run folder: cc_output.json (the marker that makes it a run of this program), config.json, contexts.jsonl
+Run folder: cc_output.json (the marker that makes it a run of this program), config.json (the flags, and
+under "training_contexts" the sampling config and seed the training contexts were made with: the regime
+flags for sampled contexts, a --contexts file's own sidecar config otherwise; the regime flags, which a
+--contexts run does not use, are then left out), contexts.jsonl
 (+ .meta.json; sampled runs only), train_log.jsonl ({step, loss, lr, tokens_per_s}), checkpoint-<step>/
 and final/ (a peft adapter, or with --full a whole model; only the newest --keep-checkpoints N, default 1,
 keep the optimizer/scheduler/RNG state --resume needs, older ones keep the weights probes.py scores).
@@ -56,6 +59,7 @@ validated); it is locked (.cc_lock) while train.py runs, so a second train.py on
 error line; a run that fails before training starts leaves nothing behind in a new folder.
 """
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -161,7 +165,12 @@ def _train(args, tc, cc, acc, precision, out):
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer, scheduler = training.optimizer_for(model, tc, len(plan))
     flags = {k: v for k, v in vars(args).items() if k != "config"}  # where the flags came from is no flag
-    run_config = dict(flags, task_config=task_config(args), total_steps=len(plan), epochs_planned=len(epoch_seqs),
+    if args.contexts:  # the regime flags were not used: the file's own sampling config is the record
+        flags = {k: v for k, v in flags.items() if k not in config.SAMPLING_FLAGS}
+    sampled_with = contexts.sampling_record(args.contexts) if args.contexts else \
+        {**dataclasses.asdict(cc), "seed": tc.seed}
+    run_config = dict(flags, training_contexts=sampled_with, task_config=task_config(args), total_steps=len(plan),
+                      epochs_planned=len(epoch_seqs),
                       contexts_source=args.contexts or "sampled", precision=precision, lora_modules=lora_modules,
                       contexts_sha256=file_sha256(args.contexts) if args.contexts else None,
                       trainable_params=n_train, world_size=acc.num_processes, torch=torch.__version__)

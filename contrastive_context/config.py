@@ -180,6 +180,10 @@ class ContextConfig:
     paraphrases: Optional[str] = opt(None, "paraphrase JSONL (paraphrase.py) for --rho")
 
 
+# the ContextConfig flags that say how contexts are sampled: not used (and not recorded in config.json)
+# when train.py reads a --contexts file, whose sidecar says how it was sampled (--paraphrases still resolves ids)
+SAMPLING_FLAGS = tuple(f.name for f in dataclasses.fields(ContextConfig) if f.name != "paraphrases")
+
 # --report-to: the experiment trackers train.py can log to (through Accelerate); "none" = none
 REPORT_TO = ("none", "tensorboard", "wandb")
 

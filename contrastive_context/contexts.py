@@ -319,6 +319,14 @@ def resolve(row, task, paraphrases=None):
 
 
 # ------------------------------------------------------------------------------------- reports
+def sampling_record(path):
+    """What a contexts file says it was sampled with (its sidecar's "config" and "seed"), for a run's
+    config.json; None for a file whose sidecar has no sampling config (hand-made)."""
+    from .common import read_meta
+    meta = read_meta(path) or {}
+    return {**meta["config"], "seed": meta.get("seed")} if isinstance(meta.get("config"), dict) else None
+
+
 def kind_table(rows):
     """A small table: rows, share, mean nsim, mean max nsim, paraphrase and copy counts per kind."""
     by = defaultdict(list)

@@ -2,7 +2,8 @@
 
     RUN/
       cc_output.json      the marker that makes the folder a run (outputs.py, kind "train-run")
-      config.json         every flag of the run and what it planned (`write_config`, `read_config`)
+      config.json         every flag of the run, the sampling config of its training contexts
+                          ("training_contexts") and what it planned (`write_config`, `read_config`)
       contexts.jsonl      (+ .meta.json) the contexts the run sampled (sampled runs only)
       paraphrases.jsonl   paraphrases made on the fly (alignment, --rho without --paraphrases)
       train_log.jsonl     {step, loss, lr, tokens_per_s}
@@ -51,7 +52,7 @@ FULL_WEIGHTS = "model.safetensors"    # (or its .index.json when sharded)
 BASE_SIGNATURE_FILE = "cc_base.json"  # beside an adapter: the base model it fits (models.base_signature)
 TENSORBOARD = "tb"                    # --report-to tensorboard: the event files (the tracker's project name)
 # config.json = every flag of train.py (its argparse dest) + what the run planned and ran with (these keys):
-PLANNED_KEYS = ("task_config", "total_steps", "epochs_planned", "contexts_source", "lora_modules", "contexts_sha256",
+PLANNED_KEYS = ("training_contexts", "task_config", "total_steps", "epochs_planned", "contexts_source", "lora_modules", "contexts_sha256",
                 "trainable_params", "world_size", "torch")
 # flags of one invocation, not of the run: never taken from a config.json by --config
 INVOCATION_FLAGS = ("out", "resume", "overwrite", "stop_after", "config")

@@ -44,8 +44,8 @@ PROMPT_CARD = "prompt_template.json"   # next to a published adapter: how to pro
 def prompt_card(run_config, k):
     """What a user of a published adapter needs to prompt it as it was trained (a run's config.json and
     the k of its training contexts -> JSON): the task's template with its fixed fields filled in, k, the
-    answer format and the stop string. (k is given apart: a run trained from a --contexts file records
-    train.py's own --k, while the file's k is in the file's sidecar.)"""
+    answer format and the stop string. (k is given apart: runs written before config.json had "training_contexts"
+    recorded train.py's own --k for a --contexts file, while the file's k is in the file's sidecar.)"""
     task = run_config["task"]
     fields = {"mt": {"src_lang": LANG_NAMES.get(run_config.get("src"), run_config.get("src")),
                      "tgt_lang": LANG_NAMES.get(run_config.get("tgt"), run_config.get("tgt"))},

@@ -132,7 +132,9 @@ def test_config_reruns_a_run_exactly_and_flags_given_win(tmp_path, monkeypatch):
         assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read()
     ca, cb = read_json(os.path.join(a, "config.json")), read_json(os.path.join(b, "config.json"))
     assert cb["paraphrases"] == os.path.join(b, "paraphrases.jsonl") and "config" not in cb
-    assert {k for k in ca.keys() | cb.keys() if ca.get(k) != cb.get(k)} == {"out", "paraphrases"}
+    assert {k for k in ca.keys() | cb.keys() if ca.get(k) != cb.get(k)} == {"out", "paraphrases", "training_contexts"}
+    assert {**ca["training_contexts"], "paraphrases": None} == {**cb["training_contexts"], "paraphrases": None}
+    assert cb["training_contexts"]["paraphrases"] == cb["paraphrases"]  # each run's own on-the-fly file
     train.main(["--config", a, "--lr", "0.01", "--stop-after", "1", "--out", c])  # a run folder does too
     cc = read_json(os.path.join(c, "config.json"))
     assert cc["lr"] == 0.01 and cc["grad_accum"] == 2 and cc["n_train"] == 60

@@ -144,10 +144,17 @@ def test_contexts_file_round_trip_and_changed_content_refused(tiny_run, tmp_path
         train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--out", out, "--eval-limit", "0"])
     assert not os.path.exists(out)  # refused before the run folder is made
     train.main([*TINY_RUN_ARGS, "--max-steps", "2", "--contexts", ctx, "--paraphrases", paras, "--out", out,
-                "--eval-limit", "0"])
+                "--eval-limit", "0", "--k", "7", "--regime", "random", "--counterfactual", "0.9"])  # ignored flags
     cfg = json.loads(open(os.path.join(out, "config.json")).read())
     assert not os.path.exists(os.path.join(out, "contexts.jsonl"))  # recorded, not copied
     assert cfg["contexts"] == ctx and cfg["contexts_sha256"] == common.file_sha256(ctx)
+    # the record says what the file was sampled with, not the (unused) regime flags of this command
+    first = json.loads(open(os.path.join(tiny_run, "config.json")).read())
+    sidecar = common.read_meta(ctx)
+    assert first["training_contexts"] == {**sidecar["config"], "seed": sidecar["seed"]}
+    assert first["training_contexts"]["k"] == first["k"] == 4 and first["training_contexts"]["regime"] == "contrastive"
+    assert cfg["training_contexts"] == first["training_contexts"]
+    assert not {"k", "regime", "alpha", "counterfactual", "targets"} & set(cfg)
     # same --contexts path, other content: --resume notices (hash, not path)
     copy = tmp_path / "ctx.jsonl"
     copy.write_text(open(ctx).read())
