@@ -28,7 +28,8 @@ transience.png (probe curves over steps), results.md. Resumable: finished runs a
 --out must be missing, empty or a sweep folder (its cc_output.json, or for a sweep made before those
 markers its sidecars); it is locked (.cc_lock) while sweep.py runs.
 --show N (same flags as the finished sweep) writes only examples.md: N raw training sequences of seed 0
-of each regime (its own seeded stream) and N drift / random-context predictions with per-chunk verdicts.
+of each regime (with --regimes none: of each grid cell; its own seeded stream) and N drift / random /
+random+counterfactual predictions with per-chunk verdicts.
 """
 import argparse
 import math
@@ -135,7 +136,8 @@ def build_parser():
     t.add_argument("--no-plot", action="store_true", help="write no PNG figures")
     t.add_argument("--show", type=int, default=0,
                    help="on a FINISHED sweep (same --out and flags): write examples.md with N raw training "
-                        "sequences and N drift / random-context predictions of seed 0 of each regime, train nothing "
+                        "sequences and N drift / random / random+counterfactual predictions of seed 0 of each regime "
+                        "(--regimes none: of each grid cell), train nothing "
                         "(default 0: train)")
     return p
 
@@ -329,9 +331,9 @@ def train_pending(args, runs, pending, cfg, cfg_hash, t0):
 
 
 def show_examples(args, runs, regime_cells, cfg, cfg_hash):
-    """--show N: raw training sequences and predictions of seed 0 of each regime -> examples.md."""
-    if not regime_cells:
-        raise UserError("--show needs the regimes (--regimes is 'none' or --regime-seeds 0)")
+    """--show N: raw training sequences and predictions of seed 0 of each regime (a sweep without regimes:
+    of each grid cell) -> examples.md."""
+    shown_cells = regime_cells or {rid[:-len("-s0")]: rid[:-len("-s0")] for rid in runs if rid.endswith("-s0")}
     pending = [rid for rid in runs if not (os.path.isdir(args.out) and run_done(args.out, rid, cfg_hash))]
     if pending or not is_complete(os.path.join(args.out, "sweep.jsonl")):
         raise UserError(f"--show needs a finished sweep in {args.out} with the same flags ({len(pending)} of "
@@ -341,9 +343,9 @@ def show_examples(args, runs, regime_cells, cfg, cfg_hash):
     data, full = DATA["data"], DATA["full"]
     shown = {s: synthetic.take(full[s], args.show) for s in synthetic.SHOW_SETS}
     regimes = {reg: synthetic_runs.run_examples(args, runs, f"{c}-s0", where, shown, args.show)
-               for reg, c in regime_cells.items()}
+               for reg, c in shown_cells.items()}
     path = sweep_report.write_examples(args, cfg_hash, data, full, regimes)
-    print(f"wrote {path} ({args.show} examples per section, regimes {', '.join(regime_cells)})")
+    print(f"wrote {path} ({args.show} examples per section, {', '.join(shown_cells)})")
 
 
 def minimal_grid(args):

@@ -354,7 +354,7 @@ def write_examples(args, cfg_hash, data, full, regimes):
     n = args.show
     el = synthetic.eval_leak_stats(data, full)
     header = [f"Sweep `{args.out}` (config {cfg_hash}): {args.layers} layers × width {args.width}, {args.steps} "
-              f"steps; seed 0 of each regime, its final checkpoint; the first {n} sequences of its seeded training "
+              f"steps; seed 0 of each regime (or grid cell), its final checkpoint; the first {n} sequences of its seeded training "
               f"stream (step 1 onwards) and the first {n} drift-test / test inputs of the evaluation sets "
               f"(--eval-seed {args.eval_seed}). Greedy decoding over letters, as in the sweep's evaluation.", "",
               "Leak check over all evaluation inputs: " + "; ".join(
@@ -382,7 +382,9 @@ def examples_markdown(data, sets, n, regimes, header=()):
     L += _drift_examples(data, regimes, *drift_sets)
     rs = take(sets["random"], n)
     L += _random_examples(data, regimes, rs)
-    L += _examples_summary(data, regimes, rs, drift_sets)
+    cs = take(sets["random+counterfactual"], n)
+    L += _counterfactual_examples(data, regimes, cs)
+    L += _examples_summary(data, regimes, rs, drift_sets, cs)
     L.append("")
     return "\n".join(L)
 
@@ -473,7 +475,40 @@ def _random_examples(data, regimes, rs):
     return L
 
 
-def _examples_summary(data, regimes, rs, drift_sets):
+def _counterfactual_examples(data, regimes, cs):
+    """(d) the first random+counterfactual inputs: the near example differs from x in one symbol."""
+    L = ["## (d) Random+counterfactual test predictions (relevance vs copying; task rules)", "",
+         "Context example `*` is the counterfactual (x~, y~): x~ differs from the query x in ONE symbol (`edit`), "
+         "its chunks follow the task's rules. edit-ok = the prediction's chunk for x's edited symbol is accepted; "
+         "cf-copy = that chunk equals the one y~ gives x~'s symbol there (what a copier of the near label writes).",
+         ""]
+    count = {name: [0, 0] for name in regimes}
+    for i in range(len(cs["x"])):
+        x, p, j = cs["x"][i], cs["position"][i], cs["edit_pos"][i]
+        L += [f"### counterfactual input {i + 1}: `{_sym(x)}`, edit: {scratch.SYMBOLS[x[j]]} → "
+              f"{scratch.SYMBOLS[cs['ctx_x'][i, p, j]]} in `*`", "", "```", *_ctx_lines(data, cs, i, near=p),
+              f"  Q  {_sym(x)}:  reference {_label_text(data, cs['c'][i])}", "```", "",
+              "| regime | prediction | " + " | ".join(scratch.SYMBOLS[v] + (" (edit)" if jj == j else "")
+                                                    for jj, v in enumerate(x)) + " | edit-ok | cf-copy |",
+              "|---" * (4 + data.m) + "|"]
+        for name, r in regimes.items():
+            pred = r["preds"]["random+counterfactual"][i]
+            pc = _pred_chunks(data, pred)
+            tags = _chunk_tags(data, cs, i, pc)
+            ok, cp = tags[j]["ok"], bool((pc[j] == cs["cf_c"][i, j]).all())
+            count[name][0] += ok
+            count[name][1] += cp
+            L.append(f"| {name} | `{_chunks_text(data, _letters(pred))}` | "
+                     + " | ".join(_tag_text(t, old=False) for t in tags) + f" | {'yes' if ok else 'no'} | "
+                     f"{'yes' if cp else 'no'} |")
+        L.append("")
+    n = len(cs["x"])
+    L += ["Over these inputs: " + "; ".join(f"{name} edit-ok {a}/{n}, cf-copy {b}/{n}"
+                                            for name, (a, b) in count.items()) + ".", ""]
+    return L
+
+
+def _examples_summary(data, regimes, rs, drift_sets, cs=None):
     """Per regime, counts over the shown inputs, and the check against the run's stored scores."""
     L = ["## Summary over the shown inputs", "",
          "| regime | drifted chunks ✓ (copy / para / random ctx) | drifted chunks old✓ only (para ctx) | "
@@ -496,12 +531,13 @@ def _examples_summary(data, regimes, rs, drift_sets):
         same0 = (r["preds"]["random"] == r["preds"]["zero"]).all(1).mean()
         L.append(f"| {name} | " + " / ".join(f"{cnt[c][0]}/{cnt[c][3]}" for c in ("copy", "paraphrase", "random"))
                  + f" | {cnt['paraphrase'][1]}/{cnt['paraphrase'][3]} | {cnt['paraphrase'][2]}/{cnt['paraphrase'][3]}"
-                 f" | {100 * rok:.0f} % | {100 * same0:.0f} % | {stored_match(data, r, rs, drift_sets)} |")
+                 f" | {100 * rok:.0f} % | {100 * same0:.0f} % | {stored_match(data, r, rs, drift_sets, cs)} |")
     return L
 
 
-def stored_match(data, r, rs, drift_sets):
-    """Recomputed per-input scores of the shown inputs vs the run's stored per-input scores."""
+def stored_match(data, r, rs, drift_sets, cs=None):
+    """Recomputed per-input scores of the shown inputs vs the run's stored per-input scores (random
+    contexts, drifted chunks, and edit-ok of random+counterfactual where the run stored it)."""
     st = r.get("stored")
     if not st:
         return "—"
@@ -517,6 +553,11 @@ def stored_match(data, r, rs, drift_sets):
             if d.any():
                 tot += 1
                 bad += abs(100.0 * (ok[i] & d).sum() / d.sum() - st[f"drift_{ctxn}_drifted"][i]) > 1e-2
+    if cs is not None and "edit_ok" in st:
+        ok = data.chunk_ok(cs, r["preds"]["random+counterfactual"])
+        for i in range(len(cs["x"])):
+            tot += 1
+            bad += abs(100.0 * ok[i, cs["edit_pos"][i]] - st["edit_ok"][i]) > 1e-2
     return f"{tot - bad}/{tot}"
 
 

@@ -409,7 +409,7 @@ def score_predictions(data, sets, preds):
 
 # ============================================================================ raw examples (sweep.py --show;
 # their markdown: sweep_report.examples_markdown)
-SHOW_SETS = ("zero", "random", "drift_copy", "drift_paraphrase", "drift_random")
+SHOW_SETS = ("zero", "random", "drift_copy", "drift_paraphrase", "drift_random", "random+counterfactual")
 
 
 def take(s, n):

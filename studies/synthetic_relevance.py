@@ -10,6 +10,11 @@ test input (stats.paired_diff, seeds pooled). Rules, stated before reading the n
     "kept" when the CI's lower bound is above -2 points (non-inferiority margin 2 points), "lost" when its
     upper bound is below -2 AND every seed's difference is below -2, else "not separated";
   * "raises"/"lowers" hold only if the per-seed differences agree in sign with the pooled one (seed check).
+A second table, per cell: per-symbol in-context learning apart from whole-input copying -- on the drift
+test with random contexts, drifted chunks whose symbol IS shown (with its new-rule chunk) in some context
+example minus those whose symbol is shown nowhere, paired within (seed, input) over the inputs that have
+both; "present" when the CI excludes 0 upwards and every seed agrees. Beside it, whole-input copying: drifted
+chunks with the exact target in context minus with random contexts, same pairing.
 The copier row (answer = the near example's label, copied whole) is scored on the same instances, rebuilt
 from the sweep's recorded configuration (sweep.jsonl.meta.json): it is the trivial baseline a claim of
 "checks relevance" must beat (its edit-ok is not 0: an edited symbol's PFA may accept the copied chunk).
@@ -60,6 +65,28 @@ def compare(A, B, metric):
     d = stats.paired_diff(a, b, ids)
     d.update(a=sum(a) / len(a), b=sum(b) / len(b), per_seed=per_seed)
     return d
+
+
+def within(runs, cell, key_a, key_b):
+    """key_a minus key_b of the same runs (seed, input): pooled paired difference + per-seed means."""
+    A = load(runs, cell)
+    return compare({s: {"m": v[key_a]} for s, v in A.items()}, {s: {"m": v[key_b]} for s, v in A.items()}, "m")
+
+
+def icl_table(runs, cells):
+    """Per cell: per-symbol ICL (shown - unseen drifted chunks) and whole-input copying (copy - random)."""
+    lines = ["\n## Per-symbol in-context learning vs whole-input copying (drift test, each cell on its own)\n",
+             "| cell | shown | unseen | shown − unseen [95 % CI] (per seed) | per-symbol ICL | copy − random "
+             "context [95 % CI] |", "|---|---|---|---|---|---|"]
+    for cell in cells:
+        d = within(runs, cell, "drift_random_drifted_shown", "drift_random_drifted_unseen")
+        c = within(runs, cell, "drift_copy_drifted", "drift_random_drifted")
+        if d is None or c is None:
+            continue
+        seeds = ", ".join(f"{v:+.1f}" for v in d["per_seed"].values())
+        lines.append(f"| `{cell}` | {d['a']:.1f} | {d['b']:.1f} | {stats.fmt(d)} ({seeds}) | "
+                     f"{'present' if verdict(d, 'up') == 'holds' else 'not shown'} | {stats.fmt(c)} |")
+    return lines
 
 
 def copier(sweep):
@@ -123,6 +150,7 @@ def main(argv=None):
                 continue
             seeds = ", ".join(f"{v:+.1f}" for v in d["per_seed"].values())
             lines.append(f"| {name} | {d['a']:.1f} | {d['b']:.1f} | {stats.fmt(d)} | {seeds} | {verdict(d, rule)} |")
+    lines += icl_table(runs, cells)
     write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -58,3 +58,33 @@ def test_context_use_adds_a_format_table_for_semparse(run_script, tmp_path, mtop
     assert "in the output format of task semparse" in text
     no_answer, form = [l for l in text.splitlines() if l.startswith("| m |")][1:]
     assert no_answer.split("|")[2].strip() == "50.0 (4)" and form.split("|")[2].strip() == "25.0 (4)"
+
+
+def test_synthetic_relevance_separates_per_symbol_icl_from_copying(tmp_path):
+    """studies/synthetic_relevance.py's second table: shown - unseen drifted chunks, paired within (seed,
+    input), "present" only when the CI excludes 0 upwards and every seed agrees; inputs lacking either kind
+    of chunk (None) are left out of the pairing."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("synthetic_relevance",
+                                                  os.path.join(REPO, "studies", "synthetic_relevance.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    n = 60
+
+    def write(cell, seed, shown, unseen):
+        d = {"drift_random_drifted_shown": shown, "drift_random_drifted_unseen": unseen,
+             "drift_copy_drifted": [50.0] * n, "drift_random_drifted": [0.0] * n}
+        (runs / f"{cell}-s{seed}.inputs.json").write_text(json.dumps(d))
+    for s in (0, 1):   # cell a: symbols shown in context are right far more often (per-symbol ICL)
+        write("a", s, [100.0 if i % 3 else 0.0 for i in range(n - 1)] + [None], [0.0] * (n - 1) + [100.0])
+        write("b", s, [0.0] * n, [0.0] * n)                                  # cell b: no context use at all
+    write("c", 0, [100.0 if i % 3 else 0.0 for i in range(n)], [0.0] * n)   # cell c: the seeds disagree
+    write("c", 1, [0.0] * n, [100.0 if i % 3 else 0.0 for i in range(n)])
+    rows = {line.split("|")[1].strip(" `"): line for line in mod.icl_table(str(runs), ["a", "b", "c"])
+            if line.startswith("| `")}
+    assert "| present |" in rows["a"] and "(+66.1, +66.1)" in rows["a"]
+    assert [c.strip() for c in rows["a"].split("|")[2:4]] == ["66.1", "0.0"]  # 39 of 59: the None input dropped
+    assert "| not shown |" in rows["b"] and "| not shown |" in rows["c"]
+    assert rows["a"].split("|")[-2].strip().startswith("50.0")               # copy - random context

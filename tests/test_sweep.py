@@ -245,12 +245,13 @@ def test_show_examples_on_a_finished_sweep(tmp_path):
     assert {p: p.read_bytes() for p in before} == before                  # nothing retrained or rewritten
     md = (out / "examples.md").read_text()
     for sec in ("## (a) Training sequences", "## (b) Drift test", "## (c) Random-context test predictions",
-                "## Summary over the shown inputs"):
+                "## (d) Random+counterfactual test predictions", "## Summary over the shown inputs"):
         assert md.count(sec) == 1, sec
     for reg in regimes.REGIMES:
         assert md.count(f"### {reg} — `") == 1, reg
     assert md.count("#3 context=") == 5 and "#4 context=" not in md
     assert md.count("### drift input ") == 3 and md.count("### test input ") == 3
+    assert md.count("### counterfactual input ") == 3 and md.count(" (edit) |") == 3
     assert md.count("near=paraphrase@") + md.count("near=pool@") + md.count("near=copy@") >= 1
     # the first sequence shown per regime is the first row of that run's seeded training stream
     args = sweep.parse_args(flags)
@@ -265,7 +266,8 @@ def test_show_examples_on_a_finished_sweep(tmp_path):
         ctx, (x, y) = decode(data, row)
         assert f"Q  {x}:  → target {' '.join(y[i:i + 2] for i in range(0, len(y), 2))}" in md, reg
     # the recomputed predictions score exactly as the sweep stored them (every checked input matches)
-    rows = [line for line in md.splitlines() if line.startswith("| ") and line.count("|") == 8][1:]
+    summary = md.split("## Summary over the shown inputs")[1]
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and line.count("|") == 8][1:]
     matches = [line.split("|")[-2].strip() for line in rows if not line.startswith("|---")]
     assert len(matches) == 5 and all(a == b for a, b in (m_.split("/") for m_ in matches)), matches
 
