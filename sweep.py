@@ -333,7 +333,7 @@ def train_pending(args, runs, pending, cfg, cfg_hash, t0):
 def show_examples(args, runs, regime_cells, cfg, cfg_hash):
     """--show N: raw training sequences and predictions of seed 0 of each regime (a sweep without regimes:
     of each grid cell) -> examples.md."""
-    shown_cells = regime_cells or {rid[:-len("-s0")]: rid[:-len("-s0")] for rid in runs if rid.endswith("-s0")}
+    shown_cells = regime_cells or {r["cell"]: r["cell"] for r in runs.values() if r.get("grid") and r["seed"] == 0}
     pending = [rid for rid in runs if not (os.path.isdir(args.out) and run_done(args.out, rid, cfg_hash))]
     if pending or not is_complete(os.path.join(args.out, "sweep.jsonl")):
         raise UserError(f"--show needs a finished sweep in {args.out} with the same flags ({len(pending)} of "

@@ -508,7 +508,7 @@ def _counterfactual_examples(data, regimes, cs):
     return L
 
 
-def _examples_summary(data, regimes, rs, drift_sets, cs=None):
+def _examples_summary(data, regimes, rs, drift_sets, cs):
     """Per regime, counts over the shown inputs, and the check against the run's stored scores."""
     L = ["## Summary over the shown inputs", "",
          "| regime | drifted chunks ✓ (copy / para / random ctx) | drifted chunks old✓ only (para ctx) | "
@@ -535,7 +535,7 @@ def _examples_summary(data, regimes, rs, drift_sets, cs=None):
     return L
 
 
-def stored_match(data, r, rs, drift_sets, cs=None):
+def stored_match(data, r, rs, drift_sets, cs):
     """Recomputed per-input scores of the shown inputs vs the run's stored per-input scores (random
     contexts, drifted chunks, and edit-ok of random+counterfactual where the run stored it)."""
     st = r.get("stored")
@@ -553,7 +553,7 @@ def stored_match(data, r, rs, drift_sets, cs=None):
             if d.any():
                 tot += 1
                 bad += abs(100.0 * (ok[i] & d).sum() / d.sum() - st[f"drift_{ctxn}_drifted"][i]) > 1e-2
-    if cs is not None and "edit_ok" in st:
+    if "edit_ok" in st:  # sweeps before the counterfactual set did not store it
         ok = data.chunk_ok(cs, r["preds"]["random+counterfactual"])
         for i in range(len(cs["x"])):
             tot += 1

@@ -10,14 +10,13 @@ Only labels whose evaluation is complete (summary.json) are copied. The files' c
 apart from the path prefix; readers (evaluation.read_eval_folder) check the refreshed checksums.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from contrastive_context import runs, tasks  # noqa: E402
+from contrastive_context import contexts, runs, tasks  # noqa: E402
 from contrastive_context.common import UserError, file_sha256, read_json, run_main, write_json_atomic  # noqa: E402
 
 TEXT = (".json", ".jsonl", ".md")
@@ -38,15 +37,13 @@ def rewrite(folder, old, new):
         for f in sorted(files):  # sidecars: sha256 of their data file
             if f.endswith(".meta.json") and os.path.isfile(os.path.join(root, f[:-len(".meta.json")])):
                 p = os.path.join(root, f)
-                with open(p, encoding="utf-8") as fh:
-                    meta = json.load(fh)
+                meta = read_json(p, "sidecar")
                 if "sha256" in meta:
                     meta["sha256"] = file_sha256(os.path.join(root, f[:-len(".meta.json")]))
                     write_json_atomic(p, meta)
         if "cc_output.json" in files:  # the completion record: sha256 of each listed file
             p = os.path.join(root, "cc_output.json")
-            with open(p, encoding="utf-8") as fh:
-                owner = json.load(fh)
+            owner = read_json(p, "output marker")
             listed = (owner.get("complete") or {}).get("files") or {}
             for name in listed:
                 if os.path.isfile(os.path.join(root, name)):
@@ -83,8 +80,8 @@ def main(argv=None):
             if os.path.isfile(os.path.join(runs.final_dir(run), runs.ADAPTER_WEIGHTS)):
                 ada = runs.export_adapter(runs.final_dir(run), os.path.join(args.new, "adapters", label))
                 cfg = runs.read_config(run)
-                ctx = cfg.get("contexts") or runs.contexts_path(run)   # the k the run trained with: its contexts'
-                k = read_json(ctx + ".meta.json", "contexts sidecar")["config"]["k"]
+                # the k the run trained with: its contexts' (a --contexts run's config.json may not say it)
+                k = contexts.sampling_record(cfg.get("contexts") or runs.contexts_path(run))["k"]
                 write_json_atomic(os.path.join(ada, tasks.PROMPT_CARD), tasks.prompt_card(cfg, k))
         print(f"copied {label}: {', '.join(done)}")
     rewrite(args.new, old, args.new.rstrip("/") + "/")
