@@ -10,6 +10,7 @@
 # types x 200 inputs, evaluate on random+counterfactual x 340 inputs = ~204 instances):
 #   worker-a: copier, contrastive (gamma 0), random, contrastive@s1, base
 #   worker-b: contrastive-cf1 (gamma 1), similar, contrastive-cf1@s1
+#   worker-c: the third seeds, contrastive@s2 and contrastive-cf1@s2 (not part of "all")
 # gamma = 1: every One-Near example that is neither a paraphrase (rho = 0.5) nor lacks a
 # counterfactual becomes one; at 1,000 targets x 1 epoch that is still only ~150 counterfactual
 # contexts (half the targets are One-Near, half of those keep their paraphrase, 62 % have an edit).
@@ -56,5 +57,9 @@ if [ "$which" = worker-b ] || [ "$which" = all ]; then
     run contrastive-cf1 --counterfactual 1
     run similar --regime similar
     run contrastive-cf1@s1 --counterfactual 1 --seed 1
+fi
+if [ "$which" = worker-c ]; then
+    run contrastive@s2 --seed 2
+    run contrastive-cf1@s2 --counterfactual 1 --seed 2
 fi
 echo "$(date +%T) $which done"
