@@ -925,7 +925,8 @@ CASES += [
     C("i22-item12-train-n-train-10M-out-of-memory", "train",
       ["--task", "alignment", "--n-train", "10000000"] + TR + ["--regime", "random", "--out", "{t}/r"],
       mode="subproc", limits={"mem": 5 << 29}, match="out of memory", timeout=150, marks=SLOW),
-    C("i22-item12-sweep-jobs-2-sigterm", "sweep", ["--budget", "smoke", "--no-plot", "--jobs", "2", "--out", "{t}/sw"],
+    C("i22-item12-sweep-jobs-2-sigterm", "sweep", ["--budget", "smoke", "--steps", "100000", "--no-plot", "--jobs", "2",
+                                                 "--out", "{t}/sw"],
       kind="signal", mode="signal", wait_for=r"to train", after=4.0, marks=SLOW),
     # ==== issue 24: train.py --report-to and --config ====
     C("i24-train-report-to-bogus", "train", TRAIN + ["--report-to", "bogus"], match="--report-to"),
