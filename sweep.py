@@ -1,5 +1,5 @@
 """Synthetic track: small decoders trained FROM SCRATCH on the alignment task, over a grid of
-training distributions, as batched ensembles (scratch.py), with the minimal model beside them.
+training distributions, as batched ensembles (synthetic/scratch.py), with the minimal model beside them.
 
     python sweep.py --out results/synthetic/default --jobs 2               # the default sweep (timings: BENCHMARKS.md)
     python sweep.py --out /tmp/smoke --budget smoke                 # < 60 s
@@ -39,15 +39,15 @@ import time
 import torch
 
 from contrastive_context import cli
-from contrastive_context import minimal_model
-from contrastive_context import sweep_report
-from contrastive_context import synthetic
-from contrastive_context import synthetic_runs
+from contrastive_context.synthetic import minimal_model
+from contrastive_context.synthetic import report as sweep_report
+from contrastive_context.synthetic import data as synthetic
+from contrastive_context.synthetic import runs as synthetic_runs
 from contrastive_context.common import (UserError, config_hash, is_complete, print_config, read_json, read_meta,
                                         run_main, write_json_atomic, write_jsonl_atomic)
 from contrastive_context.config import SEED  # the --seed type of every script: an integer in [0, 2**32-1]
 from contrastive_context.outputs import claim_output_dir  # output folder: ownership marker, lock
-from contrastive_context.synthetic_runs import DATA, cell, run_done
+from contrastive_context.synthetic.runs import DATA, cell, run_done
 
 # the regimes (regimes.REGIMES) in the order sweep.py trains and reports them by default (--regimes): the rows of
 # results.md's regime tables, the keys of sweep.jsonl.meta.json's regime_cells, the curves of transience.png

@@ -55,7 +55,7 @@ from contrastive_context import common
 from contrastive_context import config
 from contrastive_context.common import UserError, atomic_path, print_config, run_main, set_seed
 from contrastive_context.common import write_json_atomic, write_text_atomic
-from contrastive_context.minimal_model import (  # noqa: F401  (names the tests use through this script)
+from contrastive_context.synthetic.minimal_model import (  # noqa: F401  (names the tests use through this script)
     EXTRA_TESTS, MIXTURE_KINDS, TEST_CONTEXTS, TRAIN_REGIMES, Target, at_angle, baselines, evaluate, forward,
     init_params, make_test_set, mixture_probs, regime_probs, sample_contexts, similarity_reference, sphere, threshold,
     train)

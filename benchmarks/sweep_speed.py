@@ -1,4 +1,4 @@
-"""Speed of the from-scratch ensemble trainer (scratch.py) against a plain per-run loop, side by side.
+"""Speed of the from-scratch ensemble trainer (synthetic/scratch.py) against a plain per-run loop, side by side.
 
     python benchmarks/sweep_speed.py                       # 1 thread, the default sweep's model
     python benchmarks/sweep_speed.py --threads 2 --ensemble 16
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context import scratch  # noqa: E402
-from contrastive_context import synthetic  # noqa: E402
+from contrastive_context.synthetic import scratch  # noqa: E402
+from contrastive_context.synthetic import data as synthetic  # noqa: E402
 from contrastive_context import tasks  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """The training regimes, defined ONCE (METHOD.md "Training regimes"): which kind of context a
 training target gets, and what the near example of a One-Near context is. Used by the real-LM
-contexts (contexts.Sampler), the synthetic stream (synthetic.py / sweep.py) and the minimal model
-(minimal_model.py), so the three tracks cannot drift apart.
+contexts (contexts.Sampler), the synthetic stream (synthetic/data.py / sweep.py) and the minimal model
+(synthetic/minimal_model.py), so the three tracks cannot drift apart.
 
 Kinds of context (probabilities from `kind_probs`):
   zero       no context                       share zeta (--zero-frac), taken out of the Random share

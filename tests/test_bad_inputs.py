@@ -8,8 +8,8 @@ stdout/stderr) except those that need a signal or might run away without a fix (
 subprocesses under a 6 GB address-space limit and a timeout).
 
 Case ids name the issue item: item<N>-<script>-<what> (issue 13), i22-item<N>-<script>-<what>
-(issue 22: data loss). `figure3` is the Figure-3 comparison (`figure3.py`); `studies/context_use`
-is studies/context_use.py. A case's setup may return a callable, run after the case (e.g. to
+(issue 22: data loss). `figure3` is the Figure-3 comparison (`figure3.py`); `studies/tools/context_use`
+is studies/tools/context_use.py. A case's setup may return a callable, run after the case (e.g. to
 release a lock it holds).
 Kinds:  error   exit 2, one error line (matching the case's `match` regex, if any), no traceback,
                 disk unchanged
@@ -590,7 +590,7 @@ CASES = [
     C("i22-item2-figure3-table-in-eval-folder", "figure3", FIG + ["--table", "{w}/ev_b/t.md"]),
     C("i22-item2-probes-out-is-run-config", "probes", PROBES[:-2] + ["--out", "{w}/resume/run/config.json"]),
     C("i22-item2-probes-plot-in-run-folder", "probes", PROBES + ["--plot", "{w}/resume/run/probes.png"]),
-    C("i22-item2-context_use-out-is-predictions", "studies/context_use",
+    C("i22-item2-context_use-out-is-predictions", "studies/tools/context_use",
       ["{w}/ev_a", "--labels", "a", "--task", "mt", "--data", "{w}/mt", "--out", "{w}/ev_a/predictions.jsonl"]),
     C("i22-item2-train-overwrite-folder-holding-contexts", "train",
       TRAIN[:-2] + ["--contexts", "{t}/run/ctx.jsonl", "--overwrite", "--out", "{t}/run"], setup=_ctx_in_folder),
@@ -605,7 +605,7 @@ CASES = [
       setup=_ev_interrupted),
     C("i22-item3-figure3-predictions-changed-after-completion", "figure3",
       ["{t}/ev", "{w}/ev_a", "--out", "{t}/fig.png"], setup=_ev_changed),
-    C("i22-item3-context_use-interrupted-evaluation", "studies/context_use",
+    C("i22-item3-context_use-interrupted-evaluation", "studies/tools/context_use",
       ["{t}/ev", "--labels", "a", "--out", "{t}/cu.md"], setup=_ev_interrupted),
     # ---- 4. one process per output folder
     C("i22-item4-train-resume-locked-run", "train",
@@ -662,9 +662,9 @@ CASES = [
       ["--adapter", "{w}/fullrun", "--model", "scratch", "--limit", "3", "--threads", "1", "--out", "{t}/ev"]),
     C("i22-item10-figure3-table-is-out", "figure3", FIG[:-2] + ["--out", "{t}/fig.png", "--table", "{t}/fig.png"]),
     C("i22-item10-figure3-out-md-is-default-table", "figure3", FIG[:-2] + ["--out", "{t}/fig.md"]),
-    C("i22-item10-context_use-threshold-nan", "studies/context_use",
+    C("i22-item10-context_use-threshold-nan", "studies/tools/context_use",
       ["{w}/ev_a", "--labels", "a", "--task", "mt", "--data", "{w}/mt", "--threshold", "nan", "--out", "{t}/cu.md"]),
-    C("i22-item10-context_use-threshold-negative", "studies/context_use",
+    C("i22-item10-context_use-threshold-negative", "studies/tools/context_use",
       ["{w}/ev_a", "--labels", "a", "--task", "mt", "--data", "{w}/mt", "--threshold", "-1", "--out", "{t}/cu.md"]),
     C("i22-item10-theory_sim-lr-diverges", "theory_sim",
       ["--steps", "50", "--n-test", "50", "--sweep", "none", "--lr", "1e6", "--no-plot", "--out", "{t}/ts"]),
@@ -867,7 +867,7 @@ CASES += [
     C("i22-item8-figure3-random+counterfactual-is-a-context-type", "figure3",
       ["{w}/ev_real", "{t}/a", "--ref", "a", "--out", "{t}/f.png"], kind="ok", setup=_copy_ev("a"),
       allow=r"/f\.(png|md)$"),
-    C("i22-item8-context_use-predictions-differ-from-sidecar", "studies/context_use",
+    C("i22-item8-context_use-predictions-differ-from-sidecar", "studies/tools/context_use",
       ["{t}/ev", "--labels", "a"] + EV_AL + ["--out", "{t}/cu.md"], setup=_ev_stale_sidecar,
       match="changed since it was written"),
     C("i22-item8-train-contexts-without-sidecar-other-data-set", "train",
@@ -896,10 +896,10 @@ CASES += [
       kind="clean", setup=_symlink_to_run, marks=SLOW),
     C("i22-item12-train-out-broken-symlink", "train", TRAIN[:-2] + ["--overwrite", "--out", "{t}/link"],
       setup=_broken_symlink, match="broken symbolic link"),
-    C("i22-item12-context_use-row-without-id", "studies/context_use",
+    C("i22-item12-context_use-row-without-id", "studies/tools/context_use",
       ["{t}/a", "--labels", "a"] + EV_AL + ["--out", "{t}/cu.md"], setup=_copy_ev("a", rows=_drop(3, "id")),
       match="id"),
-    C("i22-item12-context_use-prediction-not-a-string", "studies/context_use",
+    C("i22-item12-context_use-prediction-not-a-string", "studies/tools/context_use",
       ["{t}/a", "--labels", "a"] + EV_AL + ["--out", "{t}/cu.md"], setup=_copy_ev("a", rows=_set(3, prediction=5)),
       match="'prediction' must be a string"),
     C("i22-item12-evaluate-run-config-model-int", "evaluate",

@@ -12,9 +12,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "*.py")))
-LIBRARY = sorted(glob.glob(os.path.join(REPO, "contrastive_context", "*.py")))
+LIBRARY = sorted(glob.glob(os.path.join(REPO, "contrastive_context", "**", "*.py"), recursive=True))  # + synthetic/
 ALL = [os.path.join(REPO, f"{s}.py") for s in SCRIPTS] + LIBRARY + sorted(
-    p for d in ("studies", "benchmarks", "examples") for p in glob.glob(os.path.join(REPO, d, "*.py")))
+    p for d in ("studies", "benchmarks", "examples") for p in glob.glob(os.path.join(REPO, d, "**", "*.py"), recursive=True))
 MAX_LINES = 80
 
 
@@ -35,6 +35,12 @@ def test_the_card_scripts_are_at_the_top_level():
     card = {"sample_contexts", "paraphrase", "train", "evaluate", "probes", "theory_sim", "figure3", "sweep",
             "reproduce"}
     assert card <= set(SCRIPTS)
+
+
+def test_the_checks_reach_the_synthetic_sub_package_and_the_study_folders():
+    rel = {os.path.relpath(p, REPO) for p in ALL}
+    assert os.path.join("contrastive_context", "synthetic", "runs.py") in rel
+    assert any(r.startswith("studies" + os.sep) and r.count(os.sep) >= 2 for r in rel), "no studies/<name>/*.py"
 
 
 def test_no_script_imports_a_script_and_the_library_imports_none():
@@ -59,7 +65,7 @@ def test_one_definition_per_public_constant_in_the_library():
             targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) else []
             for t in targets:
                 if isinstance(t, ast.Name) and t.id.isupper() and t.id not in ("HERE",):
-                    where[t.id].append(os.path.basename(path))
+                    where[t.id].append(os.path.relpath(path, REPO))
     dup = {k: v for k, v in where.items() if len(v) > 1}
     assert not dup, dup
 
@@ -82,6 +88,7 @@ def test_the_package_installs_with_its_prompts(tmp_path):
                    check=True, capture_output=True, cwd=tmp_path)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import contrastive_context as c; "
             "from contrastive_context import tasks; from contrastive_context.contexts import Sampler; "
+            "from contrastive_context.synthetic import scratch; "
             "assert c.__file__.startswith(sys.argv[1]), c.__file__; print(tasks.load_template('mt')['query'])")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code, str(target)], check=True, capture_output=True, text=True,

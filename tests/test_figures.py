@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex  # noqa: E402
 
 import figure3  # noqa: E402
 import probes  # noqa: E402
-from contrastive_context import sweep_report  # noqa: E402
+from contrastive_context.synthetic import report as sweep_report  # noqa: E402
 from contrastive_context.common import UserError, write_jsonl_atomic  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

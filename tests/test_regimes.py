@@ -7,9 +7,9 @@ import pytest
 
 from contrastive_context import config
 from contrastive_context import contexts
-from contrastive_context import minimal_model
+from contrastive_context.synthetic import minimal_model
 from contrastive_context import regimes
-from contrastive_context import synthetic
+from contrastive_context.synthetic import data as synthetic
 from contrastive_context import tasks
 from contrastive_context.common import UserError
 

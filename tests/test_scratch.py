@@ -1,11 +1,11 @@
-"""The from-scratch ensemble decoder (scratch.py): it learns, its models are independent, and
+"""The from-scratch ensemble decoder (synthetic/scratch.py): it learns, its models are independent, and
 cached greedy decoding equals decoding by full recomputation."""
 import numpy as np
 import pytest
 import torch
 
-from contrastive_context import scratch
-from contrastive_context import synthetic
+from contrastive_context.synthetic import scratch
+from contrastive_context.synthetic import data as synthetic
 from contrastive_context import tasks
 
 

@@ -1,4 +1,5 @@
 """studies/: the study driver's shell syntax and the context-use analysis."""
+import glob
 import json
 import os
 import subprocess
@@ -8,8 +9,24 @@ from contrastive_context import tasks
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_real_lm_driver_parses():
-    subprocess.run(["bash", "-n", os.path.join(REPO, "studies", "real_lm.sh")], check=True)
+def test_study_drivers_parse():
+    drivers = sorted(glob.glob(os.path.join(REPO, "studies", "**", "*.sh"), recursive=True))
+    assert os.path.join(REPO, "studies", "tools", "real_lm.sh") in drivers
+    for sh in drivers:
+        subprocess.run(["bash", "-n", sh], check=True)
+
+
+def test_one_study_folder_with_a_readme_per_committed_results_folder():
+    """studies/<name>/ <-> results/<name>/: each committed results folder has its study folder, whose
+    README.md names the commands; studies/tools/ (scripts several studies share) is the one extra folder."""
+    results = {d for d in os.listdir(os.path.join(REPO, "results")) if os.path.isdir(os.path.join(REPO, "results", d))}
+    studies = {d for d in os.listdir(os.path.join(REPO, "studies")) if os.path.isdir(os.path.join(REPO, "studies", d))
+               and d != "__pycache__"}
+    assert results and studies - {"tools"} == results
+    for d in studies:
+        with open(os.path.join(REPO, "studies", d, "README.md"), encoding="utf-8") as f:
+            text = f.read()
+        assert d == "tools" or f"results/{d}" in text, d
 
 
 def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_dir):
@@ -31,13 +48,13 @@ def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_di
     d.mkdir()
     (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "cu.md"
-    run_script("studies/context_use.py", d, "--labels", "m", "--task", "mt", "--data", mt_dir, "--out", out,
+    run_script("studies/tools/context_use.py", d, "--labels", "m", "--task", "mt", "--data", mt_dir, "--out", out,
                check=True)
     line = next(l for l in out.read_text().splitlines() if l.startswith("| m |"))
     assert line.split("|")[2].strip() == "75.0 / 0.0 (4)"
     fail = [l for l in out.read_text().splitlines() if l.startswith("| m |")][1]
     assert [c.strip() for c in fail.split("|")[2:4]] == ["50.0 (2)", "0.0 (4)"]  # zero: 1 of 2 copies x back
-    bad = run_script("studies/context_use.py", d, d, "--labels", "m", "--task", "mt", "--data", mt_dir,
+    bad = run_script("studies/tools/context_use.py", d, d, "--labels", "m", "--task", "mt", "--data", mt_dir,
                      "--out", tmp_path / "x.md")
     assert bad.returncode == 2 and "2 folders but 1 labels" in bad.stderr and not (tmp_path / "x.md").exists()
 
@@ -52,7 +69,7 @@ def test_context_use_adds_a_format_table_for_semparse(run_script, tmp_path, mtop
     d.mkdir()
     (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "cu.md"
-    run_script("studies/context_use.py", d, "--labels", "m", "--task", "semparse", "--data", mtop_dir,
+    run_script("studies/tools/context_use.py", d, "--labels", "m", "--task", "semparse", "--data", mtop_dir,
                "--out", out, check=True)
     text = out.read_text()
     assert "in the output format of task semparse" in text
@@ -61,12 +78,12 @@ def test_context_use_adds_a_format_table_for_semparse(run_script, tmp_path, mtop
 
 
 def test_synthetic_relevance_separates_per_symbol_icl_from_copying(tmp_path):
-    """studies/synthetic_relevance.py's second table: shown - unseen drifted chunks, paired within (seed,
+    """studies/synthetic/synthetic_relevance.py's second table: shown - unseen drifted chunks, paired within (seed,
     input), "present" only when the CI excludes 0 upwards and every seed agrees; inputs lacking either kind
     of chunk (None) are left out of the pairing."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("synthetic_relevance",
-                                                  os.path.join(REPO, "studies", "synthetic_relevance.py"))
+                                                  os.path.join(REPO, "studies", "synthetic", "synthetic_relevance.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     runs = tmp_path / "runs"

@@ -1,5 +1,5 @@
 """The alignment task's synthetic-track knobs (pi, rule sets, drift), the sweep's data stream
-(synthetic.py: kinds, --repeat, paraphrases, fresh rules), and sweep.py end to end."""
+(synthetic/data.py: kinds, --repeat, paraphrases, fresh rules), and sweep.py end to end."""
 import json
 import re
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from contrastive_context import regimes
-from contrastive_context import scratch
+from contrastive_context.synthetic import scratch
 import sweep
-from contrastive_context import synthetic
-from contrastive_context import synthetic_runs
+from contrastive_context.synthetic import data as synthetic
+from contrastive_context.synthetic import runs as synthetic_runs
 from contrastive_context import tasks
 from contrastive_context.common import UserError
 

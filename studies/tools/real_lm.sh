@@ -5,14 +5,14 @@
 # complete stage (reproduce.py's .done manifests) and resumes an interrupted training run from
 # its last checkpoint.
 #
-#   studies/real_lm.sh mt DATA_DIR OUT_DIR          # Multi30k En->De (DATA_DIR: train.en/train.de/test.*)
-#   studies/real_lm.sh semparse DATA_DIR OUT_DIR    # MTOP (DATA_DIR: dev.json/test.json)
+#   studies/tools/real_lm.sh mt DATA_DIR OUT_DIR          # Multi30k En->De (DATA_DIR: train.en/train.de/test.*)
+#   studies/tools/real_lm.sh semparse DATA_DIR OUT_DIR    # MTOP (DATA_DIR: dev.json/test.json)
 #
 # Sizes (README "Cost model"): k = 2, 1,000 pool targets seen once (500 steps at batch 2),
 # 200 test inputs x 5 context types, lr 1e-3, checkpoints every 250 steps.
 set -euo pipefail
 task=${1:?task (mt or semparse)}; data=${2:?data folder}; out=${3:?output folder}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 # MTOP here has dev (859) + test (1,237) only: test items after the first 400 join the pool
 # 200 test inputs per context type: 189 of Multi30k's first 200 test inputs have a rule
 # paraphrase, but only ~77 % of MTOP's, so MTOP evaluates 270 (~206 random+paraphrase instances)
@@ -42,11 +42,11 @@ wait $pa $pb
 # finally: probes over every run and the full comparison table (all stages above are skipped)
 python reproduce.py "${common[@]}" --regimes "contrastive,random,similar,random+similar,zero,contrastive@s1,random@s1,similar@s1,contrastive-rho0,contrastive-beta0,contrastive+zero0.1" \
     > "$out/final.log" 2>&1
-# and how often each model copies a label from its context (studies/context_use.py)
+# and how often each model copies a label from its context (studies/tools/context_use.py)
 evals=(); labels=()
 for d in "$out"/eval/*/; do
     [ -f "$d/summary.json" ] || continue
     l=$(basename "$d"); evals+=("$d"); labels+=("${l%@s*}")
 done
-python studies/context_use.py "${evals[@]}" --labels "${labels[@]}" --task "$task" --data "$data" "${taskargs[@]}" \
+python studies/tools/context_use.py "${evals[@]}" --labels "${labels[@]}" --task "$task" --data "$data" "${taskargs[@]}" \
     --paraphrases "$out/paraphrases.test.jsonl" --out "$out/context_use.md" >> "$out/final.log" 2>&1

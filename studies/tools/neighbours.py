@@ -1,7 +1,7 @@
 """How near are natural neighbours? nsim of the near example of One-Near training contexts and of the
 random+nearest evaluation example, for a context pool of the study's size and for a larger one.
 
-    python studies/neighbours.py --task mt --data ../shared/data/multi30k --k 2 --targets 1000 \\
+    python studies/tools/neighbours.py --task mt --data ../shared/data/multi30k --k 2 --targets 1000 \\
         --pools 1000,29000 --limit 200 --out results/mt/neighbours.md
 
 For each pool size P (the first P pool examples; training targets are always the first --targets):
@@ -17,7 +17,7 @@ import dataclasses
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 
@@ -51,7 +51,7 @@ def main(argv=None):
         raise UserError(f"--pools must be comma-separated integers, got {args.pools!r}") from None
     print_config(args, "neighbours")
     lines = [f"# How near are natural neighbours? ({args.task})", "",
-             f"`python studies/neighbours.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"`python studies/tools/neighbours.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              f"k = {args.k}; training targets: the first {args.targets} pool examples; test: the first "
              f"{args.limit} inputs. nsim = BM25 score / self-score.", "",
              "| pool | near example of | median nsim | quartiles | ≥ 0.5 | ≥ 0.8 | n |", "|---|---|---|---|---|---|---|"]

@@ -4,8 +4,8 @@
 # LoRA q,k,v r 16; training seeds 0 and 1), so the committed Contrastive adapters (gamma = 0, seeds 0
 # and 1) are its paired control on the very same evaluation instances.
 #
-#   studies/gamma_mt.sh ../shared/data/multi30k 0     # seed 0 -> results/mt/{contexts,runs,eval,eval_cf}/contrastive-cf1
-#   studies/gamma_mt.sh ../shared/data/multi30k 1     # seed 1 -> .../contrastive-cf1@s1
+#   studies/mt/gamma_mt.sh ../shared/data/multi30k 0     # seed 0 -> results/mt/{contexts,runs,eval,eval_cf}/contrastive-cf1
+#   studies/mt/gamma_mt.sh ../shared/data/multi30k 1     # seed 1 -> .../contrastive-cf1@s1
 #
 # gamma = 1: every One-Near example that is neither a paraphrase (rho = 0.5) nor of a target without an
 # edit becomes a counterfactual. With 1,000 targets x 1 epoch that is still only ~170 counterfactual
@@ -14,7 +14,7 @@
 # last checkpoint, evaluation from its progress file.
 set -euo pipefail
 data=${1:?data folder}; seed=${2:?training seed}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 label=contrastive-cf1; [ "$seed" != 0 ] && label="$label@s$seed"
 res=results/mt; task=(--task mt --data "$data" --max-pool 1000)
 ctx=$res/contexts/$label.jsonl; run=$res/runs/$label

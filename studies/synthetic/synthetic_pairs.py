@@ -1,6 +1,6 @@
 """Paired differences of two regime cells of a finished sweep on any per-input metric.
 
-    python studies/synthetic_pairs.py results/synthetic/default contrastive-a0.3-b0.2-r0.5-R0-z0-F0.3 \\
+    python studies/synthetic/synthetic_pairs.py results/synthetic/default contrastive-a0.3-b0.2-r0.5-R0-z0-F0.3 \\
         random-z0-F0.3 --metrics acc_zero,acc_random
 
 Pairs seed s of cell A with seed s of cell B (same model initialisation, see sweep.py) and each test
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from contrastive_context import stats  # noqa: E402
 from contrastive_context.common import UserError, run_main  # noqa: E402

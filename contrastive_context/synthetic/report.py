@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import scratch
-from . import stats
-from . import synthetic
-from .common import atomic_path, check_meta, config_hash, read_json, read_jsonl, write_text_atomic
-from .regimes import KINDS, NEAR_KINDS
-from .synthetic import take
-from .synthetic_runs import cell
+from .. import stats
+from . import data as synthetic
+from ..common import atomic_path, check_meta, config_hash, read_json, read_jsonl, write_text_atomic
+from ..regimes import KINDS, NEAR_KINDS
+from .data import take
+from .runs import cell
 
 PHASE = [("acc_random", "IWL: acceptance, random ctx", "% of chunks accepted"),      # all on 0–100
          ("icl", "ICL probe", "probe score (%)"), ("copy", "copy probe", "probe score (%)"),

@@ -26,17 +26,17 @@ Sequences are token rows of equal length: a zero context is k examples of <pad>.
 import numpy as np
 import torch
 
-from . import regimes
+from .. import regimes
 from . import scratch
 
-from .regimes import KINDS, NEAR_KINDS  # the kinds of context and of near examples (indices in `info`)
+from ..regimes import KINDS, NEAR_KINDS  # the kinds of context and of near examples (indices in `info`)
 TOP_M = 50
 
 
 def regime_probs(regime, alpha=0.3, beta=0.2, zero_frac=0.0):
     """Probabilities over KINDS for a regime: regimes.kind_probs, the one definition shared with the
     real-LM contexts (a ValueError here, for the synthetic library's callers)."""
-    from .common import UserError
+    from ..common import UserError
     try:
         return np.array(regimes.kind_probs(regime, alpha, beta, zero_frac), dtype=np.float64)
     except UserError as e:

@@ -13,9 +13,9 @@ import types
 
 import torch
 
-from . import regimes
+from .. import regimes
 
-from .common import UserError, progress
+from ..common import UserError, progress
 
 TRAIN_REGIMES = ["random", "similar", "one_near", "random+similar", "contrastive"]
 TEST_CONTEXTS = ["random", "similar", "one_near"]     # the output contract names

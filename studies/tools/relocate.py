@@ -2,7 +2,7 @@
 (JSON, JSONL, markdown) has the old folder prefix replaced by the new one, and the checksums that cover
 a rewritten file are refreshed (JSONL sidecars' sha256, cc_output.json's completion record).
 
-    python studies/relocate.py OUT results/mt_fullpool --labels copier,contrastive,contrastive-cf1
+    python studies/tools/relocate.py OUT results/mt_fullpool --labels copier,contrastive,contrastive-cf1
 
 Copies OLD/{eval,eval_cf,runs}/<label> (runs: config.json, train_log.jsonl, contexts.jsonl + sidecar; no
 weights) and the LoRA adapter of each run (runs.export_adapter, fp16, with its prompt_template.json) to NEW.
@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from contrastive_context import contexts, runs, tasks  # noqa: E402
 from contrastive_context.common import UserError, file_sha256, read_json, run_main, write_json_atomic  # noqa: E402

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from . import scratch
-from . import synthetic
-from . import tasks
-from .common import (UserError, atomic_path, check_meta, config_hash, is_complete, progress, read_json,
+from . import data as synthetic
+from .. import tasks
+from ..common import (UserError, atomic_path, check_meta, config_hash, is_complete, progress, read_json,
                      read_jsonl, write_json_atomic, write_jsonl_atomic)
 
 METRICS = ("acc_zero", "acc_random", "acc_similar", "acc_random+nearest", "acc_random+paraphrase",
@@ -198,7 +198,7 @@ def _worker_init():
     pool when the main process stops, or to the whole process group) unwinds the job like in the main process,
     so temporary files are removed, and then ends the worker quietly (_worker): no traceback per worker."""
     import signal
-    from .common import Terminated
+    from ..common import Terminated
 
     def on_term(signum, frame):
         if _IN_JOB:
@@ -212,7 +212,7 @@ _IN_JOB = []  # non-empty while a worker runs a job
 
 
 def _worker(fn_job):
-    from .common import Terminated
+    from ..common import Terminated
     fn, job = fn_job
     _IN_JOB.append(1)
     try:

@@ -1,6 +1,6 @@
 """Issue 21, synthetic track: what training with counterfactual near examples (gamma) changes, per cell.
 
-    python studies/synthetic_relevance.py results/synthetic/relevance --out results/synthetic/relevance/relevance.md
+    python studies/synthetic/synthetic_relevance.py results/synthetic/relevance --out results/synthetic/relevance/relevance.md
 
 For every contrastive cell with gamma > 0 in the sweep, its gamma = 0 twin (same alpha, beta, rho, R, zero
 share, F; same seeds, same initialisations) is the reference. Paired per (seed, test input), CI clustered by
@@ -26,11 +26,13 @@ import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 
-from contrastive_context import scratch, stats, synthetic_runs  # noqa: E402
+from contrastive_context import stats  # noqa: E402
+from contrastive_context.synthetic import runs as synthetic_runs  # noqa: E402
+from contrastive_context.synthetic import scratch  # noqa: E402
 from contrastive_context.common import UserError, run_main, write_text_atomic  # noqa: E402
 
 METRICS = [("edit_ok", "edit-ok", "up"), ("cf_copy", "cf-copy", "down"),
@@ -136,7 +138,7 @@ def main(argv=None):
     lines = [f"# Counterfactual near examples in training (gamma): paired against gamma = 0\n",
              f"Sweep `{os.path.relpath(args.sweep)}`; each row: cell with gamma > 0 minus its gamma = 0 twin, "
              "mean over seeds and test inputs, 95 % CI clustered by test input; per-seed differences in "
-             f"brackets. Rules in `studies/synthetic_relevance.py` (margin for \"kept\": {MARGIN:g} points).\n"]
+             f"brackets. Rules in `studies/synthetic/synthetic_relevance.py` (margin for \"kept\": {MARGIN:g} points).\n"]
     c = copier(args.sweep)
     lines += [f"Copier on the same {c['n']} random+counterfactual inputs: edit-ok {c['edit-ok']:.1f}, cf-copy "
               f"{c['cf-copy']:.1f}, acceptance {c['acc rand+cf']:.1f} (the trivial baseline).\n"]

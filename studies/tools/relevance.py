@@ -1,7 +1,7 @@
 """Does a model switch by relevance? Scores of the random+counterfactual evaluation (evaluate.py,
 counterfactual.py) per model, paired differences, the seed-noise rule and a verdict per claim.
 
-    python studies/relevance.py results/mt/eval_cf --eval-root results/mt/eval --ref contrastive \\
+    python studies/tools/relevance.py results/mt/eval_cf --eval-root results/mt/eval --ref contrastive \\
         --out results/mt/relevance.md
 
 CF_ROOT holds one evaluation folder per label (`<regime>` and `<regime>@s1` for a second seed, `base`,
@@ -25,7 +25,7 @@ import os
 import sys
 from collections import OrderedDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from contrastive_context import stats  # noqa: E402
 from contrastive_context.counterfactual import judge  # noqa: E402
@@ -177,7 +177,7 @@ def main(argv=None):
     print_config(args, "relevance")
     groups = load(args.cf_root, args.eval_root)
     noise = seed_noise(groups)
-    cmd = "python studies/relevance.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python studies/tools/relevance.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = report(groups, args.ref, noise, cmd)
     write_text_atomic(args.out, md)
     print(md, flush=True)

@@ -4,7 +4,7 @@
 # 29,000-pair pool for contexts and evaluation neighbours, 1,000 training targets (--targets 1000),
 # otherwise the committed study's settings (k = 2, 500 steps at batch 2, lr 1e-3, LoRA q,k,v r 16).
 #
-#   studies/relevance_train.sh ../shared/data/multi30k OUT [worker-a|worker-b|all]
+#   studies/mt_fullpool/relevance_train.sh ../shared/data/multi30k OUT [worker-a|worker-b|all]
 #
 # Runs, in the order the two 1-thread workers take them (each: train, evaluate on the five context
 # types x 200 inputs, evaluate on random+counterfactual x 340 inputs = ~204 instances):
@@ -19,7 +19,7 @@
 # run resumes from its last checkpoint (train.py --resume), an evaluation from its progress file.
 set -euo pipefail
 data=${1:?data folder}; out=${2:?output folder}; which=${3:-all}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 task=(--task mt --data "$data")
 ptrain=results/mt/paraphrases.train.jsonl; ptest=results/mt/paraphrases.test.jsonl
 train() { # label, extra flags

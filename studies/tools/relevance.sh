@@ -4,8 +4,8 @@
 # Resumable: a label whose evaluation folder already has summary.json is skipped; an interrupted
 # evaluation resumes from its progress file (evaluate.py).
 #
-#   studies/relevance.sh mt ../shared/data/multi30k          # -> results/mt/eval_cf/<label>/
-#   studies/relevance.sh semparse ../shared/data/mtop        # -> results/semparse/eval_cf/<label>/
+#   studies/tools/relevance.sh mt ../shared/data/multi30k          # -> results/mt/eval_cf/<label>/
+#   studies/tools/relevance.sh semparse ../shared/data/mtop        # -> results/semparse/eval_cf/<label>/
 #
 # Sizes: the study's own flags (k = 2, 1,000-example pool); MT evaluates the first 340 test inputs
 # (204 get a counterfactual: the bilingual table covers ~62 % of Multi30k sentences), MTOP the
@@ -13,7 +13,7 @@
 # type of the committed evaluation (results/<task>/eval/copier), for the copier row of its tables.
 set -euo pipefail
 task=${1:?task (mt or semparse)}; data=${2:?data folder}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 res=results/$task
 if [ "$task" = mt ]; then flags=(--task mt --data "$data" --max-pool 1000 --k 2); limit=340; study_limit=200
 else flags=(--task semparse --data "$data" --max-pool 1000 --test-size 400 --k 2); limit=270; study_limit=270; fi

@@ -1,6 +1,6 @@
 """How often a model's answer copies a label from its context, per context type.
 
-    python studies/context_use.py EVAL_DIR... --labels base random contrastive \\
+    python studies/tools/context_use.py EVAL_DIR... --labels base random contrastive \\
         --task mt --data DIR --max-pool 1000 --paraphrases PARA.jsonl --out context_use.md
 
 For every prediction of evaluate.py (EVAL/predictions.jsonl) the script finds the context
@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from contrastive_context import evaluation  # noqa: E402
 from contrastive_context.common import (UserError, check_output_path, print_config, run_main,  # noqa: E402

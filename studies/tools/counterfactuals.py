@@ -1,6 +1,6 @@
 """Write the counterfactual near-duplicates of a split as a file, with a quality report.
 
-    python studies/counterfactuals.py --task mt --data ../shared/data/multi30k --max-pool 1000 \\
+    python studies/tools/counterfactuals.py --task mt --data ../shared/data/multi30k --max-pool 1000 \\
         --limit 340 --out results/mt/counterfactuals.test.jsonl --report results/mt/counterfactuals.md
 
 Rows are those evaluate.py builds for random+counterfactual (the same seeded stream
@@ -15,7 +15,7 @@ import os
 import sys
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
 
@@ -65,7 +65,7 @@ def main(argv=None):
     write_jsonl_atomic(args.out, rows, meta={"kind": "counterfactuals", "task": task.name,
                                              "task_fp": task.fingerprint(), "split": split, "seed": args.seed})
     lines = [f"# Counterfactual near-duplicates: {task.name}, {split}", "",
-             f"`python studies/counterfactuals.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             f"`python studies/tools/counterfactuals.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              f"- acceptance: **{len(rows)} of {len(exs)} inputs** ({100 * len(rows) / len(exs):.0f} %) have a valid "
              "edit (a span found exactly once in x and in y; the rest are left out of random+counterfactual)",
              "- leak check: no x~ equals x up to casing/punctuation, no y~ equals y (checked for every row)",
