@@ -1,4 +1,4 @@
-"""Paraphrase quality report (issue 11 item 1) and the quick MT base-model check (item 3).
+"""Paraphrase quality report and the quick MT base-model check (SmolLM2 vs Gemma).
 
     # quality of paraphrase files made by paraphrase.py (one --file per task:split:path)
     python benchmarks/paraphrase_quality.py quality \
@@ -111,7 +111,7 @@ def file_report(task, split, path, seed):
 
 
 def render_quality(reports, argv, seconds):
-    out = ["# Paraphrase quality (issue 11, item 1)", "",
+    out = ["# Paraphrase quality", "",
            f"Command: `python benchmarks/paraphrase_quality.py {' '.join(argv)}` "
            f"({seconds:.1f} s wall for the report itself).", "",
            "nsim(x, x') = BM25(x, x') / BM25(x, x) over the task pool (1.0 for a copy). "
@@ -241,7 +241,7 @@ def cmd_model_choice(args, argv):
 
 def render_model_choice(results, args, argv, seconds):
     kinds = [] if args.speed_only else ["zero-shot", f"{args.k}-random-shot"]
-    out = ["# MT base model: SmolLM2-135M-Instruct vs Gemma-3-270M (issue 11, item 3)", "",
+    out = ["# MT base model: SmolLM2-135M-Instruct vs Gemma-3-270M", "",
            f"Command: `python benchmarks/paraphrase_quality.py {' '.join(argv)}` ({seconds:.0f} s wall, "
            f"{args.threads} thread, shared 2-core machine under load: wall tok/s are pessimistic, "
            "tok per CPU-second is the figure to plan with).", ""]

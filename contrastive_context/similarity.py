@@ -23,7 +23,7 @@ Fast top-M retrieval (`BM25.topk`) works on blocks of (deduplicated) queries:
      selection over all docs whose float32 score is within the error bound.
 So topk returns exactly what a stable argsort of rank_bm25's scores returns.
 
-Memory is bounded whatever the input lengths (issue 22: one 300k-word line in train.en asked
+Memory is bounded whatever the input lengths (one 300k-word line in train.en asked
 for a (200, 22,500,000) array): a block holds at most CELL_BUDGET query-token cells (queries
 padded to the block's longest), so a very long query forms a block of its own, and the exact
 rescoring reads its (candidate, query position) summands CELL_BUDGET at a time. Cost grows

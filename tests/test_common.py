@@ -100,7 +100,7 @@ def test_read_non_utf8_and_wrong_types(tmp_path):
 
 
 def test_sidecar_never_missing_and_partial_files_refused(tmp_path, monkeypatch):
-    """Issue 22 item 6: a signal between the two renames no longer leaves a file without its sidecar
+    """A signal between the two renames no longer leaves a file without its sidecar
     (which passes for a hand-made file); a progress save ("complete": false) is refused by consumers."""
     p = str(tmp_path / "p.jsonl")
     common.write_jsonl_atomic(p, [{"i": 0}], meta={"kind": "k"})
@@ -158,7 +158,7 @@ def test_run_main_one_line(capsys):
 
 
 def test_environment_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
-    """Issue 22 item 12: errors of the machine (file-size limit, disk full, out of memory), also as torch
+    """Errors of the machine (file-size limit, disk full, out of memory), also as torch
     and safetensors raise them, are one `error:` line with exit 2; any other exception still raises."""
     import errno
     cases = [(OSError(errno.EFBIG, "File too large"), "ulimit -f"),

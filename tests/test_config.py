@@ -59,7 +59,7 @@ def _default_statements(help_text):
 
 
 def test_help_states_each_default_once(capsys):
-    """Issue 22 item 13: a help text that already states its default ("(default: 2; 20 for --model
+    """A help text that already states its default ("(default: 2; 20 for --model
     scratch)") gets no second "(default: none)"; every other flag gets its default appended."""
     for action in parser()._actions:
         if action.option_strings and action.dest != "help":
@@ -75,7 +75,7 @@ def test_help_states_each_default_once(capsys):
 
 
 def test_printed_config_shows_only_what_applies():
-    """Issue 22 item 13: an alignment run's printed config has no MT / MTOP / SQL flags, a --full run no
+    """An alignment run's printed config has no MT / MTOP / SQL flags, a --full run no
     LoRA flags, a regime no knobs of other regimes; what applies stays."""
     p = parser()
     shown = config.applicable(p.parse_args(["--regime", "random", "--full"]))
@@ -132,7 +132,7 @@ def test_threads_type_and_set_threads_refuse_negatives():
 
 
 def test_shared_eval_flags_narrow_but_never_widen():
-    """Issue 23: a flag of config.EvalConfig keeps its type wherever it is added: a script may narrow
+    """A flag of config.EvalConfig keeps its type wherever it is added: a script may narrow
     its range (reproduce.py's --k 1..64), never widen it nor give it another type."""
     k = config.add_eval_arg(argparse.ArgumentParser(), "k", hi=64)
     assert k.type("64") == 64 and k.dest == "k" and k.default == 4
@@ -147,7 +147,7 @@ def test_shared_eval_flags_narrow_but_never_widen():
 
 
 def test_explicit_dests_sees_every_way_of_typing_a_flag():
-    """Issue 24 (train.py --config: flags typed on the command line win): `--flag value`, `--flag=value`,
+    """train.py --config: flags typed on the command line win: `--flag value`, `--flag=value`,
     an abbreviation (where the parser allows them) and a value equal to the default all count as given."""
     p = parser()
     argv = ["--lr=0.01", "--max-st", "3", "--seed", "0", "--full", "--report-to", "none"]

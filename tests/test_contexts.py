@@ -202,7 +202,7 @@ def test_read_rows_refuses_other_task_and_bad_types(tmp_path, mt_task):
 
 
 def test_contexts_file_must_name_its_data_set(tmp_path):
-    """Issue 22 item 8: a contexts file holds only ids ("train-3"), which another data set of the same task
+    """A contexts file holds only ids ("train-3"), which another data set of the same task
     has too. Without its sidecar, or with "task_fp" removed from it, train.py trained on the other data set's
     examples. Such a file is refused, naming the one-line sidecar that declares it made for this data set."""
     align = tasks.load_task("alignment", n_train=30)

@@ -345,7 +345,7 @@ def test_evaluate_resumes_after_sigterm_with_identical_predictions(run_script, t
 
 
 def test_flag_aliases_share_one_name_across_scripts():
-    """Issue 22 item 13: the canonical names work everywhere: --eval-limit (train.py, reproduce.py) in
+    """The canonical names work everywhere: --eval-limit (train.py, reproduce.py) in
     evaluate.py beside its --limit; --max-steps / --batch-size (train.py) in theory_sim.py and sweep.py
     beside their --steps / --batch (kept: committed commands use them)."""
     import sweep

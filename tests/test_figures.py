@@ -1,4 +1,4 @@
-"""The figures (issue 24, item 5): what they show and how they are labelled, read off the matplotlib objects
+"""The figures: what they show and how they are labelled, read off the matplotlib objects
 (figure3's by-context-type panel, probes' one colour per regime, the sweep's shared colour scales)."""
 import json
 import os

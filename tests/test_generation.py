@@ -185,7 +185,7 @@ def test_generate_runs_without_autograd(tiny):
 
 
 def test_on_batch_reports_every_batch():
-    """Issue 22 item 13: evaluate.py's bar moves per batch (evaluation.predict passes its bar's update
+    """evaluate.py's bar moves per batch (evaluation.predict passes its bar's update
     as on_batch), not once per progress chunk of 8 batches; answers do not depend on the callback."""
     model, tok = models.load("tiny", device="cpu")
     prompts = [f"ABC{i}:" for i in range(5)]

@@ -1,6 +1,6 @@
 """The committed study pipeline regenerates unchanged: a smoke run of reproduce.py on a small MT
 data set must give the very same contexts, predictions and probe scores as the recording in
-tests/golden/smoke_mt.json (made before the restructuring of issue 12; refresh deliberately with
+tests/golden/smoke_mt.json (made before the restructuring of the scripts into one library; refresh deliberately with
 CC_UPDATE_GOLDEN=1 when a change of results is intended, and say why in the commit)."""
 import hashlib
 import json
@@ -30,7 +30,7 @@ def fingerprint(out):
     for label in ["base"] + REGIMES.split(","):
         pred = _rows(os.path.join(out, "eval", label, "predictions.jsonl"))
         # the five context types recorded before random+counterfactual existed keep their digest;
-        # the counterfactual rows (issue 20) have their own
+        # the counterfactual rows (relevance vs copying) have their own
         fp[f"eval/{label}"] = _digest([{k: r[k] for k in ("id", "context_type", "context", "prediction", "score")}
                                        for r in pred if r["context_type"] != "random+counterfactual"])
         fp[f"eval_cf/{label}"] = _digest([{k: r[k] for k in ("id", "context", "prediction", "score", "cf_copy",

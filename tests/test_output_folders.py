@@ -1,8 +1,8 @@
-"""Issue 22, data loss: output folders are owned (cc_output.json), locked (.cc_lock), never an input,
+"""Data loss: output folders are owned (cc_output.json), locked (.cc_lock), never an input,
 left clean by early failures; interrupted writers never leave a file that reads as a whole one
 (outputs.py, and the scripts that use it).
 
-The one-line refusals are cases of tests/test_bad_inputs.py (ids i22-*); here are the scenarios
+The one-line refusals are cases of tests/test_bad_inputs.py (its data-loss section); here are the scenarios
 that need several processes, a signal at a chosen moment, or a retry after a failure.
 """
 import json
@@ -56,7 +56,7 @@ def _one_error(proc):
 
 @pytest.mark.slow
 def test_two_trainings_on_one_folder_the_second_is_refused(tmp_path):
-    """Item 4: two `train.py --out run` at once (seeds 1 and 2): the second stops with one error
+    """Two `train.py --out run` at once (seeds 1 and 2): the second stops with one error
     line naming the lock, whatever its flags; the first one's run is untouched."""
     args = [*AL, "--model", "tiny", "--regime", "random", "--max-steps", "20000", "--save-every", "0",
             "--eval-limit", "0", "--out", "run"]
@@ -78,7 +78,7 @@ def test_two_trainings_on_one_folder_the_second_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_killed_before_training_is_retried_without_flags(tmp_path):
-    """Item 5: an early failure leaves nothing; even a SIGKILL during the model load leaves a folder
+    """An early failure leaves nothing; even a SIGKILL during the model load leaves a folder
     that counts as empty (only the lock file): a plain retry is accepted. A failed --overwrite leaves
     the old run as it was (deletion happens only once the new run's inputs were all validated)."""
     args = [*AL, "--regime", "contrastive", "--max-steps", "2", "--eval-limit", "0", "--out", "r"]
@@ -101,7 +101,7 @@ def test_a_run_killed_before_training_is_retried_without_flags(tmp_path):
 
 
 def test_resume_restores_log_rows_lost_between_checkpoint_and_log(tiny_run, tmp_path):
-    """Item 7: the log rows up to a checkpoint travel inside it (trainer_state.pt), so losing the
+    """The log rows up to a checkpoint travel inside it (trainer_state.pt), so losing the
     train_log.jsonl write after a checkpoint's rename (SIGKILL) loses nothing after --resume."""
     import train
     b = str(tmp_path / "b")
@@ -116,7 +116,7 @@ def test_resume_restores_log_rows_lost_between_checkpoint_and_log(tiny_run, tmp_
 
 @pytest.mark.slow
 def test_sigterm_during_paraphrase_leaves_a_certified_partial_file(tmp_path, mt_dir):
-    """Item 6: SIGTERM while paraphrase.py rewrites --out all the time (--save-every 0): --out keeps
+    """SIGTERM while paraphrase.py rewrites --out all the time (--save-every 0): --out keeps
     a sidecar that matches it and says "complete": false; consumers refuse it, the same command
     finishes it, and then it is accepted."""
     out = tmp_path / "p.jsonl"
@@ -144,7 +144,7 @@ def test_sigterm_during_paraphrase_leaves_a_certified_partial_file(tmp_path, mt_
 
 
 def test_evaluate_same_command_is_a_no_op_and_completion_is_recorded_last(tmp_path):
-    """Item 3: a finished --out of the same configuration is left as it is; of another one it is
+    """A finished --out of the same configuration is left as it is; of another one it is
     replaced only with --overwrite, and cc_output.json records the files of ONE evaluation."""
     import evaluate
     args = ["--model", "tiny", *AL, "--limit", "3", "--max-new-tokens", "4", "--out", str(tmp_path / "ev")]
@@ -205,7 +205,7 @@ def _ours(path, kind="train-run", files=("config.json",)):
 
 
 def test_claim_output_dir_never_deletes_or_writes_a_folder_that_is_not_ours(tmp_path):
-    """Issue 22 item 1: config.json proves nothing; only cc_output.json (written by this code) does."""
+    """config.json proves nothing; only cc_output.json (written by this code) does."""
     hf = tmp_path / "hf"
     before = _hf_model_folder(hf)
     for flags in ({"overwrite": True}, {"resume": True}, {"reuse": True}, {}):
@@ -262,7 +262,7 @@ def test_claim_output_dir_ours_resume_overwrite_and_early_failure(tmp_path):
 
 
 def test_output_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path):
-    """Issue 22 item 4: one process per output folder; the kernel frees the lock of a killed holder."""
+    """One process per output folder; the kernel frees the lock of a killed holder."""
     run = _ours(tmp_path / "run")
     with outputs.claim_output_dir(run, "train-run", "test", resume=True):
         with pytest.raises(UserError, match=r"in use by another process \(lock .*\.cc_lock held by pid "
@@ -290,7 +290,7 @@ def test_output_lock_refuses_a_second_process_and_dies_with_its_holder(tmp_path)
 
 
 def test_check_out_not_input(tmp_path):
-    """Issue 22 item 2: an output never replaces an input, nor goes into an input folder."""
+    """An output never replaces an input, nor goes into an input folder."""
     data = tmp_path / "D"
     data.mkdir()
     (data / "train.en").write_text("a\n")

@@ -215,7 +215,7 @@ def test_probes_score_every_checkpoint_of_a_full_weight_run(tmp_path):
 
 
 def test_probes_do_not_reuse_step_0_of_a_run_retrained_on_other_data(tiny_run, tmp_path, capsys):
-    """Issue 22 item 8: step 0 (the base model) has no weights of its own, so its reuse key was only
+    """Step 0 (the base model) has no weights of its own, so its reuse key was only
     (run, 0, "base"): after the run folder was retrained on another task or data set, probes.py reused the
     old step-0 scores. The key now holds the setting (model, task flags, data fingerprint, probe inputs)."""
     import shutil

@@ -52,7 +52,7 @@ def _git_ignored(paths):
 
 
 def test_gitignore_covers_by_hand_outputs_but_never_results():
-    """Issue 22 item 13: what the README's commands write into the repository root is ignored by git;
+    """What the README's commands write into the repository root is ignored by git;
     nothing under results/ (the committed studies) and no source file is."""
     outs = []
     for cmd in by_hand_block():

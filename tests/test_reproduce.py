@@ -86,7 +86,7 @@ def test_threads_flag_is_one_flag_everywhere():
 @pytest.mark.parametrize("task,extreme", [("alignment", "low"), ("alignment", "high"), ("mt", "low"),
                                          ("mt", "high")])
 def test_flags_reproduce_passes_on_are_accepted_by_the_stages(task, extreme):
-    """Issue 23: the flags reproduce.py passes to evaluate.py and probes.py are declared once
+    """The flags reproduce.py passes to evaluate.py and probes.py are declared once
     (config.EvalConfig, config.TaskConfig). The commands it builds from the extreme values its own parser
     accepts parse in evaluate.py's and probes.py's parsers, to the values reproduce.py meant."""
     import evaluate

@@ -1,5 +1,5 @@
-"""Committed results re-render byte-identically from their committed inputs with today's code (issue 23:
-refactors must not change behaviour). Tables and JSONL are compared; figures are re-drawn, not compared."""
+"""Committed results re-render byte-identically from their committed inputs with today's code (a
+refactor must not change behaviour). Tables and JSONL are compared; figures are re-drawn, not compared."""
 import os
 import shutil
 import subprocess

@@ -1,4 +1,4 @@
-"""Committed results hold repository-relative paths only (issue 20): no file under results/ names a
+"""Committed results hold repository-relative paths only: no file under results/ names a
 folder of the machine that produced it."""
 import os
 import re

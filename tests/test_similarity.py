@@ -128,7 +128,7 @@ def test_pool_index_nsim():
 
 
 def test_topk_memory_is_bounded_for_a_very_long_input():
-    """Issue 22 item 11: one 300k-word line in train.en made sample_contexts.py ask for a (200, 22,500,000)
+    """One 300k-word line in train.en made sample_contexts.py ask for a (200, 22,500,000)
     array (every query of a block padded to the longest, and all (candidate, query position) summands of
     the exact rescoring at once) and the OOM killer ended it. Blocks are now bounded in query-token cells
     and the rescoring is chunked: the peak stays small and the result is still exactly rank_bm25's."""

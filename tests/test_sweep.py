@@ -273,7 +273,7 @@ def test_show_examples_on_a_finished_sweep(tmp_path):
 
 
 def test_every_flag_has_help_and_says_its_default(capsys):
-    """Issue 22 item 13: `sweep.py -h` explains every flag and its default (fixed, or per --budget);
+    """`sweep.py -h` explains every flag and its default (fixed, or per --budget);
     train.py's names --batch-size / --max-steps / --warmup-steps are aliases of --batch / --steps / --warmup."""
     p = sweep.build_parser()
     for a in p._actions:

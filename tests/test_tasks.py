@@ -131,7 +131,7 @@ def test_sql_execution_and_perturbation(bird_dir):
 
 @pytest.mark.parametrize("name", ["x#my", "q?mode=rwc", "p%23c", "sp ace"])
 def test_sql_data_path_with_uri_characters_is_read_in_place(bird_dir, tmp_path, name):
-    """Issue 22 item 9: a --data path holding '#' (or '?', '%') was pasted into SQLite's `file:` URI
+    """A --data path holding '#' (or '?', '%') was pasted into SQLite's `file:` URI
     unescaped: SQLite opened and CREATED, read-write, a database at the truncated path outside --data,
     and every score was 0. The path is percent-encoded now: the real database is read, read-only."""
     import os

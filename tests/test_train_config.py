@@ -1,4 +1,4 @@
-"""Issue 24: train.py --report-to none|tensorboard|wandb (Accelerate's trackers get what train_log.jsonl gets)
+"""train.py --report-to none|tensorboard|wandb (Accelerate's trackers get what train_log.jsonl gets)
 and train.py --config RUN/config.json (a run re-run exactly; flags given on the command line win)."""
 import json
 import os

@@ -291,7 +291,7 @@ def test_torchrun_two_processes_equal_one_process_with_grad_accum_2(tmp_path):
 
 
 def test_keep_checkpoints_slims_old_checkpoints_and_resume_stays_exact(tmp_path, capsys):
-    """Issue 22 item 13: --keep-checkpoints N (default 1) leaves the resumable state (optimizer, scheduler,
+    """--keep-checkpoints N (default 1) leaves the resumable state (optimizer, scheduler,
     RNG) in the newest N checkpoints only; older ones keep the weights probes.py scores; --resume after an
     interruption still ends with the weights of an uninterrupted run. Also: the printed config of a --full
     alignment run lists no LoRA and no MT flags."""
@@ -322,7 +322,7 @@ def test_keep_checkpoints_slims_old_checkpoints_and_resume_stays_exact(tmp_path,
 
 
 def test_a_long_run_shows_few_progress_bars(tmp_path, capsys, monkeypatch):
-    """Issue 22 item 13: 20 epochs of contexts make ONE preparation bar (not two per epoch), and the
+    """20 epochs of contexts make ONE preparation bar (not two per epoch), and the
     training bar is not redrawn at every step (74 KB of stderr for the 37 s headline run before)."""
     monkeypatch.setenv("CC_NO_PROGRESS", "0")
     train.main(["--model", "tiny", "--full", "--threads", "1", "--n-train", "24", "--regime", "contrastive",

@@ -26,7 +26,7 @@ from ..common import (UserError, atomic_path, check_meta, config_hash, is_comple
 METRICS = ("acc_zero", "acc_random", "acc_similar", "acc_random+nearest", "acc_random+paraphrase",
            "drift_random_drifted", "drift_random_kept", "drift_copy_drifted", "drift_copy_kept",
            "drift_paraphrase_drifted", "drift_paraphrase_kept", "iwl", "icl", "copy",
-           # relevance vs copying (issue 21): the counterfactual context type, and the drift test's drifted
+           # relevance vs copying (training with counterfactuals): the counterfactual context type, and the drift test's drifted
            # chunks split by whether their symbol appears in a context example (per-symbol ICL possible)
            "acc_random+counterfactual", "edit_ok", "cf_copy", "drift_random_drifted_shown",
            "drift_random_drifted_unseen")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 21 (first part): Contrastive with counterfactual near-duplicates in training, gamma = 1, on the
+# Training with counterfactuals on the committed MT setting: Contrastive with counterfactual near-duplicates in training, gamma = 1, on the
 # committed Multi30k study's exact setting (1,000-example pool, k = 2, 500 steps at batch 2, lr 1e-3,
 # LoRA q,k,v r 16; training seeds 0 and 1), so the committed Contrastive adapters (gamma = 0, seeds 0
 # and 1) are its paired control on the very same evaluation instances.

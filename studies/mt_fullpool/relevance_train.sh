@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 21, real-LM part: does training with counterfactual near-duplicates (--counterfactual gamma)
+# The full-pool MT study: does training with counterfactual near-duplicates (--counterfactual gamma)
 # teach SmolLM2-135M + LoRA to check relevance before it copies? MT (Multi30k En->De) with the FULL
 # 29,000-pair pool for contexts and evaluation neighbours, 1,000 training targets (--targets 1000),
 # otherwise the committed study's settings (k = 2, 500 steps at batch 2, lr 1e-3, LoRA q,k,v r 16).

@@ -1,4 +1,4 @@
-"""Issue 21, synthetic track: what training with counterfactual near examples (gamma) changes, per cell.
+"""Synthetic track: what training with counterfactual near examples (gamma) changes, per cell.
 
     python studies/synthetic/synthetic_relevance.py results/synthetic/relevance --out results/synthetic/relevance/relevance.md
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 20: re-evaluate every committed adapter of a real-LM study, the untuned base model and the
+# Relevance vs copying: re-evaluate every committed adapter of a real-LM study, the untuned base model and the
 # copier baseline on the counterfactual context type (random+counterfactual), evaluation only.
 # Resumable: a label whose evaluation folder already has summary.json is skipped; an interrupted
 # evaluation resumes from its progress file (evaluate.py).
