@@ -1,4 +1,6 @@
-"""The README's by-hand study block, run exactly as written (each line in a fresh process)."""
+"""The README: the by-hand study block, run exactly as written (each line in a fresh process); the front
+door's commands, links and findings table; the study READMEs' scripts."""
+import glob
 import json
 import os
 import re
@@ -69,3 +71,55 @@ def test_gitignore_covers_by_hand_outputs_but_never_results():
     keep += ["results/mt/new_table.md", "results/x/eval/base/summary.json", "results/x/probes.jsonl",
              "results/synthetic/sweep/sweep.jsonl", "figure3.py", "probes.py", "sweep.py"]
     assert len(keep) > 50 and not _git_ignored(keep)
+
+
+def _read(path):
+    with open(os.path.join(REPO, path), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_readme_is_the_front_door():
+    """README.md: at most 250 lines; its first block holds the set-up + main-job and set-up + test commands,
+    with files and scripts that exist; every relative link resolves."""
+    text = _read("README.md")
+    assert len(text.splitlines()) <= 250
+    first = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    for line in ("pip install -r requirements.txt", 'pytest -m "not slow"', "python train.py --regime contrastive"):
+        assert line in first, line
+    for f in re.findall(r"(?:-r |python )([\w./-]+\.(?:txt|py))", first):
+        assert os.path.isfile(os.path.join(REPO, f)), f
+    for link in re.findall(r"\]\(([^)#:]+)\)", text):
+        assert os.path.exists(os.path.join(REPO, link)), link
+
+
+def test_findings_table_points_at_study_folders_that_exist():
+    """One row per claim: a verdict, and the study folders (or RESULTS.md) that show it; the two rows the
+    lead fills later are marked as in progress."""
+    text = _read("README.md")
+    table = re.search(r"## Findings\n.*?(\| claim \| verdict \| where \|\n.*?)\n\n", text, re.S).group(1)
+    rows = [r for r in table.splitlines()[2:] if r.startswith("|")]
+    assert len(rows) >= 10
+    for row in rows:
+        claim, verdict, where = [c.strip() for c in row.strip("|").split("|")]
+        if "in progress" in verdict:
+            continue
+        assert re.search(r"\*\*(holds|does not hold|partly)\*\*", verdict), row
+        folders = re.findall(r"`(studies/\w+/)`", where)
+        assert folders or "RESULTS.md" in where, row
+        for d in folders:
+            assert os.path.isfile(os.path.join(REPO, d, "README.md")), d
+    assert sum("in progress" in r for r in rows) == 2
+    assert any("second counterfactual family" in r for r in rows) and any("new domain" in r for r in rows)
+
+
+def test_study_readmes_name_scripts_that_exist():
+    """Every `python X.py` / `studies/.../*.sh` a study README (or RESULTS.md) names is a file of this repo."""
+    docs = ["RESULTS.md", "CONTRIBUTING.md"] + sorted(
+        os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "studies", "*", "README.md")))
+    named = 0
+    for doc in docs:
+        text = _read(doc)
+        for script in set(re.findall(r"python ([\w./-]+\.py)", text) + re.findall(r"(studies/[\w/]+\.(?:py|sh))", text)):
+            assert os.path.isfile(os.path.join(REPO, script)), f"{doc}: {script}"
+            named += 1
+    assert named >= 15
