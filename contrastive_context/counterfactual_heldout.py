@@ -15,23 +15,25 @@ present, and never returns y~ == y):
              (person, animal, clothing, place, object; one gender per class) is swapped for the same form
              of another word of its class; its German form -- every form is listed, in the slot that
              agrees with the English one -- found exactly once in y as a whole word, is swapped for the
-             other word's form in that slot. A German preposition counts only before a determiner (never
-             a separable verb particle). Kind first (verb / preposition / noun, uniform among those with
-             an edit), then the edit (uniform).
-  semparse   (rules prompts/counterfactual_semparse_heldout.json) one of three kinds, never a value swap
-             within a slot type:
-             intent   a trigger verb outside every slot ("set" an alarm) becomes another ("delete"), and
-                      the top intent with it (IN:CREATE_ALARM -> IN:DELETE_ALARM), only where every slot
-                      type directly under the intent is one the pool shows under the new intent;
-             contact  a person slot's name becomes "my <relation>" ([SL:CONTACT Nick ] -> [SL:CONTACT
-                      [IN:GET_CONTACT [SL:CONTACT_RELATED my ] [SL:TYPE_RELATION mom ] ] ]) or back, MTOP's
-                      structure for a relation (relations and names from the pool);
-             weather  in IN:GET_WEATHER a time becomes a place ([SL:DATE_TIME this week ] -> "in" [SL:LOCATION
-                      Paris ]) or a place "in P" a time, where the sentence has no slot of the new type.
+             other word's form in that slot. A German preposition must also stand before a determiner
+             (never a separable verb particle; a second "auf" anywhere in y refuses the edit). Kind
+             first (verb / preposition / noun, uniform among those with an edit), then the edit.
+  semparse   (rules prompts/counterfactual_semparse_heldout.json) one of four kinds (uniform among those with
+             an edit), never a value swap within a slot type:
+             intent      a trigger outside every slot ("set an alarm" -> "set a reminder") changes with the top
+                         intent (IN:CREATE_ALARM -> IN:CREATE_REMINDER), only where every slot type directly
+                         under the intent is one the pool (or the rule's `to_slots`) shows under the new one;
+             contact     a person slot's name becomes "my <relation>" ([SL:CONTACT Nick ] -> [SL:CONTACT
+                         [IN:GET_CONTACT [SL:CONTACT_RELATED my ] [SL:TYPE_RELATION son ] ] ]) or back
+                         (relations and names from the pool);
+             time_place  in IN:GET_WEATHER / IN:GET_EVENT a time becomes "in <place>" ([SL:DATE_TIME this week ]
+                         -> "in" [SL:LOCATION Paris ]) or "in <place>" a time, where y has no slot of the new type;
+             append      a slot type the intent lacks here is appended with its preposition ("... on WhatsApp",
+                         [SL:NAME_APP WhatsApp ] last), as some pool utterance of the intent ends.
 
 Scores (as counterfactual.py): cf_copy = the answer equals y~ or holds its swapped-in span (MT: the
-new German form; MTOP: the new intent as the top intent, or the new slot); edit_ok = the span right for
-x (MT: x's German form present and the new one absent; MTOP: exact match with y).
+new German form; MTOP: the new top intent, or the new slot / nested structure); edit_ok = the span
+right for x (MT: x's German form present and the new one absent; MTOP: exact match with y).
 """
 import functools
 import json
@@ -114,10 +116,11 @@ def mt_heldout_edit(x, y, cls, orig, new):
         raise ValueError(f"{m_en.group(0)!r} before {nxt[0]!r} is not a {cls} use")
     if _finds(x, _all_forms(b, "en"), _en_pattern):
         raise ValueError(f"{new} already occurs in x")
-    pat = functools.partial(de_word_pattern, de_next=c["de_next"])
-    de = [(t, f, m) for t, forms in a["de"].items() for f, m in _finds(y, forms, pat)]
+    de = [(t, f, m) for t, forms in a["de"].items() for f, m in _finds(y, forms, de_word_pattern)]
     if len({(m.start(), m.end()) for _, _, m in de}) != 1:
         raise ValueError(f"{orig}: its German forms occur {len(de)} times in {y!r} (need exactly once)")
+    if c["de_next"] and not de_word_pattern(de[0][1], c["de_next"]).match(y, de[0][2].start()):
+        raise ValueError(f"{de[0][1]!r} is not followed by a determiner in {y!r} (a verb particle?)")
     agree = [(t, f, m) for t, f, m in de if t in c["slots"][slot]]
     if not agree:
         raise ValueError(f"{orig}: the German form {de[0][1]!r} ({de[0][0]}) does not agree with English {slot}")

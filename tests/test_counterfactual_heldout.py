@@ -51,11 +51,12 @@ def test_mt_refuses_a_new_form_already_present_or_shared():
 
 
 def test_mt_preposition_only_before_a_determiner_and_articles_agree():
-    x, y = "A man on a ladder picks up a box.", "Ein Mann auf einer Leiter hebt eine Kiste auf."
-    x2, y2, _ = edit(x, y, "prep_place", "on", "under")            # the separable particle "auf" stays
-    assert y2 == "Ein Mann unter einer Leiter hebt eine Kiste auf." and x2 == "A man under a ladder picks up a box."
-    with pytest.raises(ValueError, match="occur 0 times"):       # only the particle: no preposition to swap
+    x2, y2, _ = edit("A man on a ladder.", "Ein Mann auf einer Leiter.", "prep_place", "on", "under")
+    assert (x2, y2) == ("A man under a ladder.", "Ein Mann unter einer Leiter.")
+    with pytest.raises(ValueError, match="not followed by a determiner"):   # only a verb particle "auf"
         edit("A man picks up a box on the street.", "Ein Mann hebt eine Kiste auf.", "prep_place", "on", "under")
+    with pytest.raises(ValueError, match="occur 2 times"):   # "auf" twice: which one translates "on" is unknown
+        edit("Fish on ice at a market.", "Auf Eis gelegter Fisch auf einem Markt.", "prep_place", "on", "under")
     with pytest.raises(ValueError, match="not a prep_place use"):
         edit("A cat on top of a car.", "Eine Katze auf einem Auto.", "prep_place", "on", "under")
     # English a/an follow the new noun; German articles agree (one gender per class)
@@ -232,3 +233,19 @@ def test_evaluate_cf_family_heldout_copier_end_to_end(run_script, tmp_path):
     assert all("family" not in r["edit"] for r in t_rows if r["context_type"] == "random+counterfactual")
     bad = run_script(*common, "--cf-family", "other", "--out", tmp_path / "b")
     assert bad.returncode == 2 and "--cf-family" in bad.stderr and not os.path.exists(tmp_path / "b")
+
+
+def test_quality_report_of_the_heldout_family(run_script, tmp_path):
+    data = _far_mt_dir(tmp_path)
+    for family in ("heldout", "train"):
+        out, rep = tmp_path / f"{family}.jsonl", tmp_path / f"{family}.md"
+        run_script("studies/counterfactuals.py", "--task", "mt", "--data", data, *(["--family", family] * (family != "train")),
+                   "--out", out, "--report", rep, check=True)
+        rows = [json.loads(l) for l in out.read_text().splitlines()]
+        meta = json.loads((tmp_path / f"{family}.jsonl.meta.json").read_text())
+        assert all(("family" in r["edit"]) == (family == "heldout") for r in rows)
+        assert meta.get("family") == (family if family == "heldout" else None)
+    held = [json.loads(l) for l in (tmp_path / "heldout.jsonl").read_text().splitlines()]
+    text = (tmp_path / "heldout.md").read_text()
+    assert f"**{len(held)} of 4 inputs**" in text and "(family heldout)" in text and len(held) == 3
+    assert "(family" not in (tmp_path / "train.md").read_text()
