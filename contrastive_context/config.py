@@ -29,6 +29,7 @@ from .common import UserError
 from .regimes import REGIMES  # noqa: E402  (the regimes are defined in regimes.py)
 
 TASKS = ("alignment", "mt", "semparse", "sql")
+CF_FAMILIES = ("train", "heldout")  # the counterfactual families of random+counterfactual (evaluation.py)
 
 
 def opt(default, help, **meta):
@@ -243,6 +244,11 @@ class EvalConfig:
     batch_size: int = opt(32, "generation batch size", lo=1, hi=4096)
     max_new_tokens: Optional[int] = opt(None, "default: longest pool answer + 25%", lo=1, hi=8192)
     device: Optional[str] = opt(None, "cpu or cuda (default: cuda when available)")
+    cf_family: str = opt("train", "counterfactual family of random+counterfactual: 'train' (default) = "
+                         "counterfactual.py's edits (colour / number / noun swaps in MT, same-slot-type value swaps "
+                         "in MTOP), the ones train.py --counterfactual trains on; 'heldout' = counterfactual_heldout.py's "
+                         "edits of other kinds (MT verbs, prepositions, other nouns; MTOP intent, name/relation, "
+                         "time/place and appended slots), never trained on", choices=CF_FAMILIES)
     threads: int = opt(0, THREADS_HELP, type=THREADS, lo=0, hi=1024)
 
 
@@ -319,6 +325,8 @@ def add_eval_arg(parser, name, *flags, lo=None, hi=None, **kw):
     arg = {"default": f.default, "dest": f.name, "help": f.metadata.get("help")}
     if _base_type(f) in (int, float):
         arg["type"] = field_type(f, lo, hi)
+    if "choices" in f.metadata:
+        arg["choices"] = f.metadata["choices"]
     arg.update(kw)
     if arg["help"] is not None:
         arg["help"] = arg["help"].replace("%", "%%")

@@ -24,6 +24,10 @@ Scores per instance (the test input is x, the context holds (x~, y~)):
   edit_ok   the differing span is right for x (MT: x's German form present and the new one absent;
             MTOP: exact match with y; alignment: the edited symbol's chunk accepted by its PFA).
 A copier of the closest label gets cf_copy 1 and edit_ok 0.
+
+This is the TRAINING family (train.py --counterfactual draws `make`); counterfactual_heldout.py is a
+second family of other edit kinds, never trained on, for evaluate.py --cf-family heldout; `judge`
+hands its edits (edit "family": "heldout") to it.
 """
 import functools
 import json
@@ -251,6 +255,9 @@ def make(task, ex, rng, pfas=None):
 def judge(task, prediction, ex, cf, pfas=None):
     """{"cf_copy": 0|1, "edit_ok": 0|1} of a prediction for x (= ex) with the counterfactual cf in context."""
     e = cf["edit"]
+    if e.get("family") == "heldout":  # the held-out family (counterfactual_heldout.py) judges its own edits
+        from . import counterfactual_heldout
+        return counterfactual_heldout.judge(task, prediction, ex, cf)
     if e["task"] == "mt":
         cls = e["class"]
         new_there = _de_present(prediction, e["new_de"], cls)

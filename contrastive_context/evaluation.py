@@ -10,8 +10,8 @@ Context types (for each test input x; k pool examples):
                      from a paraphrase file, else made with the task's perturbation under the seed
                      stream "eval-paraphrase|..." (not the one paraphrase.py uses for training).
   random+counterfactual  k-1 random examples + a counterfactual near-duplicate (x~, y~) of x whose
-                     answer differs from y in one known span (counterfactual.py), at a random
-                     position; rows also get cf_copy (the answer copies y~'s span) and edit_ok (the
+                     answer differs from y in one known span (counterfactual.py, the family train.py
+                     trains on; cf_family="heldout": counterfactual_heldout.py), at a random position; rows also get cf_copy (the answer copies y~'s span) and edit_ok (the
                      span is right for x). Inputs with no valid edit are left out.
 The model "copier" (no weights) answers with the label of the context example most similar to x.
 Contexts depend only on (task, split, seed, k, paraphrase file), never on the model, so every
@@ -25,6 +25,7 @@ import numpy as np
 
 from . import contexts
 from .common import UserError, read_json
+from .config import CF_FAMILIES
 from .common import progress as progress_bar
 from .stats import fmt, summarize
 
@@ -101,19 +102,32 @@ def eval_paraphrase(task, ex, seed, paraphrases=None, split="test"):
     return p
 
 
-def eval_counterfactual(task, ex, seed, split="test"):
-    """The counterfactual near-duplicate of a test input (seeded by the stream
-    "eval-counterfactual|task|split|seed|id", independent of k and of the model), or None."""
-    from . import counterfactual
-    return counterfactual.make(task, ex, random.Random(f"eval-counterfactual|{task.name}|{split}|{seed}|{ex['id']}"))
+def eval_counterfactual(task, ex, seed, split="test", family="train"):
+    """The counterfactual near-duplicate of a test input, or None: of the training family (counterfactual.py,
+    seeded by the stream "eval-counterfactual|task|split|seed|id") or of the held-out family
+    (counterfactual_heldout.py, stream "eval-counterfactual-heldout|task|split|seed|id"); independent of k
+    and of the model."""
+    if family == "train":
+        from . import counterfactual
+        return counterfactual.make(task, ex, random.Random(f"eval-counterfactual|{task.name}|{split}|{seed}|{ex['id']}"))
+    if family == "heldout":
+        from . import counterfactual_heldout
+        return counterfactual_heldout.make(
+            task, ex, random.Random(f"eval-counterfactual-heldout|{task.name}|{split}|{seed}|{ex['id']}"))
+    raise UserError(f"unknown counterfactual family {family!r} (choose from {', '.join(CF_FAMILIES)})")
 
 
 def build_eval_contexts(task, split_examples, k, seed, paraphrases=None, context_types=CONTEXT_TYPES,
-                        split="test", index=None):
+                        split="test", index=None, cf_family="train"):
     """The evaluation instances: [{"example", "context_type", "context": [examples], "nsim": [floats],
     "max_nsim", "position": int|None}] (type-major order; an instance whose paraphrase is missing
     is left out; zero-context instances get max_nsim 0.0). Every draw is seeded per (task, split, seed, k, example id, context type), so the
-    result never depends on the model, the --limit, or which other context types are asked for."""
+    result never depends on the model, the --limit, or which other context types are asked for.
+    random+counterfactual holds a counterfactual of `cf_family` (eval_counterfactual: its own seed stream per
+    family); its k - 1 random examples and position come from the context type's stream, so the two families
+    put their counterfactuals among the same random examples at the same position."""
+    if cf_family not in CF_FAMILIES:
+        raise UserError(f"unknown counterfactual family {cf_family!r} (choose from {', '.join(CF_FAMILIES)})")
     if k < 1:
         raise UserError(f"--k must be >= 1 (got {k})")
     bad = [t for t in context_types if t not in CONTEXT_TYPES]
@@ -146,7 +160,7 @@ def build_eval_contexts(task, split_examples, k, seed, paraphrases=None, context
                 context.insert(position, pool[near])
             else:  # random+paraphrase, random+counterfactual
                 para = (eval_paraphrase(task, ex, seed, paraphrases, split) if t == "random+paraphrase"
-                        else eval_counterfactual(task, ex, seed, split))
+                        else eval_counterfactual(task, ex, seed, split, cf_family))
                 if para is None:
                     continue
                 context = [pool[i] for i in contexts.random_ids(rng, len(pool), (), k - 1)]
@@ -219,7 +233,8 @@ def summary_markdown(summary):
         lines.append(f"| {t} | {fmt(s)} | {s['n']} |")
     cf = summary.get("counterfactual")
     if cf:
-        lines += ["", f"random+counterfactual ({cf['n']} instances): edit-ok {fmt(cf['edit_ok'])} % (the edited span "
+        family = f", held-out family (`--cf-family {summary['cf_family']}`)" if summary.get("cf_family") else ""
+        lines += ["", f"random+counterfactual ({cf['n']} instances{family}): edit-ok {fmt(cf['edit_ok'])} % (the edited span "
                   f"is right for x), cf-copy {fmt(cf['cf_copy'])} % (the answer copies the counterfactual's span)."]
     e = summary["bin_edges"]
     lines += ["", f"Bins of max_nsim ({summary['bins_method']}: low [0, {e[1]:.3f}), medium [{e[1]:.3f}, "
