@@ -74,7 +74,7 @@ def main(argv=None):
     check_output_path(args.out, is_dir=True)
     check_out_not_input(args.out, [args.data, args.adapter, args.model, args.stream, args.pool], is_dir=True)
     fixed_bins = ev.parse_bins(args.bins)
-    with claim_output_dir(args.out, dp.KIND, "deploy.py", overwrite=args.overwrite, reuse=True) as out:
+    with claim_output_dir(args.out, dp.DEPLOY_KIND, "deploy.py", overwrite=args.overwrite, reuse=True) as out:
         return _deploy(args, out, policy, tau, adapter_dir, taken, fixed_bins)
 
 
@@ -175,7 +175,7 @@ def _deploy(args, out, policy, tau, adapter_dir, taken, fixed_bins):
 
 def _complete(out):
     try:
-        return check_complete(out.path, dp.KIND) is not None
+        return check_complete(out.path, dp.DEPLOY_KIND) is not None
     except UserError:
         return False
 

@@ -40,10 +40,10 @@ from .common import (UserError, check_meta, dumps_row, file_sha256, meta_path, r
                      write_json_atomic)
 from .stats import fmt, paired_diff, summarize
 
-KIND = "deploy"
+DEPLOY_KIND = "deploy"
 SETTINGS, STEPS = "deploy.json", "steps.jsonl"
 POLICIES = ("zero", "random", "nearest", "gated")
-ROW_KEYS = ("t", "id", "pool_size", "best_nsim", "best_id", "kind", "context", "nsim", "prediction", "reference",
+STEP_KEYS = ("t", "id", "pool_size", "best_nsim", "best_id", "kind", "context", "nsim", "prediction", "reference",
             "score")
 
 
@@ -360,12 +360,12 @@ def read_folder(folder):
     from .outputs import check_complete
     if not os.path.isdir(folder):
         raise UserError(f"deploy folder not found: {folder}")
-    rec = check_complete(folder, KIND, "deploy run (deploy.py --out)")
+    rec = check_complete(folder, DEPLOY_KIND, "deploy run (deploy.py --out)")
     if rec is None:
-        raise UserError(f"{folder} is not a finished deploy run (no {KIND} cc_output.json)")
+        raise UserError(f"{folder} is not a finished deploy run (no {DEPLOY_KIND} cc_output.json)")
     path = os.path.join(folder, STEPS)
     check_meta(path, "deploy-steps", required=True)
-    rows = read_jsonl(path, "deploy steps", required=ROW_KEYS)
+    rows = read_jsonl(path, "deploy steps", required=STEP_KEYS)
     settings = read_json(os.path.join(folder, SETTINGS), "deploy settings")
     summary = read_json(os.path.join(folder, "summary.json"), "summary")
     return settings, rows, summary
