@@ -3,6 +3,14 @@
     python benchmarks/bm25.py                                   # 20k docs x 2k queries, top-50
     python benchmarks/bm25.py --n-docs 50000 --self             # 50k pool x 50k targets, self excluded
     python benchmarks/bm25.py --data DATA/multi30k/train.en --self --n-docs 29000
+    python benchmarks/bm25.py --stream 30000                    # incremental: retrieve + append per item
+
+--stream T (deployment with feedback): a stream of T items (synthetic, or the lines of --data); for
+each item, top-M retrieval over the items before it, then the item is appended to the pool
+(similarity.IncrementalBM25, no rebuild). The alternative, rebuilding similarity.BM25 on the current
+pool for every item, is timed on --rebuild-sample steps spread over the stream and extrapolated (the
+sum over all T steps of the per-step time interpolated linearly in the pool size). The top-M of
+the sampled steps must equal the rebuilt index's.
 
 Corpus: seeded synthetic sentences (Zipfian vocabulary, lengths uniform in [min-len, max-len])
 or the lines of --data (tokenised with similarity.word_tokenize). Queries: --n-queries fresh
@@ -43,7 +51,47 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stream", type=int, default=None, metavar="T", help="incremental benchmark on a T-item stream")
+    p.add_argument("--rebuild-sample", type=int, default=30, help="--stream: rebuilt steps timed")
     return p
+
+
+def stream_bench(args, docs, np):
+    """Retrieve-then-append per item with IncrementalBM25 vs rebuilding BM25 per item (sampled)."""
+    from contrastive_context.common import progress
+    from contrastive_context.similarity import BM25, IncrementalBM25
+    T, M = len(docs), args.M
+    inc = IncrementalBM25()
+    steps = sorted(set(np.linspace(1, T - 1, args.rebuild_sample).astype(int).tolist()))
+    got, t_ret, t_add = {}, 0.0, 0.0
+    for t in progress(range(T), desc="stream", unit="item"):
+        if t > 0:
+            t0 = time.perf_counter()
+            idx, _ = inc.topk(docs[t], M)
+            t_ret += time.perf_counter() - t0
+            if t in steps:
+                got[t] = idx.tolist()
+        t0 = time.perf_counter()
+        inc.add(docs[t])
+        t_add += time.perf_counter() - t0
+    per = []
+    same = 0
+    for t in steps:
+        t0 = time.perf_counter()
+        bm = BM25(docs[:t])
+        idx, _ = bm.topk([docs[t]], min(M, t))
+        per.append(time.perf_counter() - t0)
+        same += idx[0].tolist() == got[t]
+    t_rebuild = float(np.sum(np.interp(np.arange(1, T), steps, per)))
+    t_inc = t_ret + t_add
+    print(f"incremental: {T} items, retrieval {t_ret:.2f} s ({(T - 1) / t_ret:.0f} items/s), append {t_add:.2f} s, "
+          f"total {t_inc:.2f} s ({T / t_inc:.0f} items/s)")
+    print(f"rebuild per item: {len(steps)} sampled steps {sum(per):.2f} s (pool {steps[0]}..{steps[-1]}) -> "
+          f"{t_rebuild:.1f} s for {T} items (extrapolated: per-step time interpolated in the pool size)")
+    print(f"identical top-{M} on the sampled steps: {same}/{len(steps)}")
+    print(f"speed-up (retrieval + append per item vs rebuild per item): {t_rebuild / t_inc:.0f}x")
+    if same != len(steps):
+        raise SystemExit("incremental top-M differs from a rebuilt BM25")
 
 
 def corpus(args, n_q, rng):
@@ -91,6 +139,11 @@ def main():
     print_config(args, "bm25 benchmark")
     print(f"  cpus             {os.cpu_count()} (threads used: {args.threads})")
     rng = np.random.default_rng(args.seed)
+    if args.stream:
+        args.n_docs, args.self = args.stream, True
+        docs, _ = corpus(args, 0, rng)
+        print(f"stream: {len(docs)} items, mean length {np.mean([len(d) for d in docs]):.1f}")
+        return stream_bench(args, docs, np)
     n_q = args.n_docs if args.self else args.n_queries
     docs, queries = corpus(args, n_q, rng)
     exclude = self_exclusions(docs) if args.self else None  # the target and exact duplicates of its text

@@ -271,3 +271,173 @@ class PoolIndex:
     def duplicates_of(self, x):
         """Pool indices whose x is exactly the string x."""
         return list(self._by_text.get(x, []))
+
+
+class IncrementalBM25:
+    """Exact BM25 over a pool that grows one document at a time (deployment with feedback), without
+    rebuilding anything: document frequencies, document lengths, the token total (avgdl), an inverted
+    index (growable postings per term) and a table of log(n + 0.5) are kept up to date by `add`.
+
+    Scores are bit-identical to rank_bm25.BM25Okapi (and `BM25`) built on the current pool: the idf
+    of a query term is log(N - n + 0.5) - log(n + 0.5) from the table (math.log values), the epsilon
+    floor epsilon * mean(idf) for negative idfs uses the sequential sum of every term's idf in order
+    of first occurrence (np.cumsum, computed only when a query term has a negative idf), and each
+    summand has rank_bm25's operation order, added in query order. `topk` = a stable argsort of
+    -score: ties by lower doc index (doc index = order of addition). Cost per query: O(N + the
+    postings of its terms); per `add`: O(the document's distinct terms)."""
+
+    def __init__(self, k1=1.5, b=0.75, epsilon=0.25):
+        self.k1, self.b, self.epsilon = k1, b, epsilon
+        self.vocab = {}
+        self.N, self.total = 0, 0
+        self._df = np.zeros(16, dtype=np.int64)
+        self._dl = np.zeros(16, dtype=np.int64)
+        self._log = np.array([math.log(0.5)])            # _log[n] = math.log(n + 0.5)
+        self._pdoc, self._ptf, self._plen = [], [], []    # postings per term: doc ids, tf (float), length
+        self._K = None                                    # k1 * (1 - b + b * dl / avgdl) per doc, for this N
+
+    @property
+    def V(self):
+        return len(self.vocab)
+
+    def add(self, doc):
+        """Append one document (a token list; may be empty) as doc index N."""
+        d = self.N
+        if d == len(self._dl):
+            self._dl = np.concatenate([self._dl, np.zeros(len(self._dl), dtype=np.int64)])
+        self._dl[d] = len(doc)
+        self.N += 1
+        self.total += len(doc)
+        if len(self._log) <= self.N:  # capacity doubling: amortised O(1) per add
+            old = len(self._log)
+            self._log = np.concatenate([self._log, [math.log(n + 0.5) for n in range(old, 2 * old + 1)]])
+        counts = {}
+        for t in doc:
+            counts[t] = counts.get(t, 0) + 1
+        for t, f in counts.items():  # first-occurrence order within the doc, as rank_bm25's nd
+            j = self.vocab.get(t)
+            if j is None:
+                j = self.vocab[t] = len(self.vocab)
+                if j == len(self._df):
+                    self._df = np.concatenate([self._df, np.zeros(len(self._df), dtype=np.int64)])
+                self._pdoc.append(np.empty(4, dtype=np.int64))
+                self._ptf.append(np.empty(4, dtype=np.float64))
+                self._plen.append(0)
+            self._df[j] += 1
+            n = self._plen[j]
+            if n == len(self._pdoc[j]):
+                self._pdoc[j] = np.concatenate([self._pdoc[j], np.empty(n, dtype=np.int64)])
+                self._ptf[j] = np.concatenate([self._ptf[j], np.empty(n, dtype=np.float64)])
+            self._pdoc[j][n], self._ptf[j][n] = d, f
+            self._plen[j] = n + 1
+        self._K = None
+
+    def _avgdl(self):
+        return self.total / self.N  # int / int, as rank_bm25's num_doc / corpus_size
+
+    def _idf(self, js):
+        """{term id: idf} for the given term ids, with rank_bm25's epsilon floor."""
+        L, N, df = self._log, self.N, self._df
+        raw = {j: float(L[N - df[j]] - L[df[j]]) for j in js}
+        if any(v < 0 for v in raw.values()):
+            all_idf = L[N - df[:self.V]] - L[df[:self.V]]
+            eps = self.epsilon * (float(np.cumsum(all_idf)[-1]) / self.V)
+            raw = {j: (eps if v < 0 else v) for j, v in raw.items()}
+        return raw
+
+    def get_scores(self, query):
+        """Scores of all N docs for a token list; == BM25Okapi(current pool).get_scores(query).
+        An empty pool, or a pool without any token, gives zeros (rank_bm25 cannot be built on it)."""
+        score = np.zeros(self.N)
+        if self.N == 0 or self.total == 0:
+            return score
+        js = [self.vocab.get(t) for t in query]
+        idf = self._idf({j for j in js if j is not None})
+        if self._K is None:
+            b = self.b
+            self._K = self.k1 * (1 - b + b * self._dl[:self.N] / self._avgdl())
+        k1, cache = self.k1, {}
+        for j in js:  # one pass per token occurrence, in query order
+            if j is None:
+                continue
+            if j not in cache:
+                n = self._plen[j]
+                docs, f = self._pdoc[j][:n], self._ptf[j][:n]
+                cache[j] = (docs, idf[j] * (f * (k1 + 1) / (f + self._K[docs])))
+            docs, w = cache[j]
+            score[docs] += w
+        return score
+
+    def score_pair(self, query, doc):
+        """BM25 of a virtual document `doc` for `query` with the current pool's idf and avgdl (as
+        BM25.score_pair); 0 for an empty pool."""
+        if self.N == 0 or self.total == 0:
+            return 0.0
+        tf, dl, k1, b, avgdl = Counter(doc), len(doc), self.k1, self.b, self._avgdl()
+        js = [self.vocab.get(t) for t in query]
+        idf = self._idf({j for j in js if j is not None})
+        score = 0.0
+        for t, j in zip(query, js):
+            f = tf.get(t, 0)
+            if f and j is not None:
+                score += idf[j] * (f * (k1 + 1) / (f + k1 * (1 - b + b * dl / avgdl)))
+        return score
+
+    def self_score(self, query):
+        return self.score_pair(query, query)
+
+    @staticmethod
+    def top_of(score, M):
+        """The first M doc indices of a stable argsort of -score (ties: lower index first)."""
+        M = min(M, len(score))
+        if M <= 0:
+            return np.zeros(0, dtype=np.int64)
+        if M < len(score):
+            kth = np.partition(score, len(score) - M)[len(score) - M]  # the M-th largest score
+            cand = np.flatnonzero(score >= kth)
+        else:
+            cand = np.arange(len(score))
+        order = np.lexsort((cand, -score[cand]))[:M]
+        return cand[order]
+
+    def topk(self, query, M):
+        """(indices, exact scores) of the top-M docs (M capped at N), sorted by score desc, ties by
+        lower doc index: what BM25(current pool).topk returns for one query."""
+        score = self.get_scores(query)
+        idx = self.top_of(score, M)
+        return idx, score[idx]
+
+
+class GrowingPoolIndex:
+    """PoolIndex over a pool that grows (IncrementalBM25): examples {"id", "x", "y"} appended one at a
+    time; nsim as PoolIndex.nsim_idx over the current pool."""
+
+    def __init__(self, pool=(), tokenize=word_tokenize, **bm25_kw):
+        self.tokenize = tokenize
+        self.bm25 = IncrementalBM25(**bm25_kw)
+        self.examples, self.docs = [], []
+        for ex in pool:
+            self.add(ex)
+
+    def __len__(self):
+        return len(self.examples)
+
+    def add(self, ex):
+        tokens = self.tokenize(ex["x"] if isinstance(ex, dict) else ex)
+        self.examples.append(ex)
+        self.docs.append(tokens)
+        self.bm25.add(tokens)
+
+    def query(self, x):
+        """(tokens, exact scores of every pool doc, self-score) of a raw query string."""
+        q = self.tokenize(x)
+        if not q:
+            return q, np.zeros(len(self.docs)), 0.0
+        return q, self.bm25.get_scores(q), self.bm25.self_score(q)
+
+    @staticmethod
+    def nsim_of(scores, self_score):
+        """clip(score / self-score, 0, 1) (0 when the query has no known token)."""
+        if self_score <= 0:
+            return [0.0] * len(scores)
+        return [min(max(float(s) / self_score, 0.0), 1.0) for s in scores]

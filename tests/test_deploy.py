@@ -1,0 +1,217 @@
+"""deploy.py (deployment with feedback): the README command, exact resume after kill -9, determinism,
+the copier on a stream with repeats, P_t = P_0 + feedback with incremental retrieval equal to a fresh
+index, G1 / G2, and the bad inputs (one `error:` line, exit 2, nothing written)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from contrastive_context import deployment as dp
+from contrastive_context.similarity import PoolIndex
+from contrastive_context.tasks import load_task
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", CC_NO_PROGRESS="1")
+
+
+def run(args, cwd, **kw):
+    return subprocess.run([sys.executable, os.path.join(REPO, "deploy.py"), *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def inproc(args):
+    from tests.test_bad_inputs import run_inprocess
+    return run_inprocess("deploy", args)
+
+
+def rows_of(folder):
+    with open(os.path.join(folder, "steps.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_readme_command_on_the_synthetic_task(tmp_path):
+    r = run(["--model", "tiny", "--policy", "nearest"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "deploy" / "alignment-tiny-nearest-k4-s0"
+    rows = rows_of(out)
+    assert [r["t"] for r in rows] == list(range(300))
+    # P_t = P_0 (200) + the items s <= t - d (d = batch size 32)
+    assert [r["pool_size"] for r in rows] == [200 + max(0, t - 32 + 1) for t in range(300)]
+    assert all(len(r["context"]) == 4 and r["kind"] == "nearest" for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["windows"]) == 10 and [b["name"] for b in summary["bins"]] == ["low", "medium", "high"]
+    owner = json.loads((out / "cc_output.json").read_text())
+    assert "steps.jsonl" in owner["complete"]["files"]
+    again = run(["--model", "tiny", "--policy", "nearest"], cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_kill9_resume_is_byte_identical(tmp_path):
+    args = ["--model", "tiny", "--policy", "random", "--batch-size", "4", "--limit", "160", "--threads", "1"]
+    ref = run(args + ["--out", "ref"], cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    steps = tmp_path / "cut" / "steps.jsonl"
+    p = subprocess.Popen([sys.executable, os.path.join(REPO, "deploy.py"), *args, "--out", "cut"], cwd=tmp_path,
+                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not steps.exists() or steps.stat().st_size == 0):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    n_cut = len(steps.read_text().splitlines())
+    assert 0 < n_cut < 160, n_cut  # killed mid-run
+    again = run(args + ["--out", "cut"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stdout
+    assert steps.read_bytes() == (tmp_path / "ref" / "steps.jsonl").read_bytes()
+    # another setting on the same folder: refused, nothing changed
+    before = steps.read_bytes()
+    bad = run(args[:-2] + ["--threads", "1", "--k", "3", "--out", "cut"], cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1 and "other settings" in bad.stderr
+    assert steps.read_bytes() == before
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    for out, seed in ((a, "3"), (b, "3"), (c, "4")):
+        code, _, err, _ = inproc(["--model", "copier", "--policy", "random", "--k", "3", "--seed", seed, "--delay", "5",
+                                  "--limit", "60", "--out", out])
+        assert code == 0, err
+    read = lambda d: open(os.path.join(d, "steps.jsonl"), "rb").read()  # noqa: E731
+    assert read(a) == read(b) and read(a) != read(c)
+
+
+def _repeat_stream(tmp_path, n=25):
+    task = load_task("alignment")
+    first = task.test_split()[:n]
+    rep = [{"id": f"rep-{i}", "x": ex["x"], "y": ex["y"]} for i, ex in enumerate(first)]
+    return write_jsonl(tmp_path / "stream.jsonl", first + rep), first
+
+
+def test_copier_score_rises_once_repeats_are_in_the_pool(tmp_path):
+    stream, first = _repeat_stream(tmp_path)
+    out = str(tmp_path / "cop")
+    code, _, err, _ = inproc(["--model", "copier", "--stream", stream, "--pool", "none", "--policy", "nearest",
+                              "--k", "2", "--delay", "1", "--out", out])
+    assert code == 0, err
+    rows = rows_of(out)
+    assert rows[0]["kind"] == "zero" and rows[0]["prediction"] == "" and rows[0]["pool_size"] == 0
+    by_id = {ex["id"]: ex for ex in first}
+    for r in rows[len(first):]:
+        # the copier answers with the label of the context example of highest nsim (ties: the last one)
+        best = max(range(len(r["context"])), key=lambda i: (r["nsim"][i], i))
+        src = r["context"][best]
+        label = by_id[src]["y"] if src in by_id else None
+        assert r["prediction"] == label
+        assert r["best_nsim"] == 1.0     # its earlier copy is in the pool
+    first_half = sum(r["score"] for r in rows[:len(first)]) / len(first)
+    second = sum(r["score"] for r in rows[len(first):]) / len(first)
+    assert second > first_half + 30 and second >= 80
+
+
+def test_steps_equal_a_fresh_index_over_p_t():
+    task = load_task("alignment", n_train=30, n_test=80)
+    stream, pool = task.test_split(), task.pool
+    st = dp.Stepper(task, stream, pool, "nearest", None, 3, 4, True, 0)
+    for t in range(len(stream)):
+        s = st.step(t)
+        p_t = pool + stream[:max(0, t - 4 + 1)]
+        assert s["pool_size"] == len(p_t)
+        fresh = PoolIndex(p_t, task.tokenize)
+        idx, _ = fresh.topk([stream[t]["x"]], 3)
+        assert [c["id"] for c in s["context"]] == [p_t[i]["id"] for i in idx[0][::-1]]
+        assert s["nsim"] == fresh.nsim_idx(stream[t]["x"], idx[0][::-1].tolist())
+        assert s["best_nsim"] == fresh.nsim_idx(stream[t]["x"], idx[0][:1].tolist())[0]
+
+
+def test_gated_policy_and_g1_g2(tmp_path):
+    stream, first = _repeat_stream(tmp_path)
+    outs = {}
+    for name, extra in (("fb", ["--policy", "nearest"]), ("p0", ["--policy", "nearest", "--feedback", "off"]),
+                        ("gate", ["--policy", "gated:0.99"]), ("zero", ["--policy", "zero"])):
+        outs[name] = str(tmp_path / name)
+        code, _, err, _ = inproc(["--model", "copier", "--stream", stream, "--delay", "1", "--k", "2", "--bins",
+                                  "0.5,0.9", *extra, "--out", outs[name]])
+        assert code == 0, err
+    gate = rows_of(outs["gate"])
+    assert all((r["kind"] == "nearest") == (r["best_nsim"] >= 0.99) for r in gate)
+    assert any(r["kind"] == "zero" for r in gate) and any(r["kind"] == "nearest" for r in gate)
+    fb, p0 = rows_of(outs["fb"]), rows_of(outs["p0"])
+    assert all(r["pool_size"] == 200 for r in p0)
+    d1 = dp.g1([(outs["fb"], *dp.read_folder(outs["fb"])[:2])], [(outs["p0"], *dp.read_folder(outs["p0"])[:2])],
+               [0, 0.5, 0.9, 1])
+    high = [(a, b) for a, b in zip(fb, p0) if a["best_nsim"] >= 0.9]
+    assert d1["n"] == len(high) and d1["mean"] == pytest.approx(sum(a["score"] - b["score"] for a, b in high)
+                                                                / len(high))
+    assert d1["mean"] > 0
+    rep = os.path.join(tmp_path, "report.md")
+    from tests.test_bad_inputs import run_inprocess
+    code, out, err, _ = run_inprocess("studies/deploy/deploy_report", ["--g1", outs["fb"], outs["p0"], "--g2", outs["fb"],
+                                                                outs["zero"], "--out", rep])
+    assert code == 0, err
+    text = open(rep).read()
+    assert "| G1 |" in text and "| G2 |" in text
+
+
+# ---------------------------------------------------------------------------- bad inputs (table)
+def _bad_cases(tmp_path):
+    task = load_task("alignment")
+    good = [{"id": f"s-{i}", "x": ex["x"], "y": ex["y"]} for i, ex in enumerate(task.test_split()[:10])]
+    mt = write_jsonl(tmp_path / "mt.jsonl", [{"id": "m-0", "x": "A man runs.", "y": "Ein Mann rennt."}])
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "test-0", "x": "ABC", "y": "aabbcc"}])
+    shared = write_jsonl(tmp_path / "shared.jsonl", [dict(good[0], id="train-0")])
+    (tmp_path / "broken.jsonl").write_text(json.dumps(good[0]) + "\n{not json\n")
+    (tmp_path / "noy.jsonl").write_text(json.dumps(good[0]) + "\n" + json.dumps({"id": "s-9", "x": "ABC"}) + "\n")
+    s = write_jsonl(tmp_path / "s.jsonl", good)
+    return [
+        ("other-task-stream", ["--stream", mt], r"another task"),
+        ("other-data-set-stream", ["--stream", other], r"another (task or )?data set"),
+        ("pool-shares-ids", ["--stream", shared], r"share"),
+        ("k-too-large", ["--stream", s, "--pool", "none", "--k", "8", "--delay", "3"], r"larger than the pool"),
+        ("unknown-policy", ["--policy", "closest"], r"unknown policy"),
+        ("tau-out-of-range", ["--policy", "gated:1.5"], r"\[0, 1\]"),
+        ("tau-not-a-number", ["--policy", "gated:x"], r"gated"),
+        ("missing-stream", ["--stream", str(tmp_path / "nope.jsonl")], r"not found"),
+        ("missing-pool", ["--pool", str(tmp_path / "nope.jsonl")], r"not found"),
+        ("malformed-row", ["--stream", str(tmp_path / "broken.jsonl")], r"broken.jsonl:2"),
+        ("missing-field", ["--stream", str(tmp_path / "noy.jsonl")], r"noy.jsonl:2: missing field"),
+    ]
+
+
+CASE_IDS = ["other-task-stream", "other-data-set-stream", "pool-shares-ids", "k-too-large", "unknown-policy",
+            "tau-out-of-range", "tau-not-a-number", "missing-stream", "missing-pool", "malformed-row", "missing-field"]
+
+
+@pytest.mark.parametrize("case", CASE_IDS)
+def test_bad_input(tmp_path, case):
+    import re
+    cases = {c[0]: c for c in _bad_cases(tmp_path)}
+    _, argv, match = cases[case]
+    out = tmp_path / "out"
+    before = sorted(os.listdir(tmp_path))
+    code, stdout, stderr, tb = inproc(["--model", "copier", *argv, "--out", str(out)])
+    assert tb is None, tb
+    assert code == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and re.search(match, errors[0]), stderr
+    assert sorted(os.listdir(tmp_path)) == before and not out.exists()
+
+
+def test_resume_with_other_settings_is_refused_before_writing(tmp_path):
+    out = str(tmp_path / "o")
+    assert inproc(["--model", "copier", "--limit", "20", "--out", out])[0] == 0
+    snap = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out) if not n.startswith(".")}
+    code, _, err, _ = inproc(["--model", "copier", "--limit", "20", "--policy", "random", "--out", out])
+    assert code == 2 and err.count("error:") == 1 and "resume with other settings" in err
+    assert {n: open(os.path.join(out, n), "rb").read() for n in snap} == snap
