@@ -137,6 +137,12 @@ class TaskConfig:
     test_size: Optional[int] = opt(None, "semparse: keep the first N test items for testing and add the rest "
                                    "to the training pool after dev (MTOP ships no train split here: dev alone "
                                    "is 859 examples)", lo=1)
+    holdout_domains: Optional[str] = opt(None, "semparse: comma-separated MTOP domains to hold out (of alarm, calling, "
+                                         "event, messaging, music, news, people, recipes, reminder, timer, weather; "
+                                         "an item's domain is its top intent's, prompts/mtop_domains.json): their "
+                                         "items leave every file before --test-size and --max-pool apply, so they are "
+                                         "never a training target, pool example or context; their test.json items are "
+                                         "the test split 'heldout' (the deployment stream)")
     max_pool: Optional[int] = opt(None, "use only the first N pool examples", lo=1)
     sql_schema: str = opt("full", "sql: schema in the prompt: every table, or only the tables named in the "
                           "gold SQL (an oracle stand-in for the paper's schema filter)", choices=("full", "used"))
@@ -152,7 +158,8 @@ TASK_OPTIONS = {
     "alignment": {"task_seed": "seed", "align_m": "m", "align_len": "length", "n_train": "n_train",
                   "n_test": "n_test", "max_pool": "max_pool"},
     "mt": {"data": "data", "src": "src", "tgt": "tgt", "max_pool": "max_pool", "metric": "metric"},
-    "semparse": {"data": "data", "lang": "lang", "max_pool": "max_pool", "test_size": "test_size"},
+    "semparse": {"data": "data", "lang": "lang", "max_pool": "max_pool", "test_size": "test_size",
+                 "holdout_domains": "holdout_domains"},
     "sql": {"data": "data", "max_pool": "max_pool", "sql_schema": "sql_schema"},
 }
 
@@ -417,6 +424,13 @@ def task_options(cfg):
     return {ctor: getattr(cfg, name) for name, ctor in takes.items()}
 
 
+# task fields added after results were committed: left out of the saved task config while unset, so the task
+# config (and the configuration hash of every evaluation made before them) stays what it was
+LATER_TASK_FIELDS = ("holdout_domains",)
+
+
 def task_config_dict(cfg):
-    """The task part of a saved config: only the fields the task takes (plus its name)."""
-    return {"task": cfg.task, **{k: getattr(cfg, k) for k in TASK_OPTIONS.get(cfg.task, {})}}
+    """The task part of a saved config: only the fields the task takes (plus its name); a LATER_TASK_FIELDS
+    field only when set."""
+    return {"task": cfg.task, **{k: getattr(cfg, k) for k in TASK_OPTIONS.get(cfg.task, {})
+                                 if k not in LATER_TASK_FIELDS or getattr(cfg, k) is not None}}

@@ -130,6 +130,10 @@ class Task:
             raise UserError(f"task {self.name}: no test split '{name}' (have: {', '.join(self.tests)})")
         return self.tests[name]
 
+    def heldout_stream(self, include_pool=False):
+        """The held-out domains' items for a deployment stream (only MTOP has domains: SemParseTask)."""
+        raise UserError(f"task {self.name} has no domains to hold out (--holdout-domains: semparse, MTOP, only)")
+
     def fingerprint(self):
         """Short hash of the task name and its pool (ids, inputs, labels): files made for another
         task or data set (contexts, paraphrases) carry another fingerprint."""
@@ -518,12 +522,52 @@ def is_logical_form(text):
     return depth == 0
 
 
+_MTOP_MAP = load_template("mtop_domains")
+MTOP_DOMAINS = tuple(_MTOP_MAP["domains"])          # MTOP's 11 domains
+MTOP_INTENTS = tuple(_MTOP_MAP["intents"])          # every intent name of the MTOP data here (no "IN:")
+DOMAIN_OF_INTENT = {intent: d for d, intents in _MTOP_MAP["domains"].items() for intent in intents}
+TOP_INTENT = re.compile(r"\s*\[IN:([^\s\[\]]+)")
+
+
+def mtop_domain(lf, where="MTOP"):
+    """The domain of an MTOP logical form: its top-level intent's (prompts/mtop_domains.json). An intent the
+    map does not know -> UserError naming it (`where` says which item)."""
+    m = TOP_INTENT.match(lf)
+    if not m:
+        raise UserError(f"{where}: no top-level intent \"[IN:...\" in {json.dumps(lf)[:80]}")
+    if m.group(1) not in DOMAIN_OF_INTENT:
+        raise UserError(f"{where}: intent IN:{m.group(1)} has no MTOP domain (contrastive_context/prompts/"
+                        f"mtop_domains.json maps {len(DOMAIN_OF_INTENT)} intents); add it to one of "
+                        f"{', '.join(MTOP_DOMAINS)}")
+    return DOMAIN_OF_INTENT[m.group(1)]
+
+
+def parse_domains(text):
+    """--holdout-domains "music,news" -> ("music", "news"); None or "" -> (). Unknown, repeated or empty names
+    -> UserError listing the valid ones."""
+    if text is None:
+        return ()
+    names = [d.strip() for d in str(text).split(",")]
+    bad = [d for d in names if d not in MTOP_DOMAINS]
+    if bad:
+        raise UserError(f"--holdout-domains: unknown MTOP domain{'s' if len(bad) > 1 else ''} "
+                        f"{', '.join(repr(d) for d in bad)} (valid: {', '.join(MTOP_DOMAINS)})")
+    if len(set(names)) < len(names):
+        raise UserError(f"--holdout-domains: a domain is named twice in {text!r}")
+    return tuple(names)
+
+
 class SemParseTask(Task):
-    """MTOP in the XSemPLR layout: [{"id", "question": {lang: text}, "mr": {"slot_intent": {lang: lf}}}]."""
+    """MTOP in the XSemPLR layout: [{"id", "question": {lang: text}, "mr": {"slot_intent": {lang: lf}}}].
+
+    holdout_domains ("music,news"): every item whose top intent is in those domains leaves every file before
+    --test-size and --max-pool apply (never a training target, pool example or context); their test.json items
+    are the test split "heldout", and heldout_stream() gives them (with the pool file's) for deploy.py."""
     name, metric_name = "semparse", "exact_match"
 
-    def __init__(self, data=None, lang="en", max_pool=None, test_size=None):
+    def __init__(self, data=None, lang="en", max_pool=None, test_size=None, holdout_domains=None):
         _check_max_pool(max_pool)
+        self.holdout_domains = parse_domains(holdout_domains)
         if test_size is not None and (not isinstance(test_size, int) or isinstance(test_size, bool) or test_size < 1):
             raise UserError(f"--test-size must be an integer >= 1, got {test_size!r}")
         if not data or not os.path.isdir(data):
@@ -533,6 +577,9 @@ class SemParseTask(Task):
         splits = {s: self._load(p, lang) for s, p in files.items() if os.path.isfile(p)}
         if pool_split not in splits:
             raise UserError(f"no train.json or dev.json in {data}")
+        self._pool_split, self._heldout = pool_split, {}
+        if self.holdout_domains:
+            splits, self._heldout = self._hold_out(splits, pool_split, data)
         pool = splits.pop(pool_split)
         if pool_split == "train" and "test" in splits:
             splits.pop("dev", None)
@@ -544,6 +591,8 @@ class SemParseTask(Task):
                                 f"{len(splits.get('test', []))} items (nothing would be left for the pool)")
             pool, splits["test"] = pool + splits["test"][test_size:], splits["test"][:test_size]
         pool = pool[:max_pool or None]
+        if self.holdout_domains:
+            splits["heldout"] = self._heldout["test"]
         # ids name examples in every file the scripts write (contexts, paraphrases, predictions):
         # a duplicate id is an error here, so every script refuses the same data the same way
         seen = {}
@@ -552,8 +601,62 @@ class SemParseTask(Task):
                 if ex["id"] in seen:
                     raise UserError(f"MTOP data in {data}: duplicate id '{ex['id']}' ({seen[ex['id']]} and "
                                     f"{split}.json); ids must be unique across the files used")
-                seen[ex["id"]] = f"{split}.json"
+                seen[ex["id"]] = "test.json" if split == "heldout" else f"{split}.json"
         super().__init__(pool, splits, load_template("semparse"), {"lang_name": LANG_NAMES.get(lang, lang)})
+
+    def _hold_out(self, splits, pool_split, data):
+        """(kept, held out): each split's items outside / inside the held-out domains, file order kept."""
+        held = set(self.holdout_domains)
+        kept, out, found = {}, {}, set()
+        for split, exs in splits.items():
+            doms = [mtop_domain(ex["y"], f"{data}/{split}.json: id '{ex['id']}'") for ex in exs]
+            found |= set(doms) & held
+            kept[split] = [ex for ex, d in zip(exs, doms) if d not in held]
+            out[split] = [ex for ex, d in zip(exs, doms) if d in held]
+        names = ",".join(self.holdout_domains)
+        if held - found:
+            raise UserError(f"--holdout-domains {names}: no item of {data} is in {', '.join(sorted(held - found))} "
+                            f"(holding it out would change nothing)")
+        if not kept[pool_split]:
+            raise UserError(f"--holdout-domains {names} leaves no training data: every item of "
+                            f"{pool_split}.json is in those domains")
+        if "test" not in splits or not out["test"]:
+            raise UserError(f"--holdout-domains {names}: no item of {data}/test.json is in those domains "
+                            f"(the held-out stream would be empty)")
+        if not kept["test"]:
+            raise UserError(f"--holdout-domains {names} leaves no test item of the other domains in test.json")
+        return kept, out
+
+    def heldout_stream(self, include_pool=False):
+        """The held-out domains' items in file order: test.json's (the split "heldout"); with include_pool,
+        preceded by those of the pool file (dev.json, or train.json when there is one). Copies."""
+        if not self.holdout_domains:
+            raise UserError("task semparse: no held-out domains (give --holdout-domains D,...)")
+        items = (self._heldout[self._pool_split] if include_pool else []) + self._heldout["test"]
+        return [dict(ex) for ex in items]
+
+    def domain_sizes(self):
+        """{split: {domain: items}} of the pool, every test split and (with held-out domains) the held-out
+        items of the pool file."""
+        parts = {"pool": self.pool, **self.tests}
+        if self.holdout_domains:
+            parts[f"heldout-{self._pool_split}"] = self._heldout[self._pool_split]
+        out = {}
+        for name, exs in parts.items():
+            counts = {}
+            for ex in exs:
+                d = mtop_domain(ex["y"], f"{name}: id '{ex['id']}'")
+                counts[d] = counts.get(d, 0) + 1
+            out[name] = {d: counts[d] for d in MTOP_DOMAINS if d in counts}
+        return out
+
+    def describe(self):
+        text = super().describe()
+        if self.holdout_domains:
+            text += (f" | held out: {','.join(self.holdout_domains)} ({len(self._heldout['test'])} test.json items "
+                     f"in split 'heldout', {len(self._heldout[self._pool_split])} {self._pool_split}.json items "
+                     f"in no split)")
+        return text
 
     @staticmethod
     def _load(path, lang):

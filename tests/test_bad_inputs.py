@@ -205,6 +205,15 @@ def world(tmp_path_factory):
     items[7]["id"] = items[3]["id"]
     json.dump(items, open(f"{w}/mtop_dup/dev.json", "w"))
     json.dump([_mtop_item(i) for i in range(30, 36)], open(f"{w}/mtop_dup/test.json", "w"))
+    os.makedirs(f"{w}/mtop_domains")  # calling (CREATE_CALL) and music (PLAY_MUSIC) items; all-music test.json
+    music = [{"id": f"m{i}", "question": {"en": f"play songs by {n}"},
+              "mr": {"slot_intent": {"en": f"[IN:PLAY_MUSIC [SL:MUSIC_ARTIST_NAME {n} ] ]"}}}
+             for i, n in enumerate(["Adele", "Queen", "Abba", "Muse", "Blur", "Oasis"] * 5)]
+    json.dump([_mtop_item(i) for i in range(30)] + music[:20], open(f"{w}/mtop_domains/dev.json", "w"))
+    json.dump([_mtop_item(i) for i in range(30, 36)] + music[20:], open(f"{w}/mtop_domains/test.json", "w"))
+    os.makedirs(f"{w}/mtop_music")  # music only
+    json.dump(music[:20], open(f"{w}/mtop_music/dev.json", "w"))
+    json.dump(music[20:], open(f"{w}/mtop_music/test.json", "w"))
     with open(f"{w}/bad_utf8.jsonl", "wb") as f:
         f.write(b'{"id": "train-0", "x": "caf\xe9", "paraphrases": ["x"]}\n')
     with open(f"{w}/afile", "w") as f:
@@ -557,6 +566,30 @@ CASES = [
                                                              "--out", "{t}/p.jsonl"]),
     C("evaluate-mtop-duplicate-ids", "evaluate", ["--model", "tiny", "--task", "semparse", "--data",
                                                          "{w}/mtop_dup", "--out", "{t}/ev"]),
+    # ---- MTOP held-out domains (--holdout-domains): a domain that does not exist, a task without domains,
+    # held-out domains that leave no training data
+    C("holdout-sample_contexts-unknown-domain", "sample_contexts", ["--task", "semparse", "--data", "{w}/mtop_domains",
+      "--holdout-domains", "music,jazz", "--out", "{t}/c.jsonl"], match=r"unknown MTOP domain 'jazz' \(valid: alarm, "),
+    C("holdout-train-unknown-domain", "train", ["--task", "semparse", "--data", "{w}/mtop_domains",
+      "--holdout-domains", "Music"] + TR + ["--out", "{t}/run"], match="unknown MTOP domain 'Music'"),
+    C("holdout-evaluate-unknown-domain", "evaluate", ["--model", "tiny", "--task", "semparse", "--data",
+      "{w}/mtop_domains", "--holdout-domains", "musik", "--threads", "1", "--out", "{t}/ev"], match="valid: alarm"),
+    C("holdout-sample_contexts-mt-has-no-domains", "sample_contexts", ["--task", "mt", "--data", "{w}/mt",
+      "--holdout-domains", "music", "--out", "{t}/c.jsonl"], match="--holdout-domains does not apply to task mt"),
+    C("holdout-train-alignment-has-no-domains", "train", AL + TR + ["--holdout-domains", "music", "--out", "{t}/run"],
+      match="--holdout-domains does not apply to task alignment"),
+    C("holdout-evaluate-mt-has-no-domains", "evaluate", ["--model", "tiny", "--task", "mt", "--data", "{w}/mt",
+      "--holdout-domains", "news", "--threads", "1", "--out", "{t}/ev"], match="does not apply to task mt"),
+    C("holdout-train-no-training-data-left", "train", ["--task", "semparse", "--data", "{w}/mtop_music",
+      "--holdout-domains", "music"] + TR + ["--out", "{t}/run"], match="leaves no training data"),
+    C("holdout-sample_contexts-no-training-data-left", "sample_contexts", ["--task", "semparse", "--data",
+      "{w}/mtop_music", "--holdout-domains", "music", "--out", "{t}/c.jsonl"], match="leaves no training data"),
+    C("holdout-evaluate-every-domain-held-out", "evaluate", ["--model", "tiny", "--task", "semparse",
+      "--data", "{w}/mtop_domains", "--holdout-domains", "calling,music", "--threads", "1", "--out", "{t}/ev"],
+      match="leaves no training data"),
+    C("holdout-sample_contexts-ok", "sample_contexts", ["--task", "semparse", "--data", "{w}/mtop_domains",
+      "--holdout-domains", "music", "--regime", "random", "--out", "{t}/c.jsonl"], kind="ok",
+      allow=r"/c\.jsonl(\.meta\.json)?$"),
     # ==== data loss and interrupted work: output folders, inputs, locks, partial files ====
     # ---- 1. only a folder with this code's marker (cc_output.json) is written into or deleted
     C("train-overwrite-hf-model-folder", "train", TRAIN[:-2] + ["--overwrite", "--out", "{t}/hf"],

@@ -29,6 +29,15 @@ def test_one_study_folder_with_a_readme_per_committed_results_folder():
         assert d == "tools" or f"results/{d}" in text, d
 
 
+def test_semparse_holdout_driver_parses_and_refuses_a_bad_budget(tmp_path):
+    script = os.path.join(REPO, "studies", "semparse_holdout", "run.sh")
+    subprocess.run(["bash", "-n", script], check=True)
+    proc = subprocess.run(["bash", script, str(tmp_path / "data"), str(tmp_path / "out"), "all", "huge"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: budget must be small or smoke, got 'huge'"
+    assert not os.path.exists(tmp_path / "out")
+
+
 def test_context_use_counts_copies_of_context_labels(run_script, tmp_path, mt_dir):
     """A prediction equal to a context example's label is a copy; one equal to the reference is
     counted separately; zero-context rows are ignored."""
