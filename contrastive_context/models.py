@@ -341,7 +341,6 @@ def convert_gguf(gguf_path, out_dir, what):
     except ImportError:
         raise UserError("reading GGUF weights needs the gguf package; fix: pip install gguf") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    print(f"converting {what} GGUF to an HF folder (once; cached at {out_dir}) ...", file=sys.stderr, flush=True)
     folder, fname = os.path.split(os.path.abspath(gguf_path))
     meta = gguf_tokenizer_meta(gguf_path)
     if not meta["model"] or not meta["tokens"]:
@@ -352,6 +351,7 @@ def convert_gguf(gguf_path, out_dir, what):
     else:  # gpt2-style byte-level BPE (SmolLM2): transformers' conversion, special tokens from the metadata
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
         _fix_special_tokens(tok, gguf_path)
+    print(f"converting {what} GGUF to an HF folder (once; cached at {out_dir}) ...", file=sys.stderr, flush=True)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, **_dtype_kw(torch.float32))
     _strip_quantization(model)
     if tok.pad_token_id is not None:
