@@ -119,7 +119,7 @@ def get_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.lr is None:
-        args.lr = 1e-3 if args.full else 2e-4
+        args.lr = config.default_lr(args.full)
     if args.out is None:
         c = args
         tag = (os.path.splitext(os.path.basename(c.contexts))[0] if c.contexts else c.regime +
