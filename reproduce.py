@@ -32,6 +32,7 @@ import sys
 import time
 
 from contrastive_context import config
+from contrastive_context import regimes
 from contrastive_context import runs
 from contrastive_context import tasks
 from contrastive_context.common import (UserError, check_output_path, is_done, output_digest, print_config, read_json,
@@ -180,15 +181,15 @@ def parse_label(label):
     """'contrastive+zero0.1@s1' -> (regime 'contrastive', training-seed offset 1). The offset
     changes the training contexts and initialisation only; every run is evaluated on the same
     test contexts (--seed), so runs pair by test input and seeds pool in figure3.py."""
-    name, _, sfx = label.partition("@s")
+    name, offset = regimes.split_run_label(label)
     regime = name.split("+zero")[0]
     regime = "contrastive" if regime in dict(ABLATIONS) else regime
-    return regime, int(sfx) if sfx else 0
+    return regime, offset
 
 
 def parse_label_name(label):
     """The label a run reports under: its regime name without the seed suffix."""
-    return label.partition("@s")[0]
+    return regimes.split_run_label(label)[0]
 
 
 def select_regimes(spec, zero_frac):
