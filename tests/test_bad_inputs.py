@@ -543,7 +543,7 @@ CASES = [
                                             "--save-every", "3", "--threads", "1", "--out", "{t}/run"],
       kind="signal", mode="signal", wait_for=r"^model tiny", after=2.0),
     C("item7-paraphrase-llm-sigterm", "paraphrase", ["--task", "mt", "--data", "{w}/mt", "--backend", "llm",
-                                                     "--model", "tiny", "--n", "5", "--save-every", "0.5",
+                                                     "--model", "tiny", "--n", "5", "--save-seconds", "0.5",
                                                      "--out", "{t}/p.jsonl"],
       kind="signal", mode="signal", wait_for=r"^== ", after=4.0),
     C("item7-theory_sim-sigterm", "theory_sim", ["--steps", "1000000", "--no-plot", "--out", "{t}/ts"],
