@@ -1,4 +1,4 @@
-"""Evaluate a model (optionally with a LoRA adapter) under the four context types of the paper.
+"""Evaluate a model (optionally with a LoRA adapter) under each context type of evaluation.CONTEXT_TYPES.
 
     python evaluate.py --task alignment --model smollm2-135m --adapter runs/RUN --out evals/RUN
     python evaluate.py --task mt --data DIR --adapter results/mt/adapters/contrastive --out evals/c

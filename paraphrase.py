@@ -41,7 +41,7 @@ A row may hold an empty list when no paraphrase could be made; consumers treat i
 
 Cache: rows already in --out for the same (id, x) are kept and never generated again,
 whatever the back-end or --n was, so a re-run is free and an interrupted run continues
-(the file is rewritten atomically every --save-every seconds and at the end). A file whose
+(the file is rewritten atomically every --save-seconds seconds and at the end). A file whose
 sidecar names another task or data set (fingerprint) is refused. Delete the file (or use
 another --out) to regenerate.
 
@@ -93,7 +93,8 @@ def build_parser():
     p.add_argument("--min-nsim", type=float, default=0.2, help="reject candidates with nsim(x, x') below this")
     p.add_argument("--max-nsim", type=float, default=0.95,
                    help="reject candidates with nsim(x, x') at or above this: near-copies (default 0.95)")
-    p.add_argument("--save-every", type=float, default=60.0, help="rewrite --out at most every N seconds (and at the end)")
+    p.add_argument("--save-seconds", type=float, default=60.0,
+                   help="rewrite --out at most every N seconds (and at the end); train.py's --save-every counts steps")
     p.add_argument("--out", required=True, help="output JSONL (also the cache)")
     return p
 
@@ -176,7 +177,7 @@ def build_maker(backend, task, validator, args, todo):
 
 def paraphrase_inputs(task, maker, todo, rows, args, meta, n_inputs, cache_partial):
     """The new rows of `todo`, chunk by chunk. --out (cached `rows` + new ones) is rewritten every
-    --save-every seconds with "complete": false, and once more at the end ("complete": true) or on an
+    --save-seconds seconds with "complete": false, and once more at the end ("complete": true) or on an
     interruption or error (still false). Loop and try/finally stay whole: the finally saves every row made."""
     new_rows, last_save = [], time.monotonic()
     chunk = args.batch_size if meta["backend"] == "llm" else 200
@@ -191,7 +192,7 @@ def paraphrase_inputs(task, maker, todo, rows, args, meta, n_inputs, cache_parti
             new_rows += (maker.rows(exs, args.seed) if maker
                          else [paraphrases.perturb_row(task, e, args.n, args.seed) for e in exs])
             bar.update(len(exs))
-            if time.monotonic() - last_save > args.save_every:
+            if time.monotonic() - last_save > args.save_seconds:
                 paraphrases.write_paraphrase_file(args.out, rows + new_rows, partial_meta)
                 last_save = time.monotonic()
         bar.close()

@@ -47,6 +47,7 @@ import numpy as np
 from contrastive_context import config
 from contrastive_context.paraphrases import load_paraphrases
 from contrastive_context import evaluation as evaluate
+from contrastive_context import regimes
 from contrastive_context import runs
 from contrastive_context import tasks
 from contrastive_context.common import (UserError, atomic_path, check_meta, check_output_path, config_hash,
@@ -186,7 +187,7 @@ PANELS = (("iwl", "IWL probe", "{sim}(ŷ(random), ŷ(∅)) (0–100)"),
 
 def regime_of(label):
     """The regime a run label belongs to: the part before '@' ('contrastive@s1' -> 'contrastive')."""
-    return label.split("@", 1)[0]
+    return regimes.split_run_label(label)[0]
 
 
 def draw_probes(rows, labels, sim="chrf", copy_sim="bleu", task=None):

@@ -32,10 +32,12 @@ import sys
 import time
 
 from contrastive_context import config
+from contrastive_context import regimes
 from contrastive_context import runs
 from contrastive_context import tasks
 from contrastive_context.common import (UserError, check_output_path, is_done, output_digest, print_config, read_json,
                                         read_jsonl, run_main, write_done, write_json_atomic, write_text_atomic)
+from contrastive_context.evaluation import CONTEXT_TYPES
 from contrastive_context.config import SEED_MAX, finite_float, int_range
 from contrastive_context.outputs import check_out_not_input, claim_output_dir, read_owner  # output folder ownership
 from contrastive_context.stats import fmt
@@ -49,7 +51,9 @@ BUDGETS = {  # training steps/epochs, eval and probe sizes
     "full": dict(model="smollm2-135m", epochs=5, max_steps=None, save_every=200, eval_limit=None, probe_limit=200,
                  batch_size=2),
 }
-REGIMES = [("zero", []), ("random", []), ("similar", []), ("contrastive", []), ("random+similar", ["--alpha", "0.5"])]
+# every regime of regimes.REGIMES, with the flags its run adds (random+similar: half Random, half Similar)
+REGIME_FLAGS = {"random+similar": ["--alpha", "0.5"]}
+REGIME_RUNS = [(r, REGIME_FLAGS.get(r, [])) for r in regimes.REGIMES]
 # ablations of Contrastive, run only when named in --regimes: no paraphrases among the One-Near
 # contexts (rho = 0), no Similar-Contexts (beta = 0)
 ABLATIONS = [("contrastive-rho0", ["--rho", "0"]), ("contrastive-beta0", ["--beta", "0"])]
@@ -138,7 +142,7 @@ def results_markdown(args, evals, probes_path, compare_md, timings):
              f"Command: `python reproduce.py {' '.join(sys.argv[1:])}`", ""]
     summaries = {label: read_json(os.path.join(d, "summary.json"), "summary") for label, d in evals}
     metric = next(iter(summaries.values()))["metric"]
-    types = ["zero", "random", "similar", "random+nearest", "random+paraphrase"]
+    types = [t for t in CONTEXT_TYPES if any(t in s["by_context_type"] for s in summaries.values())]
     lines += [f"## Mean {metric} per evaluation context type (95% bootstrap CI, n per cell)", "",
               "| model | " + " | ".join(types) + " |", "|---" * (len(types) + 1) + "|"]
     for label, s in summaries.items():
@@ -170,7 +174,7 @@ def results_markdown(args, evals, probes_path, compare_md, timings):
 
 
 def regime_list(zero_frac):
-    regimes = list(REGIMES)
+    regimes = list(REGIME_RUNS)
     if zero_frac > 0:
         regimes.append((f"contrastive+zero{zero_frac:g}", ["--zero-frac", str(zero_frac)]))
     return regimes
@@ -180,15 +184,15 @@ def parse_label(label):
     """'contrastive+zero0.1@s1' -> (regime 'contrastive', training-seed offset 1). The offset
     changes the training contexts and initialisation only; every run is evaluated on the same
     test contexts (--seed), so runs pair by test input and seeds pool in figure3.py."""
-    name, _, sfx = label.partition("@s")
+    name, offset = regimes.split_run_label(label)
     regime = name.split("+zero")[0]
     regime = "contrastive" if regime in dict(ABLATIONS) else regime
-    return regime, int(sfx) if sfx else 0
+    return regime, offset
 
 
 def parse_label_name(label):
     """The label a run reports under: its regime name without the seed suffix."""
-    return label.partition("@s")[0]
+    return regimes.split_run_label(label)[0]
 
 
 def select_regimes(spec, zero_frac):
@@ -231,7 +235,7 @@ def build_parser():
                    help="training learning rate in (0, 1] (default: train.py's 2e-4)")
     config.add_threads_arg(p)  # passed as is to every stage, whose --threads is the same flag
     p.add_argument("--regimes", default=None, help="comma-separated regimes to run (default: the five regimes "
-                   f"and contrastive+zero<FRAC>): {', '.join(r for r, _ in REGIMES + ABLATIONS)}, "
+                   f"and contrastive+zero<FRAC>): {', '.join(r for r, _ in REGIME_RUNS + ABLATIONS)}, "
                    "contrastive+zero<FRAC>; a suffix @s<N> trains another seed (seed + N), e.g. contrastive@s1")
     config.add_eval_arg(p, "k", hi=64, help="examples per context in training and evaluation")
     p.add_argument("--skip", default="", help=f"comma-separated stages not to run here: {', '.join(SKIPPABLE)} "

@@ -73,7 +73,7 @@ from contrastive_context.paraphrases import load_paraphrases, write_perturb_para
 from contrastive_context import models
 from contrastive_context import runs
 from contrastive_context import training
-from contrastive_context.common import file_sha256, print_config, run_main, set_seed
+from contrastive_context.common import UserError, file_sha256, print_config, run_main, set_seed
 from contrastive_context.config import add_threads_arg
 from contrastive_context.evaluation import format_by_type
 from contrastive_context.tasks import add_task_args, task_config, task_from_args
@@ -119,7 +119,7 @@ def get_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.lr is None:
-        args.lr = 1e-3 if args.full else 2e-4
+        args.lr = config.default_lr(args.full)
     if args.out is None:
         c = args
         tag = (os.path.splitext(os.path.basename(c.contexts))[0] if c.contexts else c.regime +
@@ -220,6 +220,10 @@ def _task_and_contexts(args, tc, cc, show):
     paraphrases = load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
     if args.contexts:  # a bad contexts file is refused before the run folder is written
         epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
+        if not tc.max_steps and epoch_rows.n_epochs < tc.epochs:  # --max-steps runs cycle the file (a note)
+            raise UserError(f"{args.contexts} holds contexts for {epoch_rows.n_epochs} epoch(s) but this run trains "
+                            f"{tc.epochs} epochs: sample them with sample_contexts.py --epochs {tc.epochs} (or "
+                            f"train.py --epochs {epoch_rows.n_epochs})")
     on_the_fly = not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
         and task.name == "alignment"  # exact, label-preserving paraphrases made on the fly
     if on_the_fly:

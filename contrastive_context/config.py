@@ -198,6 +198,18 @@ REPORT_TO = ("none", "tensorboard", "wandb")
 # A from-scratch decoder needs more, larger steps than LoRA on a pretrained model (TrainConfig)
 SCRATCH_DEFAULTS = {"epochs": 20, "batch_size": 8}
 PRETRAINED_DEFAULTS = {"epochs": 2, "batch_size": 2}
+# The peak learning rate when --lr is not given: LoRA on a pretrained model (the paper's) or every weight (--full)
+DEFAULT_LR = {"lora": 2e-4, "full": 1e-3}
+
+
+def _sci(x):
+    """2e-4, not 0.0002 (as the paper writes learning rates)."""
+    return f"{x:.0e}".replace("e-0", "e-")
+
+
+def default_lr(full):
+    """train.py's learning rate when --lr is not given (examples/trl_sft.py uses the LoRA one)."""
+    return DEFAULT_LR["full" if full else "lora"]
 
 
 @dataclass
@@ -212,8 +224,8 @@ class TrainConfig:
     batch_size: Optional[int] = opt(None, "sequences per device and micro-batch (default: 2; "
                                     f"{SCRATCH_DEFAULTS['batch_size']} for --model scratch)", lo=1, hi=4096)
     grad_accum: int = opt(1, "micro-batches per optimizer step", lo=1, hi=4096)
-    lr: Optional[float] = opt(None, "peak learning rate (default: 2e-4, the paper's, for LoRA on a pretrained "
-                              "model; 1e-3 for --full)", lo=0, lo_open=True, hi=10)
+    lr: Optional[float] = opt(None, f"peak learning rate (default: {_sci(DEFAULT_LR['lora'])}, the paper's, for LoRA "
+                              f"on a pretrained model; {_sci(DEFAULT_LR['full'])} for --full)", lo=0, lo_open=True, hi=10)
     warmup_steps: int = opt(0, "linear warm-up steps, then linear decay to 0", lo=0)
     weight_decay: float = opt(0.0, "AdamW weight decay", lo=0, hi=10)
     max_grad_norm: float = opt(1.0, "gradient clipping norm (0 = none)", lo=0)

@@ -72,3 +72,15 @@ def near_probs(rho=0.0, repeat=0.0, gamma=0.0):
     p_para = rho * (1 - repeat)
     p_cf = gamma * (1 - repeat) * (1 - rho)
     return {"copy": p_copy, "paraphrase": p_para, "counterfactual": p_cf, "pool": 1 - p_copy - p_para - p_cf}
+
+
+# ----------------------------------------------------------------------------- run labels
+SEED_SUFFIX = "@s"  # 'contrastive@s1': regime label 'contrastive', another training seed (seed + 1)
+
+
+def split_run_label(label):
+    """A run label -> (its name, training-seed offset): 'contrastive+zero0.1@s1' -> ('contrastive+zero0.1', 1),
+    'random' -> ('random', 0). The one parser of run labels (reproduce.py writes them, probes.py and
+    figure3 tables read them). A suffix that is not a number is part of the name."""
+    name, sep, sfx = label.partition(SEED_SUFFIX)
+    return (name, int(sfx)) if sep and sfx.isdigit() else (label, 0)

@@ -179,6 +179,7 @@ def file_epochs(rows, path, show):
         if e == len(src) and show:
             print(f"note: {path} holds {len(src)} epoch(s) of contexts; later epochs reuse them in turn", flush=True)
         return by_epoch[src[e % len(src)]]
+    epoch_rows.n_epochs = len(src)  # train.py refuses a file with fewer epochs than --epochs
     return epoch_rows
 
 

@@ -4,18 +4,22 @@
     python examples/trl_sft.py --data sft.jsonl --model PATH --out adapter/                       # 1 process
     accelerate launch --config_file configs/accelerate/fsdp.yaml examples/trl_sft.py ...        # GPUs
 
-Needs the optional extra: pip install -r requirements-extras.txt (trl, datasets). The LoRA settings are
-train.py's defaults (q,k,v, r 16, alpha 32, dropout 0.05; lr 1e-3, linear decay, no warm-up). --model takes
+Needs the optional extra: pip install -r requirements-extras.txt (trl, datasets). The learning rate and
+LoRA settings default to train.py's (contrastive_context.config.TrainConfig and default_lr: lr 2e-4, q,k,v,
+r 16, alpha 32, dropout 0.05; linear decay, no warm-up). --model takes
 what train.py --model takes (a local HF folder, smollm2-135m, tiny). The rows are mapped through
 contrastive_context.sft.tokenize, so TRL trains on exactly the tokens train.py would (tests/test_sft.py);
 feeding the raw prompt/completion strings instead makes TRL append an EOS token to every completion.
 """
 import argparse
 
-from contrastive_context import models, sft
+from contrastive_context import config, models, sft
+from contrastive_context.training import LORA_TARGETS
+
+TRAIN = config.TrainConfig()  # train.py's defaults: one source for the learning rate and LoRA settings
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="export_sft.py output (prompt/completion JSONL)")
@@ -23,13 +27,24 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output folder (the LoRA adapter)")
     p.add_argument("--batch-size", type=int, default=2, help="sequences per device and step (default %(default)s)")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation (default %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default %(default)s)")
+    p.add_argument("--lr", type=float, default=config.default_lr(full=False),
+                   help="peak learning rate (default %(default)s, train.py's for LoRA)")
+    p.add_argument("--lora-r", type=int, default=TRAIN.lora_r, help="LoRA rank (default %(default)s)")
+    p.add_argument("--lora-alpha", type=float, default=TRAIN.lora_alpha,
+                   help="LoRA scaling numerator (default %(default)s)")
+    p.add_argument("--lora-dropout", type=float, default=TRAIN.lora_dropout, help="LoRA dropout (default %(default)s)")
+    p.add_argument("--lora-targets", default=TRAIN.lora_targets, choices=tuple(LORA_TARGETS),
+                   help="attn = q,k,v (the paper); attn+mlp = q,k,v,o + gate,up,down (default %(default)s)")
     p.add_argument("--epochs", type=float, default=1, help="passes over the file (default %(default)s; the file "
                    "already holds one context per (epoch, target): 1 pass = all its epochs)")
     p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: all)")
     p.add_argument("--report-to", default="none", help="none | tensorboard | wandb (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     import torch
     from datasets import load_dataset
@@ -45,8 +60,8 @@ def main(argv=None):
                     completion_only_loss=True, max_length=None, logging_steps=1, save_strategy="no",
                     report_to=[] if args.report_to == "none" else [args.report_to], seed=args.seed,
                     bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj"],
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                      target_modules=LORA_TARGETS[args.lora_targets], task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok, peft_config=lora)
     trainer.train()
     trainer.save_model(args.out)

@@ -116,12 +116,12 @@ def test_resume_restores_log_rows_lost_between_checkpoint_and_log(tiny_run, tmp_
 
 @pytest.mark.slow
 def test_sigterm_during_paraphrase_leaves_a_certified_partial_file(tmp_path, mt_dir):
-    """SIGTERM while paraphrase.py rewrites --out all the time (--save-every 0): --out keeps
+    """SIGTERM while paraphrase.py rewrites --out all the time (--save-seconds 0): --out keeps
     a sidecar that matches it and says "complete": false; consumers refuse it, the same command
     finishes it, and then it is accepted."""
     out = tmp_path / "p.jsonl"
     args = ["--task", "mt", "--data", mt_dir, "--split", "all", "--backend", "llm", "--model", "tiny", "--n", "2",
-            "--batch-size", "2", "--max-new-tokens", "16", "--save-every", "0", "--out", out]
+            "--batch-size", "2", "--max-new-tokens", "16", "--save-seconds", "0", "--out", out]
     proc = _start("paraphrase.py", *args, cwd=tmp_path)
     t0 = time.monotonic()
     while not os.path.exists(str(out) + ".meta.json") and proc.poll() is None and time.monotonic() - t0 < 120:

@@ -107,3 +107,15 @@ def test_synthetic_counterfactual_scores_and_split_drift_score():
     assert sc2["cf_copy"].mean() == 100.0 and sc2["edit_ok"].mean() < sc["edit_ok"].mean()
     # drifted chunks: shown + unseen partition the drifted ones (a perfect model gets 100 on both)
     assert np.nanmean(sc["drift_random_drifted_shown"]) == 100.0 and np.nanmean(sc["drift_random_drifted_unseen"]) == 100.0
+
+
+def test_split_run_label_is_the_one_parser_probes_and_reproduce_use():
+    import probes
+    import reproduce
+    from contrastive_context.regimes import split_run_label
+    assert split_run_label("contrastive+zero0.1@s12") == ("contrastive+zero0.1", 12)
+    assert split_run_label("random") == ("random", 0)
+    assert split_run_label("random@sx") == ("random@sx", 0)
+    for label in ("contrastive@s1", "random+similar", "contrastive-rho0@s3"):
+        assert probes.regime_of(label) == reproduce.parse_label_name(label) == split_run_label(label)[0]
+    assert reproduce.parse_label("contrastive-rho0@s3") == ("contrastive", 3)

@@ -131,3 +131,23 @@ def test_accelerate_configs_load():
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "accelerate")
     kinds = {load_config_from_file(os.path.join(here, f)).distributed_type.value for f in sorted(os.listdir(here))}
     assert kinds == {"MULTI_GPU", "FSDP", "DEEPSPEED"}
+
+
+def test_examples_trl_sft_defaults_are_train_py_s_lr_and_lora_settings():
+    import dataclasses
+    import importlib.util
+    from contrastive_context import config
+    from contrastive_context.training import LORA_TARGETS
+    ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("trl_sft", os.path.join(ROOT, "examples", "trl_sft.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d = vars(mod.build_parser().parse_args(["--data", "x", "--model", "tiny", "--out", "y"]))
+    tc = config.TrainConfig()
+    assert d["lr"] == config.default_lr(full=False) == 2e-4
+    assert (d["lora_r"], d["lora_alpha"], d["lora_dropout"], d["lora_targets"]) == \
+        (tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.lora_targets)
+    assert LORA_TARGETS[d["lora_targets"]] == ["q_proj", "k_proj", "v_proj"]
+    src = open(os.path.join(ROOT, "train.py")).read()
+    assert "config.default_lr(args.full)" in src and "2e-4" not in src.split("def main")[-1]
+    assert "default: 2e-4" in {f.name: f.metadata["help"] for f in dataclasses.fields(tc)}["lr"]
