@@ -2,7 +2,7 @@
 # MTOP held-out domains (SPEC "Deployment with feedback"): every item of event, music, news and recipes
 # leaves the training pool, its targets and every context (--holdout-domains); the models are then scored
 # on the held-out domains' 274 test.json items (test split "heldout", the deployment stream) and on the
-# other domains' test items. Training settings are the committed MTOP study's (studies/real_lm.sh
+# other domains' test items. Training settings are the committed MTOP study's (studies/tools/real_lm.sh
 # semparse, results/semparse): SmolLM2-135M + LoRA q,k,v r 16, k = 2, --test-size 400 --max-pool 1000
 # (1,000 targets seen once = 500 steps at batch 2), lr 1e-3, checkpoints every 250 steps, 1 thread.
 #
