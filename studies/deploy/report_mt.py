@@ -1,0 +1,111 @@
+"""The MT new-domain deployment study's report: per model, the stream score with P_0 only and with feedback,
+G1 and G2 with paired CIs clustered by stream item, score vs feedback seen, and the verdicts by the rule below.
+
+    python studies/deploy/report_mt.py --root results/deploy/chat_ende --zero zero-zero \\
+        --models contrastive-cf1 contrastive random zero base copier --out results/deploy/chat_ende.md
+
+--root holds the folders `studies/deploy/run_mt.sh` writes: `<model>-nearest` (nearest policy, feedback on),
+`<model>-p0` (nearest policy, --feedback off: P_0 only) and the --zero folder (the zero-regime model under a
+zero prompt, policy zero). A model whose two folders are not both finished is listed as missing.
+
+The rule, fixed before the numbers: a model **meets goal (1)** when G1 (feedback − P_0 only, on the items whose
+best neighbour in P_t is in the high nsim bin) has a 95 % CI above 0; it **meets goal (2)** when G2 (its score
+on the low-bin items − the zero-regime model's zero-prompt score on the same items) has a 95 % CI whose lower
+end is above −MARGIN chrF (non-inferiority, MARGIN = 2.0 points); "both" needs both. The copier and the base
+model are scored by the same rule as references, not as candidates.
+"""
+import argparse
+import os
+
+from contrastive_context import deployment as dp
+from contrastive_context.common import UserError, print_config, run_main, write_json_atomic, write_text_atomic
+from contrastive_context.stats import fmt, paired_diff
+
+MARGIN = 2.0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="folder holding <model>-nearest, <model>-p0 and the --zero folder")
+    p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
+    p.add_argument("--models", nargs="+", required=True, help="model labels (folder prefixes), in table order")
+    p.add_argument("--out", required=True, help="markdown report (and OUT.json)")
+    return p
+
+
+def _read(folder):
+    st, rows, summary = dp.read_folder(folder)
+    return folder, st, rows, summary
+
+
+def _done(folder):
+    return os.path.isfile(os.path.join(folder, "summary.json"))
+
+
+def _window_diffs(fb_rows, p0_rows, width):
+    p0 = {r["id"]: r["score"] for r in p0_rows}
+    out = []
+    for lo in range(0, len(fb_rows), width):
+        chunk = [r for r in fb_rows if lo <= r["t"] < lo + width]
+        out.append(sum(r["score"] - p0[r["id"]] for r in chunk) / len(chunk))
+    return out
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    print_config(args, "deploy MT report")
+    zdir = os.path.join(args.root, args.zero)
+    if not _done(zdir):
+        raise UserError(f"the zero-regime folder is not finished: {zdir}")
+    _, zst, zrows, zsum = _read(zdir)
+    lines = [f"# Deployment with feedback: `{zst['task_config'].get('data', '').rstrip('/').split('/')[-1]}` stream", "",
+             f"Stream: {zst['stream']}, {zst['T']} items in file order; P_0 = {zst['pool']} ({zst['pool0_size']} pairs); "
+             f"k = {zst['k']}, delay d = {zst['delay']}, seed {zst['seed']}; metric {zst['metric']} (0-100). "
+             "Mean [95 % CI]; differences are paired by stream item, CIs a bootstrap over items.", "",
+             f"Rule (fixed before the numbers): goal (1) met when G1's CI is above 0; goal (2) met when G2's CI lower "
+             f"end is above −{MARGIN} (non-inferiority to the zero-regime model under a zero prompt: "
+             f"{fmt(zsum['overall'])} overall).", "",
+             "| model | P_0 only | with feedback | feedback − P_0 (all items) | G1: high bin (n) | G2: low bin (n) "
+             "| goal (1) | goal (2) |",
+             "|---|---|---|---|---|---|---|---|"]
+    result, windows, missing = [], [], []
+    for m in args.models:
+        fb_dir, p0_dir = os.path.join(args.root, f"{m}-nearest"), os.path.join(args.root, f"{m}-p0")
+        if not (_done(fb_dir) and _done(p0_dir)):
+            missing.append(m)
+            continue
+        fb, p0 = _read(fb_dir), _read(p0_dir)
+        edges = fb[3]["bin_edges"]
+        g1 = dp.g1([fb[:3]], [p0[:3]], edges)
+        g2 = dp.g2([fb[:3]], [(zdir, zst, zrows)], edges)
+        p0s = {r["id"]: r["score"] for r in p0[2]}
+        ids = [r["id"] for r in fb[2]]
+        alld = paired_diff([r["score"] for r in fb[2]], [p0s[i] for i in ids], ids)
+        v1 = "**yes**" if g1["ci"][0] > 0 else "no"
+        v2 = "**yes**" if g2["ci"][0] > -MARGIN else "no"
+        ref = m in ("copier", "base")
+        lines.append(f"| {m} | {fmt(p0[3]['overall'])} | {fmt(fb[3]['overall'])} | {fmt(alld)} | {fmt(g1)} ({g1['n']}) "
+                     f"| {fmt(g2)} ({g2['n']}) | {v1}{' (reference)' * ref} | {v2}{' (reference)' * ref} |")
+        w = fb[3]["window"]
+        windows.append((m, _window_diffs(fb[2], p0[2], w), w))
+        result.append({"model": m, "p0": p0[3]["overall"], "feedback": fb[3]["overall"], "feedback_minus_p0": alld,
+                       "g1": g1, "g2": g2, "goal1": v1 == "**yes**", "goal2": v2 == "**yes**", "bin_edges": edges})
+    if not result:
+        raise UserError(f"no model of {args.models} has both its -nearest and -p0 folders finished in {args.root}")
+    e = result[0]["bin_edges"]
+    lines += ["", f"Bins: tertiles of the best neighbour's nsim in P_t (low < {e[1]:.3f} ≤ medium < {e[2]:.3f} ≤ high).",
+              "Not run (compute): " + (", ".join(missing) if missing else "none") + ".", "",
+              "Score vs feedback seen: mean (feedback − P_0 only) per window of the stream (t = items seen so far)", ""]
+    w = windows[0][2]
+    n_win = max(len(d) for _, d, _ in windows)
+    lines += ["| model | " + " | ".join(f"{i * w}–{(i + 1) * w - 1}" for i in range(n_win)) + " |",
+              "|---|" + "---|" * n_win]
+    for m, diffs, _ in windows:
+        lines.append(f"| {m} | " + " | ".join(f"{d:+.1f}" for d in diffs) + " |")
+    write_json_atomic(args.out + ".json", {"zero": zdir, "margin": MARGIN, "models": result, "missing": missing})
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main)
