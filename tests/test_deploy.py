@@ -215,3 +215,34 @@ def test_resume_with_other_settings_is_refused_before_writing(tmp_path):
     code, _, err, _ = inproc(["--model", "copier", "--limit", "20", "--policy", "random", "--out", out])
     assert code == 2 and err.count("error:") == 1 and "resume with other settings" in err
     assert {n: open(os.path.join(out, n), "rb").read() for n in snap} == snap
+
+
+def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
+    """studies/deploy/report_mt.py: reads <model>-nearest / <model>-p0 / the zero folder, G1 and G2 equal
+    deployment.g1 / g2 on the same rows, the verdicts follow the stated rule, unfinished models are listed."""
+    stream, _ = _repeat_stream(tmp_path)
+    root = tmp_path / "root"
+    for name, extra in (("copier-nearest", ["--policy", "nearest"]),
+                        ("copier-p0", ["--policy", "nearest", "--feedback", "off"]),
+                        ("zero-zero", ["--policy", "zero"])):
+        code, _, err, _ = inproc(["--model", "copier", "--stream", stream, "--delay", "1", "--k", "2", "--bins",
+                                  "0.5,0.9", *extra, "--out", str(root / name)])
+        assert code == 0, err
+    from tests.test_bad_inputs import run_inprocess
+    rep = str(tmp_path / "r.md")
+    code, out, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--models", "copier", "ghost",
+                                                                    "--out", rep])
+    assert code == 0, err
+    res = json.loads(open(rep + ".json").read())
+    (m,) = res["models"]
+    fb, p0, z = (dp.read_folder(str(root / n)) for n in ("copier-nearest", "copier-p0", "zero-zero"))
+    edges = fb[2]["bin_edges"]
+    g1 = dp.g1([(str(root / "copier-nearest"), *fb[:2])], [(str(root / "copier-p0"), *p0[:2])], edges)
+    g2 = dp.g2([(str(root / "copier-nearest"), *fb[:2])], [(str(root / "zero-zero"), *z[:2])], edges)
+    assert m["g1"]["mean"] == pytest.approx(g1["mean"]) and m["g2"]["mean"] == pytest.approx(g2["mean"])
+    assert m["goal1"] == (g1["ci"] is not None and g1["ci"][0] > 0) and g1["n"] > 0
+    assert m["goal2"] == (g2["ci"] is not None and g2["ci"][0] > -2.0)
+    assert res["missing"] == ["ghost"] and "Not run (compute): ghost." in open(rep).read()
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--models",
+                                                                 "copier", "--out", str(tmp_path / "x.md")])
+    assert code == 2 and "zero-regime folder is not finished" in err and not os.path.exists(tmp_path / "x.md")

@@ -51,6 +51,13 @@ def _window_diffs(fb_rows, p0_rows, width):
     return out
 
 
+def _verdict(d, threshold):
+    """'**yes**' when the CI's lower end is above threshold; 'n/a' when there are too few items for a CI."""
+    if d.get("ci") is None:
+        return f"n/a (n {d['n']})"
+    return "**yes**" if d["ci"][0] > threshold else "no"
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     print_config(args, "deploy MT report")
@@ -81,8 +88,7 @@ def main(argv=None):
         p0s = {r["id"]: r["score"] for r in p0[2]}
         ids = [r["id"] for r in fb[2]]
         alld = paired_diff([r["score"] for r in fb[2]], [p0s[i] for i in ids], ids)
-        v1 = "**yes**" if g1["ci"][0] > 0 else "no"
-        v2 = "**yes**" if g2["ci"][0] > -MARGIN else "no"
+        v1, v2 = _verdict(g1, 0.0), _verdict(g2, -MARGIN)
         ref = m in ("copier", "base")
         lines.append(f"| {m} | {fmt(p0[3]['overall'])} | {fmt(fb[3]['overall'])} | {fmt(alld)} | {fmt(g1)} ({g1['n']}) "
                      f"| {fmt(g2)} ({g2['n']}) | {v1}{' (reference)' * ref} | {v2}{' (reference)' * ref} |")
