@@ -246,3 +246,32 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
     code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--models",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "zero-regime folder is not finished" in err and not os.path.exists(tmp_path / "x.md")
+
+
+def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
+    """--start empty: <model>-empty (P_0 empty, nearest) against <model>-zeroprompt; G1 = the paired difference on
+    the high-bin items; a P_0 that is not empty is refused."""
+    stream, _ = _repeat_stream(tmp_path)
+    root = tmp_path / "root"
+    for name, extra in (("copier-empty", ["--policy", "nearest", "--pool", "none"]),
+                        ("copier-zeroprompt", ["--policy", "zero"]), ("zero-zero", ["--policy", "zero"]),
+                        ("copier-nearest", ["--policy", "nearest"])):
+        code, _, err, _ = inproc(["--model", "copier", "--stream", stream, "--delay", "1", "--k", "2", "--bins",
+                                  "0.5,0.9", *extra, "--out", str(root / name)])
+        assert code == 0, err
+    from tests.test_bad_inputs import run_inprocess
+    rep = str(tmp_path / "r.md")
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
+                                                                 "copier", "--out", rep])
+    assert code == 0, err
+    (m,) = json.loads(open(rep + ".json").read())["models"]
+    fb, zp = rows_of(root / "copier-empty"), {r["id"]: r for r in rows_of(root / "copier-zeroprompt")}
+    high = [r for r in fb if r["best_nsim"] >= m["bin_edges"][2]]
+    assert m["g1"]["n"] == len(high) > 0
+    assert m["g1"]["mean"] == pytest.approx(sum(r["score"] - zp[r["id"]]["score"] for r in high) / len(high))
+    assert "| model | zero prompt | with feedback |" in open(rep).read()
+    os.rename(root / "copier-empty", root / "gone")
+    os.rename(root / "copier-nearest", root / "copier-empty")  # P_0 = the stream's pool: not an empty start
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
+                                                                 "copier", "--out", str(tmp_path / "x.md")])
+    assert code == 2 and "must start from an empty pool" in err

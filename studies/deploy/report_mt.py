@@ -4,9 +4,12 @@ G1 and G2 with paired CIs clustered by stream item, score vs feedback seen, and 
     python studies/deploy/report_mt.py --root results/deploy/chat_ende --zero zero-zero \\
         --models contrastive-cf1 contrastive random zero base copier --out results/deploy/chat_ende.md
 
---root holds the folders `studies/deploy/run_mt.sh` writes: `<model>-nearest` (nearest policy, feedback on),
-`<model>-p0` (nearest policy, --feedback off: P_0 only) and the --zero folder (the zero-regime model under a
-zero prompt, policy zero). A model whose two folders are not both finished is listed as missing.
+--root holds the folders `studies/deploy/run_mt.sh` writes. --start train (P_0 = the set's train split):
+`<model>-nearest` (nearest policy, feedback on) and `<model>-p0` (nearest policy, --feedback off: P_0 only).
+--start empty (P_0 empty, every context comes from feedback): `<model>-empty` (nearest, --pool none) and
+`<model>-zeroprompt` (policy zero: with an empty P_0, "P_0 only" is the zero prompt; for the zero-regime
+model it is the --zero folder). Both starts: the --zero folder is the zero-regime model under a zero prompt
+(policy zero). A model whose two folders are not both finished is listed as missing.
 
 The rule, fixed before the numbers: a model **meets goal (1)** when G1 (feedback − P_0 only, on the items whose
 best neighbour in P_t is in the high nsim bin) has a 95 % CI above 0; it **meets goal (2)** when G2 (its score
@@ -18,6 +21,7 @@ import argparse
 import os
 
 from contrastive_context import deployment as dp
+from contrastive_context import evaluation as ev
 from contrastive_context.common import UserError, print_config, run_main, write_json_atomic, write_text_atomic
 from contrastive_context.stats import fmt, paired_diff
 
@@ -29,6 +33,8 @@ def build_parser():
     p.add_argument("--root", required=True, help="folder holding <model>-nearest, <model>-p0 and the --zero folder")
     p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
     p.add_argument("--models", nargs="+", required=True, help="model labels (folder prefixes), in table order")
+    p.add_argument("--start", choices=["train", "empty"], default="train",
+                   help="train: <model>-nearest vs <model>-p0; empty: <model>-empty vs <model>-zeroprompt")
     p.add_argument("--out", required=True, help="markdown report (and OUT.json)")
     return p
 
@@ -58,6 +64,16 @@ def _verdict(d, threshold):
     return "**yes**" if d["ci"][0] > threshold else "no"
 
 
+def _g1_vs_zero_prompt(fb, zp, edges):
+    """G1 with an empty P_0: the feedback run's score - the same model's zero-prompt score, high-bin items."""
+    if fb[1]["pool0_size"] != 0 or zp[1]["policy"] != "zero":
+        raise UserError(f"{fb[0]} must start from an empty pool and {zp[0]} be a zero-policy run")
+    if (fb[1]["model"], fb[1]["adapter_sha256"]) != (zp[1]["model"], zp[1]["adapter_sha256"]):
+        raise UserError(f"{zp[0]} is of another model than {fb[0]} (G1 compares one model)")
+    pairs = [(a, b, i) for a, b, i in dp._pairs([fb[:3]], [zp[:3]], "G1") if ev.assign_bin(a["best_nsim"], edges) == 2]
+    return paired_diff([a["score"] for a, _, _ in pairs], [b["score"] for _, b, _ in pairs], [i for _, _, i in pairs])
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     print_config(args, "deploy MT report")
@@ -66,24 +82,30 @@ def main(argv=None):
         raise UserError(f"the zero-regime folder is not finished: {zdir}")
     _, zst, zrows, zsum = _read(zdir)
     lines = [f"# Deployment with feedback: `{zst['task_config'].get('data', '').rstrip('/').split('/')[-1]}` stream", "",
-             f"Stream: {zst['stream']}, {zst['T']} items in file order; P_0 = {zst['pool']} ({zst['pool0_size']} pairs); "
+             f"Stream: {zst['stream']}, {zst['T']} items in file order; "
+             + ("P_0 = the set's train split" if args.start == "train" else "P_0 empty (every context is feedback)")
+             + "; "
              f"k = {zst['k']}, delay d = {zst['delay']}, seed {zst['seed']}; metric {zst['metric']} (0-100). "
              "Mean [95 % CI]; differences are paired by stream item, CIs a bootstrap over items.", "",
              f"Rule (fixed before the numbers): goal (1) met when G1's CI is above 0; goal (2) met when G2's CI lower "
              f"end is above −{MARGIN} (non-inferiority to the zero-regime model under a zero prompt: "
              f"{fmt(zsum['overall'])} overall).", "",
-             "| model | P_0 only | with feedback | feedback − P_0 (all items) | G1: high bin (n) | G2: low bin (n) "
+             "| model | " + ("P_0 only" if args.start == "train" else "zero prompt") + " | with feedback | feedback − P_0 (all items) | G1: high bin (n) | G2: low bin (n) "
              "| goal (1) | goal (2) |",
              "|---|---|---|---|---|---|---|---|"]
     result, windows, missing = [], [], []
     for m in args.models:
-        fb_dir, p0_dir = os.path.join(args.root, f"{m}-nearest"), os.path.join(args.root, f"{m}-p0")
+        if args.start == "train":
+            fb_dir, p0_dir = os.path.join(args.root, f"{m}-nearest"), os.path.join(args.root, f"{m}-p0")
+        else:
+            fb_dir = os.path.join(args.root, f"{m}-empty")
+            p0_dir = zdir if m == args.zero.split("-")[0] else os.path.join(args.root, f"{m}-zeroprompt")
         if not (_done(fb_dir) and _done(p0_dir)):
             missing.append(m)
             continue
         fb, p0 = _read(fb_dir), _read(p0_dir)
         edges = fb[3]["bin_edges"]
-        g1 = dp.g1([fb[:3]], [p0[:3]], edges)
+        g1 = dp.g1([fb[:3]], [p0[:3]], edges) if args.start == "train" else _g1_vs_zero_prompt(fb, p0, edges)
         g2 = dp.g2([fb[:3]], [(zdir, zst, zrows)], edges)
         p0s = {r["id"]: r["score"] for r in p0[2]}
         ids = [r["id"] for r in fb[2]]
@@ -101,7 +123,7 @@ def main(argv=None):
     e = result[0]["bin_edges"]
     lines += ["", f"Bins: tertiles of the best neighbour's nsim in P_t (low < {e[1]:.3f} ≤ medium < {e[2]:.3f} ≤ high).",
               "Not run (compute): " + (", ".join(missing) if missing else "none") + ".", "",
-              "Score vs feedback seen: mean (feedback − P_0 only) per window of the stream (t = items seen so far)", ""]
+              "Score vs feedback seen: mean (feedback − " + ("P_0 only" if args.start == "train" else "zero prompt") + ") per window of the stream (t = items seen so far)", ""]
     w = windows[0][2]
     n_win = max(len(d) for _, d, _ in windows)
     lines += ["| model | " + " | ".join(f"{i * w}–{(i + 1) * w - 1}" for i in range(n_win)) + " |",
