@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The relevance verdicts on the held-out counterfactual family, seeds pooled and per seed.
-# From the repository root, after rejudge.sh:  bash studies/counterfactuals_heldout/verdicts.sh STUDY REF
+# From the repository root, after rejudge.sh:  bash studies/counterfactuals_heldout/verdicts.sh STUDY REF [FAMILY]
 #   STUDY = mt_fullpool | mt | semparse (reads results/STUDY/eval_cf_heldout/ and results/STUDY/eval/),
-#   REF   = the label whose paired differences are reported (e.g. contrastive-cf1).
+#   REF   = the label whose paired differences are reported (e.g. contrastive-cf1);
+#   FAMILY = heldout (default: results/STUDY/eval_cf_heldout/) or train (results/STUDY/eval_cf/, the family
+#   train.py --counterfactual uses; files get a _train suffix).
 # Writes results/counterfactuals_heldout/STUDY/relevance.md (pooled) and relevance_s<N>.md (seed N alone:
 # the labels of that seed, linked under their seed-0 names, with the single-seed base and copier).
 set -euo pipefail
-study=${1:?study}; ref=${2:?ref}
-cf=results/$study/eval_cf_heldout; ev=results/$study/eval; out=results/counterfactuals_heldout/$study
+study=${1:?study}; ref=${2:?ref}; family=${3:-heldout}
+case $family in
+    heldout) cf=results/$study/eval_cf_heldout; tag="" ;;
+    train) cf=results/$study/eval_cf; tag="_train" ;;
+    *) echo "error: FAMILY must be heldout or train, not '$family'" >&2; exit 2 ;;
+esac
+ev=results/$study/eval; out=results/counterfactuals_heldout/$study
 mkdir -p "$out"
-python studies/tools/relevance.py "$cf" --eval-root "$ev" --ref "$ref" --samples 20 --out "$out/relevance.md"
+python studies/tools/relevance.py "$cf" --eval-root "$ev" --ref "$ref" --samples 20 --out "$out/relevance$tag.md"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for s in 0 1 2; do
     suffix=$([ "$s" = 0 ] && echo "" || echo "@s$s")
@@ -27,6 +34,6 @@ for s in 0 1 2; do
         done
     fi
     [ -e "$tmp/s$s/cf/$ref" ] || { echo "seed $s: no $ref$suffix, skipped"; continue; }
-    python studies/tools/relevance.py "$tmp/s$s/cf" --eval-root "$tmp/s$s/ev" --ref "$ref" --out "$out/relevance_s$s.md"
-    sed -i "1s#.*#\`bash studies/counterfactuals_heldout/verdicts.sh $study $ref\` (seed $s alone)#" "$out/relevance_s$s.md"
+    python studies/tools/relevance.py "$tmp/s$s/cf" --eval-root "$tmp/s$s/ev" --ref "$ref" --out "$out/relevance${tag}_s$s.md"
+    sed -i "1s#.*#\`bash studies/counterfactuals_heldout/verdicts.sh $study $ref $family\` (seed $s alone)#" "$out/relevance${tag}_s$s.md"
 done
