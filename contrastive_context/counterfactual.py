@@ -242,10 +242,16 @@ def make(task, ex, rng, pfas=None):
         cf = alignment_make(ex, rng, task, pfas)
     else:
         return None
+    return as_row(ex, cf)
+
+
+def as_row(ex, cf, what="counterfactual"):
+    """A generator's {"x", "y", "edit"} for example ex as the counterfactual row {"id", "x", "y", "edit"
+    (, "meta")}, or None when the generator found no edit; shared by both counterfactual families."""
     if cf is None:
         return None
     if cf["y"] == ex["y"] or cf["x"] == ex["x"]:  # never: every generator changes both
-        raise AssertionError(f"counterfactual of {ex['id']} leaves x or y unchanged")
+        raise AssertionError(f"{what} of {ex['id']} leaves x or y unchanged")
     out = {"id": cf_id(ex["id"]), "x": cf["x"], "y": cf["y"], "edit": cf["edit"]}
     if "meta" in ex:
         out["meta"] = ex["meta"]

@@ -41,7 +41,7 @@ import os
 import re
 
 from .common import UserError
-from .counterfactual import _en_pattern, _match_case, cf_id, swap_span
+from .counterfactual import _en_pattern, _match_case, as_row, swap_span
 from .tasks import LEAF_SLOT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -438,14 +438,7 @@ def make(task, ex, rng):
         cf = semparse_heldout_make(ex, rng, task)
     else:
         return None
-    if cf is None:
-        return None
-    if cf["y"] == ex["y"] or cf["x"] == ex["x"]:  # never: every generator changes both
-        raise AssertionError(f"held-out counterfactual of {ex['id']} leaves x or y unchanged")
-    out = {"id": cf_id(ex["id"]), "x": cf["x"], "y": cf["y"], "edit": cf["edit"]}
-    if "meta" in ex:
-        out["meta"] = ex["meta"]
-    return out
+    return as_row(ex, cf, "held-out counterfactual")
 
 
 def _nospace(s):

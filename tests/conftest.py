@@ -35,9 +35,13 @@ def _pairs(n, offset=0):
 @pytest.fixture
 def mt_dir(tmp_path):
     """DIR/{train,test}.{en,de}: 48 training and 12 test sentence pairs."""
-    d = tmp_path / "mt"
+    return write_mt_dir(tmp_path / "mt", train=_pairs(48), test=_pairs(12, offset=3))
+
+
+def write_mt_dir(d, **splits):
+    """Write DIR/<split>.{en,de} from {split: [(en, de), ...]}; returns str(DIR)."""
     d.mkdir()
-    for split, pairs in (("train", _pairs(48)), ("test", _pairs(12, offset=3))):
+    for split, pairs in splits.items():
         (d / f"{split}.en").write_text("".join(p[0] + "\n" for p in pairs), encoding="utf-8")
         (d / f"{split}.de").write_text("".join(p[1] + "\n" for p in pairs), encoding="utf-8")
     return str(d)

@@ -204,12 +204,8 @@ def _far_mt_dir(tmp_path):
             ("Two girls are standing in front of a church.", "Zwei Mädchen stehen vor einer Kirche."),
             ("A child jumps into the water.", "Ein Kind springt ins Wasser."),
             ("The quick idea.", "Die schnelle Idee.")]
-    d = tmp_path / "mt_far"
-    d.mkdir()
-    for split, pairs in (("train", pool), ("test", test)):
-        (d / f"{split}.en").write_text("".join(p[0] + "\n" for p in pairs), encoding="utf-8")
-        (d / f"{split}.de").write_text("".join(p[1] + "\n" for p in pairs), encoding="utf-8")
-    return str(d)
+    from conftest import write_mt_dir
+    return write_mt_dir(tmp_path / "mt_far", train=pool, test=test)
 
 
 def test_evaluate_cf_family_heldout_copier_end_to_end(run_script, tmp_path):

@@ -217,17 +217,23 @@ def test_resume_with_other_settings_is_refused_before_writing(tmp_path):
     assert {n: open(os.path.join(out, n), "rb").read() for n in snap} == snap
 
 
-def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
-    """studies/deploy/report_mt.py: reads <model>-nearest / <model>-p0 / the zero folder, G1 and G2 equal
-    deployment.g1 / g2 on the same rows, the verdicts follow the stated rule, unfinished models are listed."""
+def _copier_folders(tmp_path, runs):
+    """Deploy folders root/<name> of the copier on the repeat stream, one per (name, extra flags)."""
     stream, _ = _repeat_stream(tmp_path)
     root = tmp_path / "root"
-    for name, extra in (("copier-nearest", ["--policy", "nearest"]),
-                        ("copier-p0", ["--policy", "nearest", "--feedback", "off"]),
-                        ("zero-zero", ["--policy", "zero"])):
+    for name, extra in runs:
         code, _, err, _ = inproc(["--model", "copier", "--stream", stream, "--delay", "1", "--k", "2", "--bins",
                                   "0.5,0.9", *extra, "--out", str(root / name)])
         assert code == 0, err
+    return root
+
+
+def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
+    """studies/deploy/report_mt.py: reads <model>-nearest / <model>-p0 / the zero folder, G1 and G2 equal
+    deployment.g1 / g2 on the same rows, the verdicts follow the stated rule, unfinished models are listed."""
+    root = _copier_folders(tmp_path, (("copier-nearest", ["--policy", "nearest"]),
+                                      ("copier-p0", ["--policy", "nearest", "--feedback", "off"]),
+                                      ("zero-zero", ["--policy", "zero"])))
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "r.md")
     code, out, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--models", "copier", "ghost",
@@ -251,14 +257,9 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
 def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
     """--start empty: <model>-empty (P_0 empty, nearest) against <model>-zeroprompt; G1 = the paired difference on
     the high-bin items; a P_0 that is not empty is refused."""
-    stream, _ = _repeat_stream(tmp_path)
-    root = tmp_path / "root"
-    for name, extra in (("copier-empty", ["--policy", "nearest", "--pool", "none"]),
-                        ("copier-zeroprompt", ["--policy", "zero"]), ("zero-zero", ["--policy", "zero"]),
-                        ("copier-nearest", ["--policy", "nearest"])):
-        code, _, err, _ = inproc(["--model", "copier", "--stream", stream, "--delay", "1", "--k", "2", "--bins",
-                                  "0.5,0.9", *extra, "--out", str(root / name)])
-        assert code == 0, err
+    root = _copier_folders(tmp_path, (("copier-empty", ["--policy", "nearest", "--pool", "none"]),
+                                      ("copier-zeroprompt", ["--policy", "zero"]), ("zero-zero", ["--policy", "zero"]),
+                                      ("copier-nearest", ["--policy", "nearest"])))
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "r.md")
     code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",

@@ -44,15 +44,10 @@ def fingerprint(out):
 
 def _distinct_mt_dir(tmp_path):
     """48 distinct training pairs (every subject x verb once) and 10 test pairs."""
-    from conftest import _SUBJ, _SUBJ_DE, _VERB, _VERB_DE
+    from conftest import _SUBJ, _SUBJ_DE, _VERB, _VERB_DE, write_mt_dir
     pairs = [(f"{_SUBJ[s]} {_VERB[v]}.", f"{_SUBJ_DE[s]} {_VERB_DE[v]}.") for s in range(8) for v in range(6)]
     test = [(f"Today {a[0].lower()}{a[1:]}", f"Heute {b[0].lower()}{b[1:]}") for a, b in pairs[::5]]
-    d = tmp_path / "mt_distinct"
-    d.mkdir()
-    for split, ps in (("train", pairs), ("test", test)):
-        (d / f"{split}.en").write_text("".join(p[0] + "\n" for p in ps), encoding="utf-8")
-        (d / f"{split}.de").write_text("".join(p[1] + "\n" for p in ps), encoding="utf-8")
-    return str(d)
+    return write_mt_dir(tmp_path / "mt_distinct", train=pairs, test=test)
 
 
 @pytest.mark.slow
