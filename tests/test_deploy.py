@@ -249,6 +249,10 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
     assert m["goal1"] == (g1["ci"] is not None and g1["ci"][0] > 0) and g1["n"] > 0
     assert m["goal2"] == (g2["ci"] is not None and g2["ci"][0] > -2.0)
     assert res["missing"] == ["ghost"] and "Not run (compute): ghost." in open(rep).read()
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--models", "copier",
+                                                                 "--margin", "1000", "--out", rep])
+    wide = json.loads(open(rep + ".json").read())
+    assert code == 0 and wide["margin"] == 1000.0 and wide["models"][0]["goal2"] is (g2["ci"] is not None)
     code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--models",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "zero-regime folder is not finished" in err and not os.path.exists(tmp_path / "x.md")

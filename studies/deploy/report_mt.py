@@ -14,7 +14,7 @@ model it is the --zero folder). Both starts: the --zero folder is the zero-regim
 The rule, fixed before the numbers: a model **meets goal (1)** when G1 (feedback − P_0 only, on the items whose
 best neighbour in P_t is in the high nsim bin) has a 95 % CI above 0; it **meets goal (2)** when G2 (its score
 on the low-bin items − the zero-regime model's zero-prompt score on the same items) has a 95 % CI whose lower
-end is above −MARGIN chrF (non-inferiority, MARGIN = 2.0 points); "both" needs both. The copier and the base
+end is above −MARGIN (--margin; non-inferiority, default 2.0 chrF points); "both" needs both. The copier and the base
 model are scored by the same rule as references, not as candidates.
 """
 import argparse
@@ -35,6 +35,8 @@ def build_parser():
     p.add_argument("--models", nargs="+", required=True, help="model labels (folder prefixes), in table order")
     p.add_argument("--start", choices=["train", "empty"], default="train",
                    help="train: <model>-nearest vs <model>-p0; empty: <model>-empty vs <model>-zeroprompt")
+    p.add_argument("--margin", type=float, default=MARGIN,
+                   help=f"goal (2)'s non-inferiority margin in metric points (default {MARGIN}, chrF)")
     p.add_argument("--out", required=True, help="markdown report (and OUT.json)")
     return p
 
@@ -42,6 +44,13 @@ def build_parser():
 def _read(folder):
     st, rows, summary = dp.read_folder(folder)
     return folder, st, rows, summary
+
+
+def _intent_accuracy(rows):
+    """Percent of rows with intent_correct (MTOP's task extra), or None when the rows have none."""
+    if not rows or "intent_correct" not in rows[0]:
+        return None
+    return 100.0 * sum(bool(r["intent_correct"]) for r in rows) / len(rows)
 
 
 def _done(folder):
@@ -83,17 +92,18 @@ def main(argv=None):
     _, zst, zrows, zsum = _read(zdir)
     lines = [f"# Deployment with feedback: `{zst['task_config'].get('data', '').rstrip('/').split('/')[-1]}` stream", "",
              f"Stream: {zst['stream']}, {zst['T']} items in file order; "
-             + ("P_0 = the set's train split" if args.start == "train" else "P_0 empty (every context is feedback)")
+             + (("P_0 = the set's train split" if zst["task_config"].get("task") == "mt" else "P_0 = the task's training pool")
+                if args.start == "train" else "P_0 empty (every context is feedback)")
              + "; "
              f"k = {zst['k']}, delay d = {zst['delay']}, seed {zst['seed']}; metric {zst['metric']} (0-100). "
              "Mean [95 % CI]; differences are paired by stream item, CIs a bootstrap over items.", "",
              f"Rule (fixed before the numbers): goal (1) met when G1's CI is above 0; goal (2) met when G2's CI lower "
-             f"end is above −{MARGIN} (non-inferiority to the zero-regime model under a zero prompt: "
+             f"end is above −{args.margin} (non-inferiority to the zero-regime model under a zero prompt: "
              f"{fmt(zsum['overall'])} overall).", "",
              "| model | " + ("P_0 only" if args.start == "train" else "zero prompt") + " | with feedback | feedback − P_0 (all items) | G1: high bin (n) | G2: low bin (n) "
              "| goal (1) | goal (2) |",
              "|---|---|---|---|---|---|---|---|"]
-    result, windows, missing = [], [], []
+    result, windows, missing, intents = [], [], [], []
     for m in args.models:
         if args.start == "train":
             fb_dir, p0_dir = os.path.join(args.root, f"{m}-nearest"), os.path.join(args.root, f"{m}-p0")
@@ -110,12 +120,13 @@ def main(argv=None):
         p0s = {r["id"]: r["score"] for r in p0[2]}
         ids = [r["id"] for r in fb[2]]
         alld = paired_diff([r["score"] for r in fb[2]], [p0s[i] for i in ids], ids)
-        v1, v2 = _verdict(g1, 0.0), _verdict(g2, -MARGIN)
+        v1, v2 = _verdict(g1, 0.0), _verdict(g2, -args.margin)
         ref = m in ("copier", "base")
         lines.append(f"| {m} | {fmt(p0[3]['overall'])} | {fmt(fb[3]['overall'])} | {fmt(alld)} | {fmt(g1)} ({g1['n']}) "
                      f"| {fmt(g2)} ({g2['n']}) | {v1}{' (reference)' * ref} | {v2}{' (reference)' * ref} |")
         w = fb[3]["window"]
         windows.append((m, _window_diffs(fb[2], p0[2], w), w))
+        intents.append((m, _intent_accuracy(p0[2]), _intent_accuracy(fb[2])))
         result.append({"model": m, "p0": p0[3]["overall"], "feedback": fb[3]["overall"], "feedback_minus_p0": alld,
                        "g1": g1, "g2": g2, "goal1": v1 == "**yes**", "goal2": v2 == "**yes**", "bin_edges": edges})
     if not result:
@@ -130,7 +141,11 @@ def main(argv=None):
               "|---|" + "---|" * n_win]
     for m, diffs, _ in windows:
         lines.append(f"| {m} | " + " | ".join(f"{d:+.1f}" for d in diffs) + " |")
-    write_json_atomic(args.out + ".json", {"zero": zdir, "margin": MARGIN, "models": result, "missing": missing})
+    if all(a is not None for _, a, b in intents):
+        lines += ["", "Intent accuracy (% of stream items whose predicted top intent is right)", "",
+                  "| model | " + ("P_0 only" if args.start == "train" else "zero prompt") + " | with feedback |", "|---|---|---|"]
+        lines += [f"| {m} | {a:.1f} | {b:.1f} |" for m, a, b in intents]
+    write_json_atomic(args.out + ".json", {"zero": zdir, "margin": args.margin, "models": result, "missing": missing})
     write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
