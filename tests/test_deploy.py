@@ -280,3 +280,50 @@ def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
     code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "must start from an empty pool" in err
+
+
+@pytest.mark.parametrize("model", ["copier", "tiny"])
+def test_gated_assembly_equals_a_real_gated_run(tmp_path, model):
+    """studies/deploy/gated.py assembles gated:tau from the nearest and zero-prompt runs of one model: the rows
+    (prediction, score, which context) equal deploy.py --policy gated:tau's own run, item by item."""
+    import importlib
+    gated = importlib.import_module("studies.deploy.gated")
+    stream, _ = _repeat_stream(tmp_path)
+    common = ["--model", model, "--stream", stream, "--delay", "4", "--k", "2", "--batch-size", "4", "--pool", "none"]
+    folders = {}
+    for name, extra in (("near", ["--policy", "nearest"]), ("zp", ["--policy", "zero"]),
+                        ("gated", ["--policy", "gated:0.5"])):
+        folders[name] = str(tmp_path / name)
+        code, _, err, _ = inproc([*common, *extra, "--out", folders[name]])
+        assert code == 0, err
+    near, zp, real = (rows_of(folders[n]) for n in ("near", "zp", "gated"))
+    made = gated.gate(near, zp, 0.5)
+    assert [r["kind"] for r in made] == [r["kind"] for r in real] and {"zero", "nearest"} <= {r["kind"] for r in real}
+    assert [(r["id"], r["prediction"], r["score"]) for r in made] == [(r["id"], r["prediction"], r["score"])
+                                                                        for r in real]
+    tau, mean = gated.choose_tau(near, zp)
+    assert mean == max(sum(r["score"] for r in gated.gate(near, zp, t)) / len(near)
+                       for t in [0.0, 1.01] + [r["best_nsim"] for r in near])
+
+
+def test_gated_report_tunes_on_the_first_part_only(tmp_path):
+    """TAU is the tuning items' best value (changing the scored items' rows does not change it); a bad
+    --tune-frac is refused with one error line."""
+    root = _copier_folders(tmp_path, (("copier-empty", ["--policy", "nearest", "--pool", "none"]),
+                                      ("copier-zeroprompt", ["--policy", "zero"]), ("zero-zero", ["--policy", "zero"])))
+    from tests.test_bad_inputs import run_inprocess
+    rep = str(tmp_path / "g.md")
+    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--models", "copier", "--zero",
+                                                             "zero-zero", "--out", rep])
+    assert code == 0, err
+    (m,) = json.loads(open(rep + ".json").read())["models"]
+    assert m["cut"] == 25 and m["T"] == 50 and m["g1"]["n"] + m["g2"]["n"] <= 25
+    import importlib
+    gated = importlib.import_module("studies.deploy.gated")
+    near, zp = rows_of(root / "copier-empty"), rows_of(root / "copier-zeroprompt")
+    assert m["tau"] == gated.choose_tau([r for r in near if r["t"] < 25], zp)[0]
+    scored_changed = [r if r["t"] < 25 else {**r, "best_nsim": 1.0 - r["best_nsim"]} for r in near]
+    assert gated.choose_tau([r for r in scored_changed if r["t"] < 25], zp)[0] == m["tau"]
+    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--models", "copier",
+                                                             "--tune-frac", "1.0", "--out", str(tmp_path / "x.md")])
+    assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.md")
