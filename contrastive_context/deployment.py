@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import re
 
 from . import contexts
 from . import evaluation as ev
@@ -238,6 +239,36 @@ def top_intent(lf):
     if not s.startswith("[IN:"):
         return None
     return s[4:].split(None, 1)[0].rstrip("]") or None
+
+
+# printf-style placeholders of software messages (gitpo_ende): %s, %d, %.*s, %2.2u, %1$s, %<PRIuMAX>, %%
+PLACEHOLDER = re.compile(r"%%|%<[A-Za-z0-9_]+>|%(?:\d+\$)?[-#0 +']*(?:\d+|\*)?(?:\.(?:\d+|\*))?"
+                         r"(?:hh|h|ll|l|L|q|j|z|t)?[diouxXeEfFgGaAcspn]")
+_LOOSE = re.compile(r"%\s*[A-Za-z<.*\d]")  # something that looks like a placeholder (incl. broken ones)
+
+
+def placeholders(text):
+    """The sorted multiset of the printf-style placeholders in text ('%%' is one)."""
+    return sorted(PLACEHOLDER.findall(text))
+
+
+def placeholder_check(prediction, reference):
+    """'none' (the reference has no placeholder), 'intact' (the prediction has exactly the reference's
+    multiset), 'dropped' (a placeholder missing and nothing placeholder-like instead) or 'mangled' (the
+    multisets differ otherwise: a broken, extra or altered placeholder such as '% s' or '%S')."""
+    want = placeholders(reference)
+    if not want:
+        return "none"
+    got = placeholders(prediction)
+    if got == want:
+        return "intact"
+    extra = len(_LOOSE.findall(prediction)) - len(got)  # placeholder-like text that is not a placeholder
+    rest = list(want)
+    for g in got:
+        if g not in rest:
+            return "mangled"
+        rest.remove(g)
+    return "mangled" if extra > 0 else "dropped"
 
 
 def make_row(task, step, prediction):

@@ -327,3 +327,16 @@ def test_gated_report_tunes_on_the_first_part_only(tmp_path):
     code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--models", "copier",
                                                              "--tune-frac", "1.0", "--out", str(tmp_path / "x.md")])
     assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.md")
+
+
+def test_placeholder_check_intact_dropped_mangled():
+    """printf-style placeholders (gitpo_ende's UI messages): a reordered set is intact, a missing one dropped,
+    a broken or altered one mangled; a reference without one is 'none'."""
+    assert dp.placeholders("git %s: %.*s at %u.%2.2u (%<PRIuMAX>) 100%% %1$s") == sorted(
+        ["%s", "%.*s", "%u", "%2.2u", "%<PRIuMAX>", "%%", "%1$s"])
+    check = dp.placeholder_check
+    assert check("Fehler: %d von %s", "error: %s of %d") == "intact"
+    assert check("Fehler", "error: %s") == "dropped"
+    assert check("Fehler: % s", "error: %s") == "mangled" and check("Fehler: %S", "error: %s") == "mangled"
+    assert check("%s und %s", "%s") == "mangled" and check("%d", "%s") == "mangled"
+    assert check("Hallo", "hello") == "none"

@@ -53,6 +53,22 @@ def _intent_accuracy(rows):
     return 100.0 * sum(bool(r["intent_correct"]) for r in rows) / len(rows)
 
 
+def _placeholder_counts(rows):
+    """{"items": n with a placeholder in the reference, "intact", "dropped", "mangled"} (deployment.placeholder_check)."""
+    out = {"items": 0, "intact": 0, "dropped": 0, "mangled": 0}
+    for r in rows:
+        c = dp.placeholder_check(r["prediction"], r["reference"])
+        if c != "none":
+            out["items"] += 1
+            out[c] += 1
+    return out
+
+
+def _fmt_holders(c):
+    n = max(c["items"], 1)
+    return " / ".join(f"{100 * c[k] / n:.1f}" for k in ("intact", "dropped", "mangled"))
+
+
 def _done(folder):
     return os.path.isfile(os.path.join(folder, "summary.json"))
 
@@ -103,7 +119,7 @@ def main(argv=None):
              "| model | " + ("P_0 only" if args.start == "train" else "zero prompt") + " | with feedback | feedback − P_0 (all items) | G1: high bin (n) | G2: low bin (n) "
              "| goal (1) | goal (2) |",
              "|---|---|---|---|---|---|---|---|"]
-    result, windows, missing, intents = [], [], [], []
+    result, windows, missing, intents, holders = [], [], [], [], []
     for m in args.models:
         if args.start == "train":
             fb_dir, p0_dir = os.path.join(args.root, f"{m}-nearest"), os.path.join(args.root, f"{m}-p0")
@@ -127,6 +143,7 @@ def main(argv=None):
         w = fb[3]["window"]
         windows.append((m, _window_diffs(fb[2], p0[2], w), w))
         intents.append((m, _intent_accuracy(p0[2]), _intent_accuracy(fb[2])))
+        holders.append((m, _placeholder_counts(p0[2]), _placeholder_counts(fb[2])))
         result.append({"model": m, "p0": p0[3]["overall"], "feedback": fb[3]["overall"], "feedback_minus_p0": alld,
                        "g1": g1, "g2": g2, "goal1": v1 == "**yes**", "goal2": v2 == "**yes**", "bin_edges": edges})
     if not result:
@@ -145,6 +162,14 @@ def main(argv=None):
         lines += ["", "Intent accuracy (% of stream items whose predicted top intent is right)", "",
                   "| model | " + ("P_0 only" if args.start == "train" else "zero prompt") + " | with feedback |", "|---|---|---|"]
         lines += [f"| {m} | {a:.1f} | {b:.1f} |" for m, a, b in intents]
+    if holders and holders[0][1]["items"]:
+        ref_name = "P_0 only" if args.start == "train" else "zero prompt"
+        lines += ["", f"Placeholders (`%s`-style, {holders[0][1]['items']} stream items whose reference has one): "
+                  "intact / dropped / mangled, % of those items", "",
+                  f"| model | {ref_name} | with feedback |", "|---|---|---|"]
+        lines += [f"| {m} | {_fmt_holders(a)} | {_fmt_holders(b)} |" for m, a, b in holders]
+        for r, (_, a, b) in zip(result, holders):
+            r["placeholders"] = {"p0": a, "feedback": b}
     write_json_atomic(args.out + ".json", {"zero": zdir, "margin": args.margin, "models": result, "missing": missing})
     write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
