@@ -340,3 +340,25 @@ def test_placeholder_check_intact_dropped_mangled():
     assert check("Fehler: % s", "error: %s") == "mangled" and check("Fehler: %S", "error: %s") == "mangled"
     assert check("%s und %s", "%s") == "mangled" and check("%d", "%s") == "mangled"
     assert check("Hallo", "hello") == "none"
+
+
+def test_deploy_figure_plots_window_means(tmp_path):
+    """studies/deploy/figure.py: the PNG is written and its JSON holds each model's window means of the rows;
+    a model without its folders is named, not plotted; a bad --window is one error line."""
+    root = _copier_folders(tmp_path, (("copier-empty", ["--policy", "nearest", "--pool", "none"]),
+                                      ("zero-zero", ["--policy", "zero"])))
+    from tests.test_bad_inputs import run_inprocess
+    png = str(tmp_path / "f.png")
+    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--models", "copier", "ghost",
+                                                              "--window", "10", "--out", png])
+    assert code == 0, err
+    d = json.loads(open(png + ".json").read())
+    rows = rows_of(root / "copier-empty")
+    want = [[lo, sum(r["score"] for r in rows[lo:lo + 10]) / len(rows[lo:lo + 10])] for lo in range(0, len(rows), 10)]
+    got = d["models"]["copier"]["feedback"]
+    assert [g[0] for g in got] == [w[0] for w in want] and [g[1] for g in got] == pytest.approx([w[1] for w in want])
+    assert d["missing"] == ["ghost"]
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--models", "copier", "--window",
+                                                              "0", "--out", str(tmp_path / "x.png")])
+    assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.png")
