@@ -54,12 +54,16 @@ def perplexity(model, tok, lines, batch_size, prefix=""):
     return {"ppl_token": math.exp(nll / n_tok), "ppl_word": math.exp(nll / words), "tokens": n_tok}
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="Multi30k folder with test.en / test.de")
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=8)
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     print_config(args, "gemma_tokenizer")
     lines = {}
     for lang in ("en", "de"):

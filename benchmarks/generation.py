@@ -35,7 +35,7 @@ def timed(model, tok, prompts, max_new, batch_size, stop):
     return out, stats["new_tokens"], time.perf_counter() - t0
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny,smollm2-135m")
     p.add_argument("--n", type=int, default=32, help="prompts")
@@ -45,7 +45,11 @@ def main():
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="optional JSON with the figures")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     print_config(args, "benchmark generation")
     torch.set_num_threads(args.threads)
     task = tasks.load_task("alignment")

@@ -123,7 +123,7 @@ def bench(name, batch_sizes, steps, warmup, seed):
     return out
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny,smollm2-135m")
     p.add_argument("--batch-sizes", default="2,8")
@@ -132,7 +132,11 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the rows as JSON")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     print_config(args, "train_speed")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load:.1f} at start", flush=True)

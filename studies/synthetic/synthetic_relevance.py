@@ -121,12 +121,16 @@ def verdict(d, rule):
     return "lost" if hi < -MARGIN and all(v < -MARGIN for v in d["per_seed"].values()) else "not separated"
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a sweep.py --out folder with a --counterfactual axis")
     p.add_argument("--out", required=True, help="markdown report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     runs = os.path.join(args.sweep, "runs")
     if not os.path.isdir(runs):
         raise UserError(f"no runs/ folder in {args.sweep}")

@@ -33,7 +33,7 @@ TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
 PREDICTION_FIELDS = {"id": str, "context_type": str, "prediction": str, "context": list, "score": float}
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("evals", nargs="+", help="evaluate.py output folders")
@@ -42,7 +42,11 @@ def main(argv=None):
     p.add_argument("--threshold", type=finite_float(0, 100, lo_open=True), default=90.0,
                    help="chrF (0-100] from which an answer counts as a copy of a label (default 90)")
     p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if len(args.labels) != len(args.evals):
         raise UserError(f"{len(args.evals)} folders but {len(args.labels)} labels")
     check_output_path(args.out)

@@ -59,7 +59,7 @@ def spread(rows):
     return out
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("--split", default=None, help="test split (default: the task's first)")
@@ -69,7 +69,11 @@ def main(argv=None):
     config.add_eval_arg(p, "cf_family", "--family")
     p.add_argument("--out", required=True, help="counterfactuals JSONL")
     p.add_argument("--report", required=True, help="markdown quality report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if os.path.abspath(args.out) == os.path.abspath(args.report):
         raise UserError("--out and --report name the same file")
     print_config(args, "counterfactuals")

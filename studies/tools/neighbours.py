@@ -35,7 +35,7 @@ def describe(values):
     return f"{med:.2f} | {q1:.2f}–{q3:.2f} | {100 * (v >= 0.5).mean():.0f} % | {100 * (v >= 0.8).mean():.0f} % | {len(v)}"
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("--pools", required=True, help="comma-separated pool sizes, e.g. 1000,29000")
@@ -44,7 +44,11 @@ def main(argv=None):
     p.add_argument("--limit", type=config.number(int, 1), default=200, help="test inputs (default 200)")
     p.add_argument("--paraphrases", default=None, help="test paraphrase file, for the scale row")
     p.add_argument("--out", required=True, help="markdown table")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         pools = [int(v) for v in args.pools.split(",")]
     except ValueError:

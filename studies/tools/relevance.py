@@ -165,7 +165,7 @@ def report(groups, ref, noise, cmd, seed=0):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cf_root", help="folder of evaluate.py outputs with random+counterfactual, one per label")
     p.add_argument("--eval-root", default=None, help="the study's evaluation folders (same labels) for the "
@@ -173,7 +173,11 @@ def main(argv=None):
     p.add_argument("--ref", default="contrastive", help="label whose paired differences are reported")
     p.add_argument("--samples", type=int, default=0, help="also print N raw predictions of --ref (read them)")
     p.add_argument("--out", required=True, help="markdown report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     print_config(args, "relevance")
     groups = load(args.cf_root, args.eval_root)
     noise = seed_noise(groups)

@@ -51,13 +51,17 @@ def rewrite(folder, old, new):
             write_json_atomic(p, owner)
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("old", help="the study's output folder (as the study wrote it)")
     p.add_argument("new", help="repository-relative destination, e.g. results/mt_fullpool")
     p.add_argument("--labels", required=True, help="comma-separated labels to copy")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if os.path.isabs(args.new):
         raise UserError(f"{args.new}: the destination must be repository-relative")
     old = os.path.abspath(args.old).rstrip("/") + "/"
