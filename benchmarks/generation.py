@@ -1,6 +1,6 @@
 """Speed of batched greedy generation (generation.generate) against batch size 1, same prompts.
 
-    python benchmarks/generation.py --models tiny,smollm2-135m --n 32 --batch-size 16 --threads 1
+    python benchmarks/generation.py --models tiny,smollm2-135m --limit 32 --batch-size 16 --threads 1
 
 Prompts are real evaluation prompts: alignment-task inputs with k=4 random pool examples
 (evaluation.build_eval_contexts), so lengths vary like in evaluate.py. For each model: one warm-up
@@ -38,7 +38,7 @@ def timed(model, tok, prompts, max_new, batch_size, stop):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny,smollm2-135m")
-    p.add_argument("--n", type=int, default=32, help="prompts")
+    p.add_argument("--limit", dest="n", type=int, default=32, help="prompts: the first N test inputs")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--k", type=int, default=4)

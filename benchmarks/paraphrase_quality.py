@@ -7,7 +7,7 @@
         --out results/paraphrases/quality.md
 
     # SmolLM2-135M-Instruct vs Gemma-3-270M as the Multi30k En->De base (greedy, chrF)
-    python benchmarks/paraphrase_quality.py model-choice --mt-data ../shared/data/multi30k --n 40 \
+    python benchmarks/paraphrase_quality.py model-choice --mt-data ../shared/data/multi30k --limit 40 \
         --out results/paraphrases/model_choice.md
 
 quality: per file, the inputs, acceptance (inputs with >= 1 paraphrase), paraphrases per input,
@@ -282,7 +282,7 @@ def build_parser():
     p.add_argument("--max-pool", type=int, default=None, help="pool size the paraphrase files were made with")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="smollm2-135m,gemma3-270m", help="model-choice: comma-separated")
-    p.add_argument("--n", type=int, default=40, help="model-choice: test sentences")
+    p.add_argument("--limit", dest="n", type=int, default=40, help="model-choice: the first N test sentences")
     p.add_argument("--k", type=int, default=4, help="model-choice: random shots")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=48)

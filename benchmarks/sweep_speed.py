@@ -44,7 +44,7 @@ def build_parser():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ensemble", type=int, default=8, help="models per ensemble (E)")
     p.add_argument("--configs", default="64x2x32,32x1x8", help="width x layers x batch, comma-separated")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round and mode")
+    p.add_argument("--timed-steps", dest="steps", type=int, default=20, help="timed steps per round and mode")
     p.add_argument("--rounds", type=int, default=3)
     return p
 

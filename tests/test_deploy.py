@@ -230,7 +230,7 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
         assert code == 0, err
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "r.md")
-    code, out, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--models", "copier", "ghost",
+    code, out, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--labels", "copier", "ghost",
                                                                     "--out", rep])
     assert code == 0, err
     res = json.loads(open(rep + ".json").read())
@@ -243,7 +243,7 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
     assert m["goal1"] == (g1["ci"] is not None and g1["ci"][0] > 0) and g1["n"] > 0
     assert m["goal2"] == (g2["ci"] is not None and g2["ci"][0] > -2.0)
     assert res["missing"] == ["ghost"] and "Not run (compute): ghost." in open(rep).read()
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--models",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--labels",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "zero-regime folder is not finished" in err and not os.path.exists(tmp_path / "x.md")
 
@@ -261,7 +261,7 @@ def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
         assert code == 0, err
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "r.md")
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--labels",
                                                                  "copier", "--out", rep])
     assert code == 0, err
     (m,) = json.loads(open(rep + ".json").read())["models"]
@@ -272,6 +272,6 @@ def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
     assert "| model | zero prompt | with feedback |" in open(rep).read()
     os.rename(root / "copier-empty", root / "gone")
     os.rename(root / "copier-nearest", root / "copier-empty")  # P_0 = the stream's pool: not an empty start
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--labels",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "must start from an empty pool" in err

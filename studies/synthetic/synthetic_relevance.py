@@ -124,7 +124,7 @@ def verdict(d, rule):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweep", help="a sweep.py --out folder with a --counterfactual axis")
+    p.add_argument("sweep", help="a sweep.py --out folder with a --counterfactuals axis")
     p.add_argument("--out", required=True, help="markdown report")
     return p
 

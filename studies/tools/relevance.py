@@ -171,7 +171,7 @@ def build_parser():
     p.add_argument("--eval-root", default=None, help="the study's evaluation folders (same labels) for the "
                    "shared-part gain")
     p.add_argument("--ref", default="contrastive", help="label whose paired differences are reported")
-    p.add_argument("--samples", type=int, default=0, help="also print N raw predictions of --ref (read them)")
+    p.add_argument("--show", type=int, default=0, help="also print N raw predictions of --ref (read them)")
     p.add_argument("--out", required=True, help="markdown report")
     return p
 
@@ -185,10 +185,10 @@ def main(argv=None):
     md = report(groups, args.ref, noise, cmd)
     write_text_atomic(args.out, md)
     print(md, flush=True)
-    if args.samples and args.ref in groups:
+    if args.show and args.ref in groups:
         name, by_id = groups[args.ref][0]
         for i, (k, r) in enumerate(by_id.items()):
-            if i >= args.samples:
+            if i >= args.show:
                 break
             print(f"[{name} {k}] edit_ok={r['edit_ok']:.0f} cf_copy={r['cf_copy']:.0f}\n  pred: {r['prediction']}\n"
                   f"  gold: {r['reference']}\n  cf-y: {r['cf_reference']}", flush=True)

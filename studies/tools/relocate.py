@@ -2,7 +2,7 @@
 (JSON, JSONL, markdown) has the old folder prefix replaced by the new one, and the checksums that cover
 a rewritten file are refreshed (JSONL sidecars' sha256, cc_output.json's completion record).
 
-    python studies/tools/relocate.py OUT results/mt_fullpool --labels copier,contrastive,contrastive-cf1
+    python studies/tools/relocate.py OUT results/mt_fullpool --labels copier contrastive contrastive-cf1
 
 Copies OLD/{eval,eval_cf,runs}/<label> (runs: config.json, train_log.jsonl, contexts.jsonl + sidecar; no
 weights) and the LoRA adapter of each run (runs.export_adapter, fp16, with its prompt_template.json) to NEW.
@@ -56,7 +56,7 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("old", help="the study's output folder (as the study wrote it)")
     p.add_argument("new", help="repository-relative destination, e.g. results/mt_fullpool")
-    p.add_argument("--labels", required=True, help="comma-separated labels to copy")
+    p.add_argument("--labels", nargs="+", required=True, help="labels to copy")
     return p
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
     if os.path.isabs(args.new):
         raise UserError(f"{args.new}: the destination must be repository-relative")
     old = os.path.abspath(args.old).rstrip("/") + "/"
-    for label in args.labels.split(","):
+    for label in args.labels:
         done = [s for s in ("eval", "eval_cf") if os.path.isfile(os.path.join(old, s, label, "summary.json"))]
         if not done:
             print(f"skip {label}: no finished evaluation")
