@@ -86,6 +86,11 @@ def task_flags(args):
     return config.to_argv(config.from_args(config.TaskConfig, args))
 
 
+# left out of a stage's record: they never change its output (config.NOT_OF_THE_RUN)
+MACHINE_FLAGS = tuple("--" + d.replace("_", "-") for d in config.not_of_the_run("machine"))  # each takes a value
+RESUME_FLAGS = tuple("--" + d.replace("_", "-") for d in config.not_of_the_run("resume"))    # switches
+
+
 def stage_key(cmd):
     """The command that defines a stage's output: flags that do not change it are left out."""
     key, skip = [], False
@@ -93,10 +98,10 @@ def stage_key(cmd):
         if skip:
             skip = False
             continue
-        if a == "--threads":
+        if a in MACHINE_FLAGS:
             skip = True
             continue
-        if a != "--resume":
+        if a not in RESUME_FLAGS:
             key.append(a)
     return key
 

@@ -78,9 +78,8 @@ from contrastive_context.config import add_threads_arg
 from contrastive_context.evaluation import format_by_type
 from contrastive_context.tasks import add_task_args, task_config, task_from_args
 
-# flags that do not change the trained weights (may differ between a run and its --resume)
-NON_SEMANTIC = {"resume", "overwrite", "stop_after", "save_every", "log_every", "threads", "cpu_threads", "out",
-                "eval_limit", "contexts", "keep_checkpoints", "report_to", "config"}
+# flags that do not change the trained weights (may differ between a run and its --resume; config.NOT_OF_THE_RUN)
+NON_SEMANTIC = config.RESUME_IGNORES
 
 
 def build_parser():
