@@ -21,10 +21,7 @@ time is extrapolated linearly to all queries; the top-M indices of those queries
 """
 import argparse
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
 
 
 def synthetic(n, vocab, zipf, min_len, max_len, rng):

@@ -17,9 +17,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context import models  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main  # noqa: E402
+from contrastive_context import models
+from contrastive_context.common import UserError, print_config, run_main
 
 
 def old_tokenizer():

@@ -14,18 +14,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
+import torch
 
-import torch  # noqa: E402
-
-from contrastive_context import evaluation  # noqa: E402
-from contrastive_context import generation  # noqa: E402
-from contrastive_context import models  # noqa: E402
-from contrastive_context import tasks  # noqa: E402
-from contrastive_context.common import print_config, run_main, write_json_atomic  # noqa: E402
+from contrastive_context import evaluation
+from contrastive_context import generation
+from contrastive_context import models
+from contrastive_context import tasks
+from contrastive_context.common import print_config, run_main, write_json_atomic
 
 
 def timed(model, tok, prompts, max_new, batch_size, stop):

@@ -27,14 +27,12 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
-
-from contrastive_context import common  # noqa: E402
-from contrastive_context import paraphrases  # noqa: E402
-from contrastive_context import tasks  # noqa: E402
-from contrastive_context.common import UserError  # noqa: E402
-from contrastive_context.paraphrases import is_copy  # noqa: E402
-from contrastive_context.similarity import PoolIndex, word_tokenize  # noqa: E402
+from contrastive_context import common
+from contrastive_context import paraphrases
+from contrastive_context import tasks
+from contrastive_context.common import UserError
+from contrastive_context.paraphrases import is_copy
+from contrastive_context.similarity import PoolIndex, word_tokenize
 
 
 STOP = set("""a an the of in on at to for with and or is are was were be been it its this that these those

@@ -14,16 +14,14 @@ Data generation (synthetic.AlignmentData.train_batch, numpy) is timed separately
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context.synthetic import scratch  # noqa: E402
-from contrastive_context.synthetic import data as synthetic  # noqa: E402
-from contrastive_context import tasks  # noqa: E402
+from contrastive_context.synthetic import scratch
+from contrastive_context.synthetic import data as synthetic
+from contrastive_context import tasks
 
 
 def matmul_peak(n=1024, reps=5):

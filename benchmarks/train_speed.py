@@ -16,18 +16,16 @@ matmul parameters, plus the LM head for answer tokens only (training.py skips it
 import argparse
 import json
 import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context import models  # noqa: E402
-from contrastive_context import contexts  # noqa: E402
-from contrastive_context import training  # noqa: E402
-from contrastive_context.config import ContextConfig  # noqa: E402
-from contrastive_context.common import print_config, run_main, write_json_atomic  # noqa: E402
-from contrastive_context.tasks import load_task  # noqa: E402
+from contrastive_context import models
+from contrastive_context import contexts
+from contrastive_context import training
+from contrastive_context.config import ContextConfig
+from contrastive_context.common import print_config, run_main, write_json_atomic
+from contrastive_context.tasks import load_task
 
 
 def matmul_peak(n=1024, reps=10):

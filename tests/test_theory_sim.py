@@ -3,14 +3,11 @@ at a reduced budget, and the CLI (subprocess smoke run, one-line errors)."""
 import json
 import math
 import os
-import sys
 
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import theory_sim as ts  # noqa: E402
+import theory_sim as ts
 
 
 def test_forward_matches_hand_computation():

@@ -9,12 +9,9 @@ input with itself (runs/<cell>-s<seed>.inputs.json); 95 % CI clustered by test i
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import stats  # noqa: E402
-from contrastive_context.common import UserError, run_main  # noqa: E402
+from contrastive_context import stats
+from contrastive_context.common import UserError, run_main
 
 
 def build_parser():

@@ -24,16 +24,13 @@ import json
 import types
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contrastive_context import stats  # noqa: E402
-from contrastive_context.synthetic import runs as synthetic_runs  # noqa: E402
-from contrastive_context.synthetic import scratch  # noqa: E402
-from contrastive_context.common import UserError, run_main, write_text_atomic  # noqa: E402
+from contrastive_context import stats
+from contrastive_context.synthetic import runs as synthetic_runs
+from contrastive_context.synthetic import scratch
+from contrastive_context.common import UserError, run_main, write_text_atomic
 
 METRICS = [("edit_ok", "edit-ok", "up"), ("cf_copy", "cf-copy", "down"),
            ("acc_random+counterfactual", "acc rand+cf", None), ("acc_random+paraphrase", "acc rand+para", "keep"),

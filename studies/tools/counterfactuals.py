@@ -20,17 +20,15 @@ import os
 import sys
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contrastive_context import evaluation as ev  # noqa: E402
-from contrastive_context import paraphrases  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main, write_jsonl_atomic, write_text_atomic  # noqa: E402
-from contrastive_context import config  # noqa: E402
-from contrastive_context.config import number  # noqa: E402
-from contrastive_context.paraphrases import is_copy  # noqa: E402
-from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context import evaluation as ev
+from contrastive_context import paraphrases
+from contrastive_context.common import UserError, print_config, run_main, write_jsonl_atomic, write_text_atomic
+from contrastive_context import config
+from contrastive_context.config import number
+from contrastive_context.paraphrases import is_copy
+from contrastive_context.tasks import add_task_args, task_from_args
 
 
 def quantile_text(v):

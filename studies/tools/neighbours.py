@@ -14,19 +14,16 @@ Reported: median, quartiles and the share >= 0.5 / >= 0.8, beside the paraphrase
 """
 import argparse
 import dataclasses
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contrastive_context import config  # noqa: E402
-from contrastive_context import contexts  # noqa: E402
-from contrastive_context import evaluation as ev  # noqa: E402
-from contrastive_context import paraphrases  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
-from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context import config
+from contrastive_context import contexts
+from contrastive_context import evaluation as ev
+from contrastive_context import paraphrases
+from contrastive_context.common import UserError, print_config, run_main, write_text_atomic
+from contrastive_context.tasks import add_task_args, task_from_args
 
 
 def describe(values):

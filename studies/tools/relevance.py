@@ -25,12 +25,10 @@ import os
 import sys
 from collections import OrderedDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import stats  # noqa: E402
-from contrastive_context.counterfactual import judge  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
-from contrastive_context.evaluation import read_eval_folder  # noqa: E402
+from contrastive_context import stats
+from contrastive_context.counterfactual import judge
+from contrastive_context.common import UserError, print_config, run_main, write_text_atomic
+from contrastive_context.evaluation import read_eval_folder
 
 COLS = ("edit_ok", "cf_copy", "edit_ok_random", "harm", "score", "gain")
 NAMES = {"edit_ok": "edit-ok %", "cf_copy": "cf-copy %", "edit_ok_random": "span right under random %",

@@ -12,12 +12,9 @@ apart from the path prefix; readers (evaluation.read_eval_folder) check the refr
 import argparse
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import contexts, runs, tasks  # noqa: E402
-from contrastive_context.common import UserError, file_sha256, read_json, run_main, write_json_atomic  # noqa: E402
+from contrastive_context import contexts, runs, tasks
+from contrastive_context.common import UserError, file_sha256, read_json, run_main, write_json_atomic
 
 TEXT = (".json", ".jsonl", ".md")
 RUN_FILES = ("config.json", "train_log.jsonl", "contexts.jsonl", "contexts.jsonl.meta.json", "cc_output.json")
