@@ -295,7 +295,8 @@ def build_parser():
     config.add_eval_arg(p, "batch_size", help=None)
     config.add_eval_arg(p, "max_new_tokens")
     p.add_argument("--checkpoints", dest="steps", default=None, type=step_list,
-                   help="probe only the checkpoints of these training steps, comma-separated (e.g. 0,500; 0 = the base model); "
+                   help="probe only the checkpoints of these training steps, comma-separated (e.g. 0,500; 0 = the "
+                        "base model); "
                         "default: step 0 and every checkpoint")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--plot", default=None, help="output PNG (one panel per probe and the zero-prompt failures; "

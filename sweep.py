@@ -85,12 +85,15 @@ def build_parser():
     g.add_argument("--beta", type=float, default=0.2, help="share of Similar contexts in the contrastive grid "
                    "(default %(default)s)")
     g.add_argument("--fresh-rules", default="0.3", help="comma-separated rule-diversity shares F (default %(default)s)")
-    g.add_argument("--repeats", dest="repeat", default="0", help="comma-separated exact-copy shares R of the near example "
+    g.add_argument("--repeats", dest="repeat", default="0",
+                   help="comma-separated exact-copy shares R of the near example "
                    "(default %(default)s)")
-    g.add_argument("--counterfactuals", dest="counterfactual", default="0", help="comma-separated shares gamma of counterfactual near "
+    g.add_argument("--counterfactuals", dest="counterfactual", default="0",
+                   help="comma-separated shares gamma of counterfactual near "
                    "examples (one symbol swapped, its chunk under the sequence's rules; regimes.near_probs; "
                    "default %(default)s)")
-    g.add_argument("--zero-fracs", dest="zero_frac", default="0", help="comma-separated zero-context shares (out of alpha; "
+    g.add_argument("--zero-fracs", dest="zero_frac", default="0",
+                   help="comma-separated zero-context shares (out of alpha; "
                    "default %(default)s)")
     g.add_argument("--rs-alpha", type=float, default=0.5, help="alpha of the random+similar regime "
                    "(default %(default)s)")

@@ -103,7 +103,8 @@ def check_args(args):
         raise UserError(f"--dim must be >= 2, got {args.dim}")
     for name, hi in LIMITS.items():
         if not 1 <= getattr(args, name) <= hi:
-            raise UserError(f"--{FLAG_OF.get(name, name).replace('_', '-')} must be in [1, {hi}], got {getattr(args, name)}")
+            flag = FLAG_OF.get(name, name).replace("_", "-")
+            raise UserError(f"--{flag} must be in [1, {hi}], got {getattr(args, name)}")
     if args.n_train * args.k * args.dim > 50_000_000 or args.n_test * args.k * args.dim > 50_000_000:
         raise UserError(f"--batch-size/--n-test x --k x --dim is too large for memory "
                         f"({args.n_train} / {args.n_test} x {args.k} x {args.dim}; limit 5e7 floats)")

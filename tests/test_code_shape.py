@@ -74,7 +74,8 @@ def test_no_file_edits_sys_path():
     tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True)
     paths = [os.path.join(REPO, p) for p in tracked.stdout.split()] or ALL
     assert len(paths) >= len(ALL)
-    bad = [f"{os.path.relpath(p, REPO)}:{line}" for p in paths if os.path.isfile(p) for line in _sys_path_edits(_tree(p))]
+    bad = [f"{os.path.relpath(p, REPO)}:{line}" for p in paths if os.path.isfile(p)
+           for line in _sys_path_edits(_tree(p))]
     assert not bad, bad
     fake = ast.parse("import sys\nsys.path.insert(0, '..')\ncode = 'sys.path.insert(0, x)'\n")
     assert list(_sys_path_edits(fake)) == [2]  # the check finds a call, and not the text of one

@@ -32,7 +32,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding <model>-nearest, <model>-p0 and the --zero folder")
     p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
-    p.add_argument("--labels", dest="models", nargs="+", required=True, help="model labels (folder prefixes), in table order")
+    p.add_argument("--labels", dest="models", nargs="+", required=True,
+                   help="model labels (folder prefixes), in table order")
     p.add_argument("--start", choices=["train", "empty"], default="train",
                    help="train: <model>-nearest vs <model>-p0; empty: <model>-empty vs <model>-zeroprompt")
     p.add_argument("--out", required=True, help="markdown report (and OUT.json)")
