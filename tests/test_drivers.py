@@ -15,7 +15,7 @@ from conftest import REPO
 PROMPTS = os.path.join(REPO, "contrastive_context", "prompts")
 
 
-def _driver(script, data, out, *args, timeout=900):
+def _driver(script, data, out, *args, timeout=3600):  # minutes of CPU; far longer on a loaded machine
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", CC_NO_PROGRESS="1", HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run(["bash", os.path.join(REPO, script), str(data), str(out), *args], env=env,
