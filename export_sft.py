@@ -20,7 +20,7 @@ from contrastive_context.paraphrases import load_paraphrases
 from contrastive_context.tasks import add_task_args, task_from_args
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
@@ -31,7 +31,11 @@ def main(argv=None):
     p.add_argument("--max-len", type=config.number(int, 8, 1_000_000), default=1024,
                    help="tokens per sequence, as train.py --max-len (default %(default)s)")
     p.add_argument("--out", required=True, help="output JSONL (prompt/completion rows)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     print_config(args, "export_sft")
     check_output_path(args.out)
     check_out_not_input(args.out, [args.data, args.contexts, args.paraphrases])

@@ -213,7 +213,7 @@ def plot_compare(result, path, title=None):
     plt.close(fig)
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
     p.add_argument("dirs", nargs="+", help="evaluation folders (evaluate.py --out)")
@@ -225,7 +225,11 @@ def main(argv=None):
     p.add_argument("--bins", default="tertiles", help="'tertiles' over the union of all folders, or 'a,b'")
     p.add_argument("--title", default=None)
     p.add_argument("--seed", type=SEED, default=0, help="bootstrap seed")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     labels = args.labels or [os.path.basename(os.path.normpath(d)) for d in args.dirs]
     if len(labels) != len(args.dirs):
         raise UserError(f"--labels: got {len(labels)} labels for {len(args.dirs)} folders")

@@ -162,7 +162,7 @@ def zero_prompt_failed(prediction, x):
 
 # ============================================================================ runs and checkpoints
 def step_list(text):
-    """argparse type of --steps: '0,500' -> {0, 500}."""
+    """argparse type of --checkpoints: '0,500' -> {0, 500}."""
     try:
         steps = {int(s) for s in text.split(",") if s.strip()}
     except ValueError:
@@ -294,8 +294,9 @@ def build_parser():
     p.add_argument("--copy-sim", default="bleu", choices=sorted(SIMS), help="similarity of the copy probe")
     config.add_eval_arg(p, "batch_size", help=None)
     config.add_eval_arg(p, "max_new_tokens")
-    p.add_argument("--steps", default=None, type=step_list,
-                   help="probe only these training steps, comma-separated (e.g. 0,500; 0 = the base model); "
+    p.add_argument("--checkpoints", dest="steps", default=None, type=step_list,
+                   help="probe only the checkpoints of these training steps, comma-separated (e.g. 0,500; 0 = the "
+                        "base model); "
                         "default: step 0 and every checkpoint")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--plot", default=None, help="output PNG (one panel per probe and the zero-prompt failures; "
@@ -326,7 +327,7 @@ def main(argv=None):
 
     partial = partial_path(args.out)
     check_output_path(partial, what="progress file")
-    # the run list and --steps are not part of the configuration: scores are reused per (run, checkpoint,
+    # the run list and --checkpoints are not part of the configuration: scores are reused per (run, checkpoint,
     # adapter digest), so probing a few finished runs early saves that work for the full list
     conf = config_hash({k: v for k, v in vars(args).items() if k not in ("out", "plot", "threads", "device",
                                                                            "batch_size", "run", "steps")}
@@ -352,17 +353,17 @@ def main(argv=None):
 
 def checkpoints_to_probe(run, steps):
     """[(step, name, folder, kind)] of a run folder to probe (runs.list_checkpoints with step 0, the base
-    model), only those of --steps when given; UserError for a folder that is no run, a step it does not
+    model), only those of --checkpoints when given; UserError for a folder that is no run, a step it does not
     have, or a run without saved weights."""
     if not runs.is_run(run):
         raise UserError(f"not a training run folder (no config.json): {run}")
     found = runs.list_checkpoints(run, with_base=True)
     missing = sorted(set(steps or ()) - {c[0] for c in found})
     if missing:
-        raise UserError(f"--steps: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
+        raise UserError(f"--checkpoints: {run} has no checkpoint at step(s) {', '.join(map(str, missing))}")
     if len(found) == 1 and steps is None:
         raise UserError(f"{run} holds no saved weights (no checkpoint-<step>/ or final/ with an adapter or a "
-                        f"model): nothing to probe but the base model (--steps 0 probes only that)")
+                        f"model): nothing to probe but the base model (--checkpoints 0 probes only that)")
     return [c for c in found if steps is None or c[0] in steps]
 
 

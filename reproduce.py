@@ -13,7 +13,7 @@ train.py --resume from its last checkpoint), so an interrupted study resumes whe
                      with a DIFFERENT seed for `random+paraphrase`
   2. sample_contexts.py   contexts.jsonl for every regime
   3. train.py        one LoRA run per regime (zero, random, similar, contrastive, random+similar,
-                     and contrastive with --zero-frac, our extension); each final adapter is also
+                     and contrastive with --extra-zero-frac, our extension); each final adapter is also
                      copied in fp16 to adapters/<regime>/ (small enough to publish)
   4. evaluate.py     the untuned base and every run under zero/random/similar/random+nearest/
                      random+paraphrase contexts
@@ -86,6 +86,11 @@ def task_flags(args):
     return config.to_argv(config.from_args(config.TaskConfig, args))
 
 
+# left out of a stage's record: they never change its output (config.NOT_OF_THE_RUN)
+MACHINE_FLAGS = tuple("--" + d.replace("_", "-") for d in config.not_of_the_run("machine"))  # each takes a value
+RESUME_FLAGS = tuple("--" + d.replace("_", "-") for d in config.not_of_the_run("resume"))    # switches
+
+
 def stage_key(cmd):
     """The command that defines a stage's output: flags that do not change it are left out."""
     key, skip = [], False
@@ -93,10 +98,10 @@ def stage_key(cmd):
         if skip:
             skip = False
             continue
-        if a == "--threads":
+        if a in MACHINE_FLAGS:
             skip = True
             continue
-        if a != "--resume":
+        if a not in RESUME_FLAGS:
             key.append(a)
     return key
 
@@ -226,8 +231,9 @@ def build_parser():
                         help="override the budget's test inputs")
     config.add_eval_arg(p, "limit", "--probe-limit", dest="probe_limit", hi=10**7,
                         help="override the budget's probe inputs")
-    p.add_argument("--zero-frac", type=finite_float(0, 1, hi_open=True), default=0.1,
-                   help="also train contrastive with this --zero-frac in [0, 1) (0 disables the extra run)")
+    p.add_argument("--extra-zero-frac", dest="zero_frac", type=finite_float(0, 1, hi_open=True), default=0.1,
+                   help="also train contrastive with train.py --zero-frac set to this share in [0, 1) (0 disables "
+                        "the extra run)")
     config.add_eval_arg(p, "paraphrases", "--test-paraphrases", dest="test_paraphrases",
                         help="paraphrase JSONL of test inputs for random+paraphrase (default: perturb with another "
                              "seed)")

@@ -24,7 +24,7 @@ from contrastive_context.paraphrases import load_paraphrases
 from contrastive_context.tasks import add_task_args, task_from_args
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     config.add_args(p, config.ContextConfig, "contexts")
@@ -32,7 +32,11 @@ def main(argv=None):
                    help="contexts are re-drawn for every epoch (default 1)")
     p.add_argument("--seed", type=config.SEED, default=0, help="sampling seed (default 0)")
     p.add_argument("--out", required=True, help="output JSONL")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     print_config(config.applicable(args), "sample_contexts")
     from contrastive_context.common import check_output_path
     from contrastive_context.outputs import check_out_not_input

@@ -6,10 +6,10 @@ training distributions, as batched ensembles (synthetic/scratch.py), with the mi
     python sweep.py --out runs/long --budget long --jobs 2          # emergence / transience study
     python sweep.py --out results/synthetic/default --jobs 2 --show 20      # a finished sweep: examples.md, no training
 
-Cells. (a) the contrastive grid: alpha (--alphas) x rho (--rhos) x --fresh-rules x --repeat x
---zero-frac, beta fixed (--beta), --seeds seeds each; (b) the five regimes (zero, random, similar,
+Cells. (a) the contrastive grid: alpha (--alphas) x rho (--rhos) x --fresh-rules x --repeats x
+--zero-fracs, beta fixed (--beta), --seeds seeds each; (b) the five regimes (zero, random, similar,
 random+similar at --rs-alpha, contrastive at the paper's alpha 0.3, beta, rho 0.5) at
---regime-seeds seeds, with the first --fresh-rules / --repeat / --zero-frac value. A run is
+--regime-seeds seeds, with the first --fresh-rules / --repeats / --zero-fracs value. A run is
 (cell, seed); a regime cell equal to a grid cell is the same run. Model init depends on the seed
 only (paired runs share it); the data stream on (cell, seed).
 
@@ -85,12 +85,15 @@ def build_parser():
     g.add_argument("--beta", type=float, default=0.2, help="share of Similar contexts in the contrastive grid "
                    "(default %(default)s)")
     g.add_argument("--fresh-rules", default="0.3", help="comma-separated rule-diversity shares F (default %(default)s)")
-    g.add_argument("--repeat", default="0", help="comma-separated exact-copy shares R of the near example "
+    g.add_argument("--repeats", dest="repeat", default="0",
+                   help="comma-separated exact-copy shares R of the near example "
                    "(default %(default)s)")
-    g.add_argument("--counterfactual", default="0", help="comma-separated shares gamma of counterfactual near "
+    g.add_argument("--counterfactuals", dest="counterfactual", default="0",
+                   help="comma-separated shares gamma of counterfactual near "
                    "examples (one symbol swapped, its chunk under the sequence's rules; regimes.near_probs; "
                    "default %(default)s)")
-    g.add_argument("--zero-frac", default="0", help="comma-separated zero-context shares (out of alpha; "
+    g.add_argument("--zero-fracs", dest="zero_frac", default="0",
+                   help="comma-separated zero-context shares (out of alpha; "
                    "default %(default)s)")
     g.add_argument("--rs-alpha", type=float, default=0.5, help="alpha of the random+similar regime "
                    "(default %(default)s)")
@@ -116,8 +119,9 @@ def build_parser():
     m.add_argument("--group-size", type=int, default=0, help="runs per ensemble (0: spread evenly over --jobs; "
                    "default %(default)s)")
     t = p.add_argument_group("task and evaluation")
-    t.add_argument("--task-seed", type=SEED, default=2, help="seed of the alignment task's automata (PFAs), "
-                   "alignment and data, an integer in [0, 2**32-1] (default %(default)s)")
+    t.add_argument("--alignment-seed", dest="task_seed", type=SEED, default=2,
+                   help="seed of the alignment task's automata (PFAs), alignment and data, an integer in [0, 2**32-1] "
+                        "(what train.py calls --task-seed, whose default is 0; default here %(default)s)")
     t.add_argument("--align-m", type=int, default=3, help="input symbols per instance (default %(default)s)")
     t.add_argument("--align-len", type=int, default=2, help="output letters per symbol (default %(default)s)")
     t.add_argument("--k", type=int, default=4, help="context examples (default %(default)s)")
@@ -170,9 +174,9 @@ def check_args(args):
     args.alpha_list = floats(args.alphas, "alphas")
     args.rho_list = floats(args.rhos, "rhos")
     args.fresh_list = floats(args.fresh_rules, "fresh-rules")
-    args.repeat_list = floats(args.repeat, "repeat")
-    args.gamma_list = floats(args.counterfactual, "counterfactual")
-    args.zero_list = floats(args.zero_frac, "zero-frac")
+    args.repeat_list = floats(args.repeat, "repeats")
+    args.gamma_list = floats(args.counterfactual, "counterfactuals")
+    args.zero_list = floats(args.zero_frac, "zero-fracs")
     for name in ("beta", "rs_alpha", "lr"):
         v = getattr(args, name)
         if not math.isfinite(v) or not (0 <= v <= 1):
@@ -184,7 +188,7 @@ def check_args(args):
             raise UserError(f"alpha {a} + beta {args.beta} > 1 (no room for One-Near contexts)")
         for z in args.zero_list:
             if z > a + 1e-9:
-                raise UserError(f"--zero-frac {z} exceeds alpha {a} (it is taken out of the Random share)")
+                raise UserError(f"--zero-fracs {z} exceeds alpha {a} (it is taken out of the Random share)")
     regimes = [] if args.regimes.strip().lower() == "none" else [r.strip() for r in args.regimes.split(",") if r.strip()]
     bad = [r for r in regimes if r not in REPORT_ORDER]
     if bad:
@@ -193,7 +197,7 @@ def check_args(args):
         raise UserError(f"--regimes names a regime more than once: {args.regimes!r}")
     args.regime_list = regimes if args.regime_seeds > 0 else []
     if args.zero_list[0] > min(args.rs_alpha, 0.3) + 1e-9 and regimes:
-        raise UserError(f"--zero-frac {args.zero_list[0]} exceeds the regimes' alpha")
+        raise UserError(f"--zero-fracs {args.zero_list[0]} exceeds the regimes' alpha")
     limits = {"seeds": (1, 100), "regime_seeds": (0, 100), "layers": (1, 24), "width": (8, 1024), "heads": (1, 64),
               "steps": (1, 10_000_000), "batch": (1, 4096), "warmup": (0, 10_000_000), "eval_every": (1, 10_000_000),
               "jobs": (1, 64), "group_size": (0, 1000), "align_m": (2, 25), "align_len": (1, 16), "k": (2, 64),

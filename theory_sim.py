@@ -62,9 +62,10 @@ from contrastive_context.synthetic.minimal_model import (  # noqa: F401  (names 
 
 SHORT = {"random": "R", "similar": "S", "one_near": "N", "one_mid": "M"}   # figure labels
 LIMITS = {"dim": 4096, "k": 4096, "hidden": 4096, "steps": 10_000_000, "n_train": 1_000_000, "n_test": 1_000_000}
+FLAG_OF = {"n_train": "batch_size"}  # the flag of a LIMITS key (n_train: the library's name of the batch size)
 
 
-def parse_args(argv=None):
+def build_parser():
     p = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
@@ -85,12 +86,16 @@ def parse_args(argv=None):
                    help="comma-separated shares of random (vs one_near) contexts to sweep; 'none' to skip")
     p.add_argument("--steps", "--max-steps", dest="steps", type=int, default=2000,
                    help="gradient steps per model (--max-steps: the same, train.py's name)")
-    p.add_argument("--n-train", "--batch", "--batch-size", dest="n_train", type=int, default=256,
-                   help="fresh training contexts per step (the batch size; --batch-size: the same, train.py's name)")
+    p.add_argument("--batch-size", dest="n_train", type=int, default=256,
+                   help="fresh training contexts per step (the batch size, as in train.py)")
     p.add_argument("--lr", type=float, default=0.05, help="Adam peak learning rate (cosine decay to 0)")
     p.add_argument("--n-test", type=int, default=4000, help="fixed test queries per test context")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def check_args(args):
@@ -98,9 +103,10 @@ def check_args(args):
         raise UserError(f"--dim must be >= 2, got {args.dim}")
     for name, hi in LIMITS.items():
         if not 1 <= getattr(args, name) <= hi:
-            raise UserError(f"--{name.replace('_', '-')} must be in [1, {hi}], got {getattr(args, name)}")
+            flag = FLAG_OF.get(name, name).replace("_", "-")
+            raise UserError(f"--{flag} must be in [1, {hi}], got {getattr(args, name)}")
     if args.n_train * args.k * args.dim > 50_000_000 or args.n_test * args.k * args.dim > 50_000_000:
-        raise UserError(f"--n-train/--n-test x --k x --dim is too large for memory "
+        raise UserError(f"--batch-size/--n-test x --k x --dim is too large for memory "
                         f"({args.n_train} / {args.n_test} x {args.k} x {args.dim}; limit 5e7 floats)")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise UserError(f"--lr must be a positive number, got {args.lr}")

@@ -78,12 +78,11 @@ from contrastive_context.config import add_threads_arg
 from contrastive_context.evaluation import format_by_type
 from contrastive_context.tasks import add_task_args, task_config, task_from_args
 
-# flags that do not change the trained weights (may differ between a run and its --resume)
-NON_SEMANTIC = {"resume", "overwrite", "stop_after", "save_every", "log_every", "threads", "cpu_threads", "out",
-                "eval_limit", "contexts", "keep_checkpoints", "report_to", "config"}
+# flags that do not change the trained weights (may differ between a run and its --resume; config.NOT_OF_THE_RUN)
+NON_SEMANTIC = config.RESUME_IGNORES
 
 
-def get_args(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     config.add_args(p, config.ContextConfig, "contexts (ignored with --contexts)")
@@ -109,6 +108,11 @@ def get_args(argv=None):
                         "--overwrite; flags given here win. Paths in it (--data, --contexts, --paraphrases) are "
                         "used as written, relative to the current directory (default: none)")
     g.add_argument("--stop-after", type=config.number(int, 1), default=None, help=argparse.SUPPRESS)  # tests
+    return p
+
+
+def get_args(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     if args.config:  # the run's flags, where the command line gave none
         runs.apply_config_file(args, p, config.explicit_dests(p, sys.argv[1:] if argv is None else argv))

@@ -3,9 +3,9 @@
     python benchmarks/bm25.py                                   # 20k docs x 2k queries, top-50
     python benchmarks/bm25.py --n-docs 50000 --self             # 50k pool x 50k targets, self excluded
     python benchmarks/bm25.py --data DATA/multi30k/train.en --self --n-docs 29000
-    python benchmarks/bm25.py --stream 30000                    # incremental: retrieve + append per item
+    python benchmarks/bm25.py --stream-len 30000                # incremental: retrieve + append per item
 
---stream T (deployment with feedback): a stream of T items (synthetic, or the lines of --data); for
+--stream-len T (deployment with feedback): a stream of T items (synthetic, or the lines of --data); for
 each item, top-M retrieval over the items before it, then the item is appended to the pool
 (similarity.IncrementalBM25, no rebuild). The alternative, rebuilding similarity.BM25 on the current
 pool for every item, is timed on --rebuild-sample steps spread over the stream and extrapolated (the
@@ -21,10 +21,7 @@ time is extrapolated linearly to all queries; the top-M indices of those queries
 """
 import argparse
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
 
 
 def synthetic(n, vocab, zipf, min_len, max_len, rng):
@@ -46,13 +43,14 @@ def build_parser():
     p.add_argument("--data", default=None, help="text file, one document per line (default: synthetic)")
     p.add_argument("--vocab", type=int, default=30000)
     p.add_argument("--zipf", type=float, default=1.1)
-    p.add_argument("--min-len", type=int, default=10)
-    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--min-words", dest="min_len", type=int, default=10, help="synthetic documents: fewest words")
+    p.add_argument("--max-words", dest="max_len", type=int, default=20, help="synthetic documents: most words")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stream", type=int, default=None, metavar="T", help="incremental benchmark on a T-item stream")
-    p.add_argument("--rebuild-sample", type=int, default=30, help="--stream: rebuilt steps timed")
+    p.add_argument("--stream-len", dest="stream", type=int, default=None, metavar="T",
+                   help="incremental benchmark on a T-item stream")
+    p.add_argument("--rebuild-sample", type=int, default=30, help="--stream-len: rebuilt steps timed")
     return p
 
 

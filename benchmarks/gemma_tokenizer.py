@@ -2,7 +2,7 @@
 (models.py's BPE by score): tokens per Multi30k sentence (SmolLM2 alongside), and the base model's
 perplexity on the first --n English and --n German test sentences under each tokenizer.
 
-    python benchmarks/gemma_tokenizer.py --data ../shared/data/multi30k --n 200
+    python benchmarks/gemma_tokenizer.py --data ../shared/data/multi30k --limit 200
 
 Perplexity is given per token (not comparable across tokenizers) and per word (total NLL over
 whitespace words: comparable). Each sentence is scored alone: <bos> + sentence, NLL of every
@@ -17,9 +17,8 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context import models  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main  # noqa: E402
+from contrastive_context import models
+from contrastive_context.common import UserError, print_config, run_main
 
 
 def old_tokenizer():
@@ -54,12 +53,16 @@ def perplexity(model, tok, lines, batch_size, prefix=""):
     return {"ppl_token": math.exp(nll / n_tok), "ppl_word": math.exp(nll / words), "tokens": n_tok}
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="Multi30k folder with test.en / test.de")
-    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--limit", dest="n", type=int, default=200, help="the first N test sentences")
     p.add_argument("--batch-size", type=int, default=8)
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     print_config(args, "gemma_tokenizer")
     lines = {}
     for lang in ("en", "de"):

@@ -1,6 +1,6 @@
 """Speed of batched greedy generation (generation.generate) against batch size 1, same prompts.
 
-    python benchmarks/generation.py --models tiny,smollm2-135m --n 32 --batch-size 16 --threads 1
+    python benchmarks/generation.py --models tiny,smollm2-135m --limit 32 --batch-size 16 --threads 1
 
 Prompts are real evaluation prompts: alignment-task inputs with k=4 random pool examples
 (evaluation.build_eval_contexts), so lengths vary like in evaluate.py. For each model: one warm-up
@@ -14,18 +14,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
+import torch
 
-import torch  # noqa: E402
-
-from contrastive_context import evaluation  # noqa: E402
-from contrastive_context import generation  # noqa: E402
-from contrastive_context import models  # noqa: E402
-from contrastive_context import tasks  # noqa: E402
-from contrastive_context.common import print_config, run_main, write_json_atomic  # noqa: E402
+from contrastive_context import evaluation
+from contrastive_context import generation
+from contrastive_context import models
+from contrastive_context import tasks
+from contrastive_context.common import print_config, run_main, write_json_atomic
 
 
 def timed(model, tok, prompts, max_new, batch_size, stop):
@@ -35,17 +32,21 @@ def timed(model, tok, prompts, max_new, batch_size, stop):
     return out, stats["new_tokens"], time.perf_counter() - t0
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny,smollm2-135m")
-    p.add_argument("--n", type=int, default=32, help="prompts")
+    p.add_argument("--limit", dest="n", type=int, default=32, help="prompts: the first N test inputs")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="optional JSON with the figures")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     print_config(args, "benchmark generation")
     torch.set_num_threads(args.threads)
     task = tasks.load_task("alignment")

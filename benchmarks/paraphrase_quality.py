@@ -7,7 +7,7 @@
         --out results/paraphrases/quality.md
 
     # SmolLM2-135M-Instruct vs Gemma-3-270M as the Multi30k En->De base (greedy, chrF)
-    python benchmarks/paraphrase_quality.py model-choice --mt-data ../shared/data/multi30k --n 40 \
+    python benchmarks/paraphrase_quality.py model-choice --mt-data ../shared/data/multi30k --limit 40 \
         --out results/paraphrases/model_choice.md
 
 quality: per file, the inputs, acceptance (inputs with >= 1 paraphrase), paraphrases per input,
@@ -27,14 +27,12 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, before benchmarks/
-
-from contrastive_context import common  # noqa: E402
-from contrastive_context import paraphrases  # noqa: E402
-from contrastive_context import tasks  # noqa: E402
-from contrastive_context.common import UserError  # noqa: E402
-from contrastive_context.paraphrases import is_copy  # noqa: E402
-from contrastive_context.similarity import PoolIndex, word_tokenize  # noqa: E402
+from contrastive_context import common
+from contrastive_context import paraphrases
+from contrastive_context import tasks
+from contrastive_context.common import UserError
+from contrastive_context.paraphrases import is_copy
+from contrastive_context.similarity import PoolIndex, word_tokenize
 
 
 STOP = set("""a an the of in on at to for with and or is are was were be been it its this that these those
@@ -282,7 +280,7 @@ def build_parser():
     p.add_argument("--max-pool", type=int, default=None, help="pool size the paraphrase files were made with")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="smollm2-135m,gemma3-270m", help="model-choice: comma-separated")
-    p.add_argument("--n", type=int, default=40, help="model-choice: test sentences")
+    p.add_argument("--limit", dest="n", type=int, default=40, help="model-choice: the first N test sentences")
     p.add_argument("--k", type=int, default=4, help="model-choice: random shots")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=48)

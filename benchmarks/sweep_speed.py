@@ -14,16 +14,14 @@ Data generation (synthetic.AlignmentData.train_batch, numpy) is timed separately
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context.synthetic import scratch  # noqa: E402
-from contrastive_context.synthetic import data as synthetic  # noqa: E402
-from contrastive_context import tasks  # noqa: E402
+from contrastive_context.synthetic import scratch
+from contrastive_context.synthetic import data as synthetic
+from contrastive_context import tasks
 
 
 def matmul_peak(n=1024, reps=5):
@@ -39,14 +37,18 @@ def _time(f):
     return time.perf_counter() - t
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ensemble", type=int, default=8, help="models per ensemble (E)")
     p.add_argument("--configs", default="64x2x32,32x1x8", help="width x layers x batch, comma-separated")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round and mode")
+    p.add_argument("--timed-steps", dest="steps", type=int, default=20, help="timed steps per round and mode")
     p.add_argument("--rounds", type=int, default=3)
-    a = p.parse_args()
+    return p
+
+
+def main():
+    a = build_parser().parse_args()
     torch.set_num_threads(a.threads)
     load = os.getloadavg()
     print(f"threads {a.threads}, torch {torch.__version__}, load average at start {load[0]:.2f} {load[1]:.2f} "

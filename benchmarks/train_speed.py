@@ -1,8 +1,8 @@
 """Training throughput of training.py's inner loop (LoRA q,k,v; forward + backward + AdamW step).
 
     python benchmarks/train_speed.py                                  # tiny + smollm2-135m, CPU, batch 2 and 8
-    python benchmarks/train_speed.py --models smollm2-135m --batch-sizes 2 --threads 1,2 --steps 20
-    python benchmarks/train_speed.py --models smollm2-135m,gemma3-270m --batch-sizes 8 --steps 5  # same batch
+    python benchmarks/train_speed.py --models smollm2-135m --batch-sizes 2 --thread-counts 1,2 --timed-steps 20
+    python benchmarks/train_speed.py --models smollm2-135m,gemma3-270m --batch-sizes 8 --timed-steps 5  # same batch
 
 Uses the very functions training.py uses (encode, plan_steps, collate, loss_fn) on the alignment
 task with Contrastive contexts, so the sequences are the real ones (~40 tokens for SmolLM2).
@@ -16,18 +16,16 @@ matmul parameters, plus the LM head for answer tokens only (training.py skips it
 import argparse
 import json
 import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from contrastive_context import models  # noqa: E402
-from contrastive_context import contexts  # noqa: E402
-from contrastive_context import training  # noqa: E402
-from contrastive_context.config import ContextConfig  # noqa: E402
-from contrastive_context.common import print_config, run_main, write_json_atomic  # noqa: E402
-from contrastive_context.tasks import load_task  # noqa: E402
+from contrastive_context import models
+from contrastive_context import contexts
+from contrastive_context import training
+from contrastive_context.config import ContextConfig
+from contrastive_context.common import print_config, run_main, write_json_atomic
+from contrastive_context.tasks import load_task
 
 
 def matmul_peak(n=1024, reps=10):
@@ -123,16 +121,20 @@ def bench(name, batch_sizes, steps, warmup, seed):
     return out
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="tiny,smollm2-135m")
     p.add_argument("--batch-sizes", default="2,8")
-    p.add_argument("--threads", default="1", help="comma-separated torch thread counts to try")
-    p.add_argument("--steps", type=int, default=20, help="timed steps (tiny: 10x as many)")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--thread-counts", dest="threads", default="1", help="comma-separated torch thread counts to try")
+    p.add_argument("--timed-steps", dest="steps", type=int, default=20, help="timed steps (tiny: 10x as many)")
+    p.add_argument("--untimed-steps", dest="warmup", type=int, default=3, help="steps run before the timed ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the rows as JSON")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = build_parser().parse_args()
     print_config(args, "train_speed")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {load:.1f} at start", flush=True)

@@ -188,9 +188,39 @@ class ContextConfig:
     paraphrases: Optional[str] = opt(None, "paraphrase JSONL (paraphrase.py) for --rho")
 
 
-# the ContextConfig flags that say how contexts are sampled: not used (and not recorded in config.json)
-# when train.py reads a --contexts file, whose sidecar says how it was sampled (--paraphrases still resolves ids)
-SAMPLING_FLAGS = tuple(f.name for f in dataclasses.fields(ContextConfig) if f.name != "paraphrases")
+# The flags (argparse dests) that are not part of a run, each with what it is instead -- the one list of them:
+#   invocation  this command only: where it writes, whether it may replace, when it stops (tests), where the flags
+#               came from; never taken from a run's config.json by train.py --config (runs.INVOCATION_FLAGS)
+#   resume      continue the run that --out names (a switch): never changes what a run or stage writes
+#   machine     how fast, never what: torch threads (a value)
+#   record      what else is written beside the weights: checkpoints kept, log rows, the closing check, tracker
+#   input       where a file is: the run records the --contexts file's sha256 (contexts_sha256), not its path
+#   sampling    how contexts are sampled (ContextConfig but --paraphrases, which still resolves ids): not used, and
+#               not recorded in config.json, when train.py reads a --contexts file, whose sidecar says how
+# Read by: train.py --resume (every kind but sampling may differ from the run's), runs.apply_config_file
+# (invocation, resume), reproduce.stage_key (machine, resume: left out of a stage's record) and SAMPLING_FLAGS.
+NOT_OF_THE_RUN = {
+    "out": "invocation", "overwrite": "invocation", "stop_after": "invocation", "config": "invocation",
+    "resume": "resume",
+    "threads": "machine", "cpu_threads": "machine",  # cpu_threads: the old name, in older runs' config.json
+    "save_every": "record", "log_every": "record", "keep_checkpoints": "record", "eval_limit": "record",
+    "report_to": "record",
+    "contexts": "input",
+    **{f.name: "sampling" for f in dataclasses.fields(ContextConfig) if f.name != "paraphrases"},
+}
+
+
+def not_of_the_run(*kinds):
+    """The dests of NOT_OF_THE_RUN of these kinds, in table order."""
+    unknown = set(kinds) - set(NOT_OF_THE_RUN.values())
+    if unknown:
+        raise ValueError(f"not_of_the_run: unknown kind(s) {sorted(unknown)}")
+    return tuple(name for name, kind in NOT_OF_THE_RUN.items() if kind in kinds)
+
+
+# train.py --resume: flags that do not change the trained weights (may differ between a run and its --resume)
+RESUME_IGNORES = frozenset(not_of_the_run("invocation", "resume", "machine", "record", "input"))
+SAMPLING_FLAGS = not_of_the_run("sampling")
 
 # --report-to: the experiment trackers train.py can log to (through Accelerate); "none" = none
 REPORT_TO = ("none", "tensorboard", "wandb")

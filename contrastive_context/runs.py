@@ -54,8 +54,8 @@ TENSORBOARD = "tb"                    # --report-to tensorboard: the event files
 # config.json = every flag of train.py (its argparse dest) + what the run planned and ran with (these keys):
 PLANNED_KEYS = ("training_contexts", "task_config", "total_steps", "epochs_planned", "contexts_source", "lora_modules", "contexts_sha256",
                 "trainable_params", "world_size", "torch")
-# flags of one invocation, not of the run: never taken from a config.json by --config
-INVOCATION_FLAGS = ("out", "resume", "overwrite", "stop_after", "config")
+# flags of one invocation, not of the run: never taken from a config.json by --config (config.NOT_OF_THE_RUN)
+INVOCATION_FLAGS = config.not_of_the_run("invocation", "resume")
 
 
 # ----------------------------------------------------------------------------- paths

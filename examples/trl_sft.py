@@ -35,9 +35,10 @@ def build_parser():
     p.add_argument("--lora-dropout", type=float, default=TRAIN.lora_dropout, help="LoRA dropout (default %(default)s)")
     p.add_argument("--lora-targets", default=TRAIN.lora_targets, choices=tuple(LORA_TARGETS),
                    help="attn = q,k,v (the paper); attn+mlp = q,k,v,o + gate,up,down (default %(default)s)")
-    p.add_argument("--epochs", type=float, default=1, help="passes over the file (default %(default)s; the file "
-                   "already holds one context per (epoch, target): 1 pass = all its epochs)")
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: all)")
+    p.add_argument("--passes", type=float, default=1, help="passes over the file (TRL's num_train_epochs; default "
+                   "%(default)s; the file already holds one context per (epoch, target) of export_sft.py: 1 pass = "
+                   "all its epochs)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps (default: all)")
     p.add_argument("--report-to", default="none", help="none | tensorboard | wandb (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     return p
@@ -56,7 +57,8 @@ def main(argv=None):
     data = raw.map(lambda r: sft.tokenize(r, tok), remove_columns=raw.column_names)  # train.py's exact tokens
     cfg = SFTConfig(output_dir=args.out, per_device_train_batch_size=args.batch_size,
                     gradient_accumulation_steps=args.grad_accum, learning_rate=args.lr, lr_scheduler_type="linear",
-                    warmup_steps=0, num_train_epochs=args.epochs, max_steps=args.max_steps, max_grad_norm=1.0,
+                    warmup_steps=0, num_train_epochs=args.passes,
+                    max_steps=-1 if args.max_steps is None else args.max_steps, max_grad_norm=1.0,
                     completion_only_loss=True, max_length=None, logging_steps=1, save_strategy="no",
                     report_to=[] if args.report_to == "none" else [args.report_to], seed=args.seed,
                     bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())

@@ -438,7 +438,7 @@ CASES = [
       setup=_thesis),
     # ---- 2. partial results / reproduce
     C("reproduce-regimes-bogus", "reproduce", REPRO + ["--regimes", "bogus"]),
-    C("reproduce-zero-frac-nan", "reproduce", REPRO + ["--zero-frac", "nan"]),
+    C("reproduce-zero-frac-nan", "reproduce", REPRO + ["--extra-zero-frac", "nan"]),
     C("reproduce-lr-inf", "reproduce", REPRO + ["--lr", "inf"]),
     C("reproduce-threads-neg", "reproduce", REPRO + ["--threads", "-1"]),
     C("reproduce-seed-huge", "reproduce", REPRO + ["--seed", HUGE]),

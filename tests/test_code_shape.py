@@ -1,6 +1,6 @@
 """The design card's shape, checked: scripts at the top level never import each other, the library
-(contrastive_context/) never imports a script, no function is longer than 80 lines, and no two library
-modules define the same public constant (one name per idea)."""
+(contrastive_context/) never imports a script, no function is longer than 80 lines, no file edits sys.path
+(the library is installed) and no two library modules define the same public constant (one name per idea)."""
 import ast
 import glob
 import os
@@ -56,6 +56,29 @@ def test_no_function_over_80_lines():
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_LINES:
                 long.append(f"{os.path.relpath(path, REPO)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1})")
     assert not long, long
+
+
+def _sys_path_edits(tree):
+    """Lines that call sys.path.insert / sys.path.append (or extend) -- code, not text in a string."""
+    for n in ast.walk(tree):
+        f = n.func if isinstance(n, ast.Call) else None
+        if isinstance(f, ast.Attribute) and f.attr in ("insert", "append", "extend") and \
+                isinstance(f.value, ast.Attribute) and f.value.attr == "path" and \
+                isinstance(f.value.value, ast.Name) and f.value.value.id == "sys":
+            yield n.lineno
+
+
+def test_no_file_edits_sys_path():
+    """The library is installed (requirements.txt: -e .); the tests import the scripts through pytest.ini's
+    pythonpath. Every tracked .py file, the tests included (a child process's code in a string may)."""
+    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True)
+    paths = [os.path.join(REPO, p) for p in tracked.stdout.split()] or ALL
+    assert len(paths) >= len(ALL)
+    bad = [f"{os.path.relpath(p, REPO)}:{line}" for p in paths if os.path.isfile(p)
+           for line in _sys_path_edits(_tree(p))]
+    assert not bad, bad
+    fake = ast.parse("import sys\nsys.path.insert(0, '..')\ncode = 'sys.path.insert(0, x)'\n")
+    assert list(_sys_path_edits(fake)) == [2]  # the check finds a call, and not the text of one
 
 
 def test_one_definition_per_public_constant_in_the_library():

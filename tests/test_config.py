@@ -158,3 +158,21 @@ def test_explicit_dests_sees_every_way_of_typing_a_flag():
     strict.add_argument("--n-train", type=int, default=5)
     strict.add_argument("--out", required=True)
     assert config.explicit_dests(strict, ["--out", "x", "--n-train=5"]) == {"out", "n_train"}
+
+
+def test_not_of_the_run_is_one_table_that_the_four_places_read():
+    """config.NOT_OF_THE_RUN is the one list of the flags that are not part of a run; train.py --resume, train.py
+    --config (runs.INVOCATION_FLAGS), reproduce.py's stage records and a --contexts run's config.json read it."""
+    import reproduce
+    import train
+    from contrastive_context import runs
+    dests = {a.dest for a in train.build_parser()._actions}
+    assert set(config.NOT_OF_THE_RUN) - dests == {"cpu_threads"}  # the old name, in older runs' config.json
+    assert train.NON_SEMANTIC == set(config.NOT_OF_THE_RUN) - set(config.SAMPLING_FLAGS)
+    assert {"alpha", "regime", "k"} <= set(config.SAMPLING_FLAGS) and "paraphrases" not in config.SAMPLING_FLAGS
+    assert set(runs.INVOCATION_FLAGS) == {"out", "resume", "overwrite", "stop_after", "config"}
+    assert not {"seed", "lr", "model", "task", "max_steps"} & train.NON_SEMANTIC  # these change the weights
+    cmd = ["train.py", "--threads", "2", "--seed", "1", "--resume", "--eval-limit", "0", "--out", "r"]
+    assert reproduce.stage_key(cmd) == ["train.py", "--seed", "1", "--eval-limit", "0", "--out", "r"]
+    with pytest.raises(ValueError):
+        config.not_of_the_run("nonsense")

@@ -236,7 +236,7 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
                                       ("zero-zero", ["--policy", "zero"])))
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "r.md")
-    code, out, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--models", "copier", "ghost",
+    code, out, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--labels", "copier", "ghost",
                                                                     "--out", rep])
     assert code == 0, err
     res = json.loads(open(rep + ".json").read())
@@ -249,11 +249,11 @@ def test_mt_study_report_g1_g2_verdicts_and_missing_models(tmp_path):
     assert m["goal1"] == (g1["ci"] is not None and g1["ci"][0] > 0) and g1["n"] > 0
     assert m["goal2"] == (g2["ci"] is not None and g2["ci"][0] > -2.0)
     assert res["missing"] == ["ghost"] and "Not run (compute): ghost." in open(rep).read()
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--models", "copier",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--labels", "copier",
                                                                  "--margin", "1000", "--out", rep])
     wide = json.loads(open(rep + ".json").read())
     assert code == 0 and wide["margin"] == 1000.0 and wide["models"][0]["goal2"] is (g2["ci"] is not None)
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--models",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--zero", "nope", "--labels",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "zero-regime folder is not finished" in err and not os.path.exists(tmp_path / "x.md")
 
@@ -266,7 +266,7 @@ def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
                                       ("copier-nearest", ["--policy", "nearest"])))
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "r.md")
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--labels",
                                                                  "copier", "--out", rep])
     assert code == 0, err
     (m,) = json.loads(open(rep + ".json").read())["models"]
@@ -277,7 +277,7 @@ def test_mt_study_report_empty_start_compares_with_the_zero_prompt(tmp_path):
     assert "| model | zero prompt | with feedback |" in open(rep).read()
     os.rename(root / "copier-empty", root / "gone")
     os.rename(root / "copier-nearest", root / "copier-empty")  # P_0 = the stream's pool: not an empty start
-    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--models",
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--start", "empty", "--labels",
                                                                  "copier", "--out", str(tmp_path / "x.md")])
     assert code == 2 and "must start from an empty pool" in err
 
@@ -313,7 +313,7 @@ def test_gated_report_tunes_on_the_first_part_only(tmp_path):
                                       ("copier-zeroprompt", ["--policy", "zero"]), ("zero-zero", ["--policy", "zero"])))
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "g.md")
-    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--models", "copier", "--zero",
+    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--labels", "copier", "--zero",
                                                              "zero-zero", "--out", rep])
     assert code == 0, err
     (m,) = json.loads(open(rep + ".json").read())["models"]
@@ -324,7 +324,7 @@ def test_gated_report_tunes_on_the_first_part_only(tmp_path):
     assert m["tau"] == gated.choose_tau([r for r in near if r["t"] < 25], zp)[0]
     scored_changed = [r if r["t"] < 25 else {**r, "best_nsim": 1.0 - r["best_nsim"]} for r in near]
     assert gated.choose_tau([r for r in scored_changed if r["t"] < 25], zp)[0] == m["tau"]
-    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--models", "copier",
+    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--labels", "copier",
                                                              "--tune-frac", "1.0", "--out", str(tmp_path / "x.md")])
     assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.md")
 
@@ -349,7 +349,7 @@ def test_deploy_figure_plots_window_means(tmp_path):
                                       ("zero-zero", ["--policy", "zero"])))
     from tests.test_bad_inputs import run_inprocess
     png = str(tmp_path / "f.png")
-    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--models", "copier", "ghost",
+    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--labels", "copier", "ghost",
                                                               "--window", "10", "--out", png])
     assert code == 0, err
     d = json.loads(open(png + ".json").read())
@@ -359,6 +359,6 @@ def test_deploy_figure_plots_window_means(tmp_path):
     assert [g[0] for g in got] == [w[0] for w in want] and [g[1] for g in got] == pytest.approx([w[1] for w in want])
     assert d["missing"] == ["ghost"]
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--models", "copier", "--window",
+    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--labels", "copier", "--window",
                                                               "0", "--out", str(tmp_path / "x.png")])
     assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.png")

@@ -54,7 +54,7 @@ def _distinct_mt_dir(tmp_path):
 def test_smoke_study_regenerates_unchanged(run_script, tmp_path):
     out = tmp_path / "study"
     run_script("reproduce.py", "--budget", "smoke", "--task", "mt", "--data", _distinct_mt_dir(tmp_path), "--regimes", REGIMES,
-               "--zero-frac", "0", "--threads", "1", "--out", out, check=True)
+               "--extra-zero-frac", "0", "--threads", "1", "--out", out, check=True)
     got = fingerprint(str(out))
     if os.environ.get("CC_UPDATE_GOLDEN") == "1":
         with open(GOLDEN, "w", encoding="utf-8") as f:

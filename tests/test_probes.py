@@ -169,14 +169,14 @@ def test_probes_cli_on_tiny_run(run_script, tiny_run, tmp_path):
 @pytest.mark.slow
 def test_probes_steps_selects_checkpoints(run_script, tiny_run, tmp_path):
     out = tmp_path / "p.jsonl"
-    proc = run_script("probes.py", "--run", tiny_run, "--limit", "2", "--steps", "0,8", "--out", out,
+    proc = run_script("probes.py", "--run", tiny_run, "--limit", "2", "--checkpoints", "0,8", "--out", out,
                       "--threads", "1", "--max-new-tokens", "4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted({json.loads(line)["step"] for line in out.read_text().splitlines()}) == [0, 8]
-    bad = run_script("probes.py", "--run", tiny_run, "--limit", "2", "--steps", "0,5", "--out", tmp_path / "q.jsonl")
+    bad = run_script("probes.py", "--run", tiny_run, "--limit", "2", "--checkpoints", "0,5", "--out", tmp_path / "q.jsonl")
     assert bad.returncode == 2 and "no checkpoint at step(s) 5" in bad.stderr and not (tmp_path / "q.jsonl").exists()
-    bad = run_script("probes.py", "--run", tiny_run, "--steps", "a,b", "--out", tmp_path / "q.jsonl")
-    assert bad.returncode == 2 and "--steps" in bad.stderr
+    bad = run_script("probes.py", "--run", tiny_run, "--checkpoints", "a,b", "--out", tmp_path / "q.jsonl")
+    assert bad.returncode == 2 and "--checkpoints" in bad.stderr
 
 
 def test_probes_cli_bad_run(run_script, tmp_path):
@@ -222,7 +222,7 @@ def test_probes_do_not_reuse_step_0_of_a_run_retrained_on_other_data(tiny_run, t
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     out = tmp_path / "p.jsonl"
-    argv = ["--run", str(run), "--steps", "0", "--limit", "2", "--max-new-tokens", "4", "--threads", "1",
+    argv = ["--run", str(run), "--checkpoints", "0", "--limit", "2", "--max-new-tokens", "4", "--threads", "1",
             "--out", str(out)]
     probes.main(argv)
     first = [json.loads(line) for line in out.read_text().splitlines()]

@@ -183,7 +183,7 @@ def test_stage_skips_only_complete_outputs(tmp_path, capsys):
     (["--regimes", "random,random"], "a regime is named twice"),
     (["--skip", "train"], "--skip: unknown stage(s) train"),
     (["--k", "0"], "argument --k"),
-    (["--zero-frac", "nan"], "argument --zero-frac"),
+    (["--extra-zero-frac", "nan"], "argument --extra-zero-frac"),
     (["--lr", "inf"], "argument --lr"),
     (["--max-steps", "1e12"], "argument --max-steps"),
     (["--seed", str(2**40)], "argument --seed"),

@@ -14,7 +14,7 @@ MT_LABELS = ["base", "copier", "random", "random@s1", "similar", "similar@s1", "
 
 
 def _run(*cmd):
-    env = dict(os.environ, CC_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, CC_NO_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONPATH=REPO)  # this checkout's library
     proc = subprocess.run([sys.executable, *cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc

@@ -1,5 +1,5 @@
 """The alignment task's synthetic-track knobs (pi, rule sets, drift), the sweep's data stream
-(synthetic/data.py: kinds, --repeat, paraphrases, fresh rules), and sweep.py end to end."""
+(synthetic/data.py: kinds, --repeats, paraphrases, fresh rules), and sweep.py end to end."""
 import json
 import re
 
@@ -155,8 +155,8 @@ BAD = [
     (["--rhos", "x"], "--rhos must be comma-separated numbers"),
     (["--alphas", "0.9"], "alpha 0.9 + beta 0.2 > 1"),
     (["--fresh-rules", "nan"], "--fresh-rules values must be in [0, 1]"),
-    (["--zero-frac", "0.5", "--alphas", "0.3"], "--zero-frac 0.5 exceeds alpha 0.3"),
-    (["--repeat", "-0.1"], "--repeat values must be in [0, 1]"),
+    (["--zero-fracs", "0.5", "--alphas", "0.3"], "--zero-fracs 0.5 exceeds alpha 0.3"),
+    (["--repeats", "-0.1"], "--repeats values must be in [0, 1]"),
     (["--regimes", "random,foo"], "unknown regime(s) foo"),
     (["--steps", "0"], "--steps must be in [1,"),
     (["--width", "30", "--heads", "4"], "not divisible"),

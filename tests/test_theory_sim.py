@@ -3,14 +3,11 @@ at a reduced budget, and the CLI (subprocess smoke run, one-line errors)."""
 import json
 import math
 import os
-import sys
 
 import pytest
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import theory_sim as ts  # noqa: E402
+import theory_sim as ts
 
 
 def test_forward_matches_hand_computation():
@@ -150,9 +147,9 @@ def test_deterministic_given_seed():
     (["--dim", "1e8"], "argument --dim: invalid int value"),
     (["--dim", "100000000"], "--dim must be in [1, 4096]"),
     (["--steps", "0"], "--steps must be in [1,"),
-    (["--n-train", "0"], "--n-train must be in [1,"),
+    (["--batch-size", "0"], "--batch-size must be in [1,"),
     (["--n-test", "-5"], "--n-test must be in [1,"),
-    (["--n-train", "1000000", "--dim", "4096"], "too large for memory"),
+    (["--batch-size", "1000000", "--dim", "4096"], "too large for memory"),
     (["--f-scale", "nan"], "--f-scale must be a positive number"),
     (["--near-deg", "nan"], "--near-deg must be in (0, 90]"),
     (["--alpha", "nan"], "--alpha must be in [0, 1]"),
@@ -188,4 +185,4 @@ def test_bad_args_cli_one_line_error(run_script, tmp_path):
 
 def test_help(run_script):
     p = run_script("theory_sim.py", "-h")
-    assert p.returncode == 0 and "--n-train" in p.stdout and "--sweep" in p.stdout
+    assert p.returncode == 0 and "--batch-size" in p.stdout and "--sweep" in p.stdout

@@ -155,7 +155,7 @@ def _paired_md(args, per_input, regime_cells):
 
 
 def _grid_md(fin, runs):
-    """The grid table; with a --counterfactual axis (some gamma > 0) also a gamma column and the
+    """The grid table; with a --counterfactuals axis (some gamma > 0) also a gamma column and the
     random+counterfactual scores edit-ok / cf-copy (a grid without one renders as before)."""
     grid = [r for r in fin if runs.get(f"{r['cell']}-s{r['seed']}", {}).get("grid")]
     with_g = any(r.get("gamma", 0) for r in grid)

@@ -16,7 +16,7 @@ case $family in
 esac
 ev=results/$study/eval; out=results/counterfactuals_heldout/$study
 mkdir -p "$out"
-python studies/tools/relevance.py "$cf" --eval-root "$ev" --ref "$ref" --samples 20 --out "$out/relevance$tag.md"
+python studies/tools/relevance.py "$cf" --eval-root "$ev" --ref "$ref" --show 20 --out "$out/relevance$tag.md"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for s in 0 1 2; do
     suffix=$([ "$s" = 0 ] && echo "" || echo "@s$s")

@@ -13,17 +13,13 @@ in the first FEEDBACK / MODEL folder's summary.json. Both flags may repeat. Writ
 and its .json twin atomically.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from contrastive_context import deployment as dp  # noqa: E402
-from contrastive_context import evaluation as ev  # noqa: E402
-from contrastive_context.common import (UserError, check_output_path, print_config, run_main,  # noqa: E402
+from contrastive_context import deployment as dp
+from contrastive_context import evaluation as ev
+from contrastive_context.common import (UserError, check_output_path, print_config, run_main,
                                         write_json_atomic, write_text_atomic)
-from contrastive_context.outputs import check_out_not_input  # noqa: E402
-from contrastive_context.stats import fmt  # noqa: E402
+from contrastive_context.outputs import check_out_not_input
+from contrastive_context.stats import fmt
 
 
 def build_parser():

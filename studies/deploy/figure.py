@@ -3,7 +3,7 @@ P_0-only / zero-prompt reference, dashed) per window of the stream, and the shar
 neighbour in P_t.
 
     python studies/deploy/figure.py --root results/deploy/chat_ende --start empty \\
-        --models contrastive-cf1 contrastive zero base copier --out results/deploy/chat_empty.png
+        --labels contrastive-cf1 contrastive zero base copier --out results/deploy/chat_empty.png
 
 --start empty reads <model>-empty and <model>-zeroprompt (the zero-regime model's is --zero); --start train
 reads <model>-nearest and <model>-p0. A model whose folders are not both finished is left out (and named).
@@ -19,7 +19,7 @@ from contrastive_context.common import UserError, print_config, run_main, write_
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding the deploy folders")
-    p.add_argument("--models", nargs="+", required=True, help="model labels (folder prefixes)")
+    p.add_argument("--labels", nargs="+", required=True, help="model labels (folder prefixes)")
     p.add_argument("--start", choices=["train", "empty"], default="empty", help="which pair of folders per model")
     p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
     p.add_argument("--window", type=int, default=50, help="stream items per point (default 50)")
@@ -48,7 +48,7 @@ def main(argv=None):
     if args.window < 1:
         raise UserError(f"--window must be >= 1, got {args.window}")
     lines, missing = {}, []
-    for m in args.models:
+    for m in args.labels:
         fb = _rows(args.root, f"{m}-empty" if args.start == "empty" else f"{m}-nearest")
         ref_name = (args.zero if m == args.zero.split("-")[0] else f"{m}-zeroprompt") if args.start == "empty" \
             else f"{m}-p0"
@@ -62,7 +62,7 @@ def main(argv=None):
         lines[m] = {"feedback": series(fb[1], args.window), "reference": series(ref[1], args.window) if ref else None,
                     "high_share": high, "metric": fb[0]["metric"]}
     if not lines:
-        raise UserError(f"no model of {args.models} has its folders finished in {args.root}")
+        raise UserError(f"no model of {args.labels} has its folders finished in {args.root}")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,7 +1,7 @@
 """The gated:TAU policy on a deployment stream, with TAU chosen on one part of the stream and scored on the rest.
 
     python studies/deploy/gated.py --root results/deploy/chat_ende --start empty \\
-        --models contrastive-cf1 contrastive zero base --out results/deploy/chat_gated.md
+        --labels contrastive-cf1 contrastive zero base --out results/deploy/chat_gated.md
 
 gated:TAU answers x_t with the nearest-policy context when its best neighbour in P_t has nsim >= TAU, else
 under a zero prompt. P_t does not depend on the policy (it is P_0 plus the stream items whose feedback is
@@ -35,7 +35,7 @@ MARGIN = 2.0
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding the run_mt.sh / deploy.sh deploy folders")
-    p.add_argument("--models", nargs="+", required=True, help="model labels (folder prefixes), in table order")
+    p.add_argument("--labels", nargs="+", required=True, help="model labels (folder prefixes), in table order")
     p.add_argument("--start", choices=["train", "empty"], default="empty",
                    help="empty: <model>-empty (P_0 empty), P_0-only reference = the zero prompt; train: <model>-nearest, "
                         "reference <model>-p0")
@@ -125,11 +125,11 @@ def main(argv=None):
     if z[0]["policy"] != "zero":
         raise UserError(f"{args.zero} is not a zero-policy run")
     rows, missing = [], []
-    for m in args.models:
+    for m in args.labels:
         r = model_row(args, m, z[1])
         (rows.append(r) if r else missing.append(m))
     if not rows:
-        raise UserError(f"no model of {args.models} has its nearest, zero-prompt and reference folders in {args.root}")
+        raise UserError(f"no model of {args.labels} has its nearest, zero-prompt and reference folders in {args.root}")
     r0 = rows[0]
     lines = [f"# gated:TAU on the `{args.root.rstrip('/').split('/')[-1]}` stream ({args.start} start)", "",
              f"TAU chosen on stream items t < {r0['cut']} (of {r0['T']}); everything below on the {r0['T'] - r0['cut']} "

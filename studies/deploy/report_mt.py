@@ -2,7 +2,7 @@
 G1 and G2 with paired CIs clustered by stream item, score vs feedback seen, and the verdicts by the rule below.
 
     python studies/deploy/report_mt.py --root results/deploy/chat_ende --zero zero-zero \\
-        --models contrastive-cf1 contrastive random zero base copier --out results/deploy/chat_ende.md
+        --labels contrastive-cf1 contrastive random zero base copier --out results/deploy/chat_ende.md
 
 --root holds the folders `studies/deploy/run_mt.sh` writes. --start train (P_0 = the set's train split):
 `<model>-nearest` (nearest policy, feedback on) and `<model>-p0` (nearest policy, --feedback off: P_0 only).
@@ -32,7 +32,8 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding <model>-nearest, <model>-p0 and the --zero folder")
     p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
-    p.add_argument("--models", nargs="+", required=True, help="model labels (folder prefixes), in table order")
+    p.add_argument("--labels", dest="models", nargs="+", required=True,
+                   help="model labels (folder prefixes), in table order")
     p.add_argument("--start", choices=["train", "empty"], default="train",
                    help="train: <model>-nearest vs <model>-p0; empty: <model>-empty vs <model>-zeroprompt")
     p.add_argument("--margin", type=float, default=MARGIN,

@@ -9,21 +9,22 @@ input with itself (runs/<cell>-s<seed>.inputs.json); 95 % CI clustered by test i
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import stats  # noqa: E402
-from contrastive_context.common import UserError, run_main  # noqa: E402
+from contrastive_context import stats
+from contrastive_context.common import UserError, run_main
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a sweep.py --out folder")
     p.add_argument("a", help="cell A (the reference)")
     p.add_argument("b", help="cell B")
     p.add_argument("--metrics", default="acc_zero", help="comma-separated per-input metrics")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     runs = os.path.join(args.sweep, "runs")
 
     def load(cell):

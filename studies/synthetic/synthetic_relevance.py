@@ -24,16 +24,13 @@ import json
 import types
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contrastive_context import stats  # noqa: E402
-from contrastive_context.synthetic import runs as synthetic_runs  # noqa: E402
-from contrastive_context.synthetic import scratch  # noqa: E402
-from contrastive_context.common import UserError, run_main, write_text_atomic  # noqa: E402
+from contrastive_context import stats
+from contrastive_context.synthetic import runs as synthetic_runs
+from contrastive_context.synthetic import scratch
+from contrastive_context.common import UserError, run_main, write_text_atomic
 
 METRICS = [("edit_ok", "edit-ok", "up"), ("cf_copy", "cf-copy", "down"),
            ("acc_random+counterfactual", "acc rand+cf", None), ("acc_random+paraphrase", "acc rand+para", "keep"),
@@ -121,12 +118,16 @@ def verdict(d, rule):
     return "lost" if hi < -MARGIN and all(v < -MARGIN for v in d["per_seed"].values()) else "not separated"
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweep", help="a sweep.py --out folder with a --counterfactual axis")
+    p.add_argument("sweep", help="a sweep.py --out folder with a --counterfactuals axis")
     p.add_argument("--out", required=True, help="markdown report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     runs = os.path.join(args.sweep, "runs")
     if not os.path.isdir(runs):
         raise UserError(f"no runs/ folder in {args.sweep}")

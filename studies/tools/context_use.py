@@ -16,24 +16,20 @@ For a task with a checkable output format (semparse: a bracketed logical form) a
 the share of answers in that format, whatever their content.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import evaluation  # noqa: E402
-from contrastive_context.common import (UserError, check_output_path, print_config, run_main,  # noqa: E402
+from contrastive_context import evaluation
+from contrastive_context.common import (UserError, check_output_path, print_config, run_main,
                                         write_text_atomic)
-from contrastive_context.config import finite_float  # noqa: E402
-from contrastive_context.outputs import check_out_not_input  # noqa: E402
-from contrastive_context.paraphrases import is_no_answer, load_paraphrases  # noqa: E402
-from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context.config import finite_float
+from contrastive_context.outputs import check_out_not_input
+from contrastive_context.paraphrases import is_no_answer, load_paraphrases
+from contrastive_context.tasks import add_task_args, task_from_args
 
 TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
 PREDICTION_FIELDS = {"id": str, "context_type": str, "prediction": str, "context": list, "score": float}
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("evals", nargs="+", help="evaluate.py output folders")
@@ -42,7 +38,11 @@ def main(argv=None):
     p.add_argument("--threshold", type=finite_float(0, 100, lo_open=True), default=90.0,
                    help="chrF (0-100] from which an answer counts as a copy of a label (default 90)")
     p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if len(args.labels) != len(args.evals):
         raise UserError(f"{len(args.evals)} folders but {len(args.labels)} labels")
     check_output_path(args.out)

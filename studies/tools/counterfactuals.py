@@ -20,17 +20,15 @@ import os
 import sys
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contrastive_context import evaluation as ev  # noqa: E402
-from contrastive_context import paraphrases  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main, write_jsonl_atomic, write_text_atomic  # noqa: E402
-from contrastive_context import config  # noqa: E402
-from contrastive_context.config import number  # noqa: E402
-from contrastive_context.paraphrases import is_copy  # noqa: E402
-from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context import evaluation as ev
+from contrastive_context import paraphrases
+from contrastive_context.common import UserError, print_config, run_main, write_jsonl_atomic, write_text_atomic
+from contrastive_context import config
+from contrastive_context.config import number
+from contrastive_context.paraphrases import is_copy
+from contrastive_context.tasks import add_task_args, task_from_args
 
 
 def quantile_text(v):
@@ -59,7 +57,7 @@ def spread(rows):
     return out
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("--split", default=None, help="test split (default: the task's first)")
@@ -69,7 +67,11 @@ def main(argv=None):
     config.add_eval_arg(p, "cf_family", "--family")
     p.add_argument("--out", required=True, help="counterfactuals JSONL")
     p.add_argument("--report", required=True, help="markdown quality report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if os.path.abspath(args.out) == os.path.abspath(args.report):
         raise UserError("--out and --report name the same file")
     print_config(args, "counterfactuals")

@@ -14,19 +14,16 @@ Reported: median, quartiles and the share >= 0.5 / >= 0.8, beside the paraphrase
 """
 import argparse
 import dataclasses
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from contrastive_context import config  # noqa: E402
-from contrastive_context import contexts  # noqa: E402
-from contrastive_context import evaluation as ev  # noqa: E402
-from contrastive_context import paraphrases  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
-from contrastive_context.tasks import add_task_args, task_from_args  # noqa: E402
+from contrastive_context import config
+from contrastive_context import contexts
+from contrastive_context import evaluation as ev
+from contrastive_context import paraphrases
+from contrastive_context.common import UserError, print_config, run_main, write_text_atomic
+from contrastive_context.tasks import add_task_args, task_from_args
 
 
 def describe(values):
@@ -35,7 +32,7 @@ def describe(values):
     return f"{med:.2f} | {q1:.2f}–{q3:.2f} | {100 * (v >= 0.5).mean():.0f} % | {100 * (v >= 0.8).mean():.0f} % | {len(v)}"
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("--pools", required=True, help="comma-separated pool sizes, e.g. 1000,29000")
@@ -44,7 +41,11 @@ def main(argv=None):
     p.add_argument("--limit", type=config.number(int, 1), default=200, help="test inputs (default 200)")
     p.add_argument("--paraphrases", default=None, help="test paraphrase file, for the scale row")
     p.add_argument("--out", required=True, help="markdown table")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         pools = [int(v) for v in args.pools.split(",")]
     except ValueError:

@@ -25,12 +25,10 @@ import os
 import sys
 from collections import OrderedDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import stats  # noqa: E402
-from contrastive_context.counterfactual import judge  # noqa: E402
-from contrastive_context.common import UserError, print_config, run_main, write_text_atomic  # noqa: E402
-from contrastive_context.evaluation import read_eval_folder  # noqa: E402
+from contrastive_context import stats
+from contrastive_context.counterfactual import judge
+from contrastive_context.common import UserError, print_config, run_main, write_text_atomic
+from contrastive_context.evaluation import read_eval_folder
 
 COLS = ("edit_ok", "cf_copy", "edit_ok_random", "harm", "score", "gain")
 NAMES = {"edit_ok": "edit-ok %", "cf_copy": "cf-copy %", "edit_ok_random": "span right under random %",
@@ -165,15 +163,19 @@ def report(groups, ref, noise, cmd, seed=0):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cf_root", help="folder of evaluate.py outputs with random+counterfactual, one per label")
     p.add_argument("--eval-root", default=None, help="the study's evaluation folders (same labels) for the "
                    "shared-part gain")
     p.add_argument("--ref", default="contrastive", help="label whose paired differences are reported")
-    p.add_argument("--samples", type=int, default=0, help="also print N raw predictions of --ref (read them)")
+    p.add_argument("--show", type=int, default=0, help="also print N raw predictions of --ref (read them)")
     p.add_argument("--out", required=True, help="markdown report")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     print_config(args, "relevance")
     groups = load(args.cf_root, args.eval_root)
     noise = seed_noise(groups)
@@ -181,10 +183,10 @@ def main(argv=None):
     md = report(groups, args.ref, noise, cmd)
     write_text_atomic(args.out, md)
     print(md, flush=True)
-    if args.samples and args.ref in groups:
+    if args.show and args.ref in groups:
         name, by_id = groups[args.ref][0]
         for i, (k, r) in enumerate(by_id.items()):
-            if i >= args.samples:
+            if i >= args.show:
                 break
             print(f"[{name} {k}] edit_ok={r['edit_ok']:.0f} cf_copy={r['cf_copy']:.0f}\n  pred: {r['prediction']}\n"
                   f"  gold: {r['reference']}\n  cf-y: {r['cf_reference']}", flush=True)

@@ -1,30 +1,33 @@
 """Move a finished study's outputs into the repository under a repository-relative name: every text file
-(JSON, JSONL, markdown) has the old folder prefix replaced by the new one, and the checksums that cover
-a rewritten file are refreshed (JSONL sidecars' sha256, cc_output.json's completion record).
+(JSON, JSONL, markdown) it copies has the old folder prefix replaced by the new one, and the checksums that
+cover a rewritten file are refreshed (JSONL sidecars' sha256, cc_output.json's completion record).
 
-    python studies/tools/relocate.py OUT results/mt_fullpool --labels copier,contrastive,contrastive-cf1
+    python studies/tools/relocate.py OUT results/mt_fullpool --labels copier contrastive contrastive-cf1
 
 Copies OLD/{eval,eval_cf,runs}/<label> (runs: config.json, train_log.jsonl, contexts.jsonl + sidecar; no
 weights) and the LoRA adapter of each run (runs.export_adapter, fp16, with its prompt_template.json) to NEW.
 Only labels whose evaluation is complete (summary.json) are copied. The files' contents are unchanged
 apart from the path prefix; readers (evaluation.read_eval_folder) check the refreshed checksums.
+Each folder is made and rewritten in a temporary folder and renamed into place when complete (never a
+partial file or folder); a destination that exists already is refused before anything is written (relocate
+never replaces or deletes what it did not make), and files in NEW it did not copy are never touched.
 """
 import argparse
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from contrastive_context import contexts, runs, tasks  # noqa: E402
-from contrastive_context.common import UserError, file_sha256, read_json, run_main, write_json_atomic  # noqa: E402
+from contrastive_context import contexts, runs, tasks
+from contrastive_context.common import (UserError, atomic_path, file_sha256, read_json, run_main, write_json_atomic,
+                                        write_text_atomic)
 
 TEXT = (".json", ".jsonl", ".md")
 RUN_FILES = ("config.json", "train_log.jsonl", "contexts.jsonl", "contexts.jsonl.meta.json", "cc_output.json")
+SKIP = shutil.ignore_patterns(".cc_lock", "*.partial*")
 
 
 def rewrite(folder, old, new):
-    """Replace old -> new in every text file under folder; refresh the checksums that cover them."""
+    """Replace old -> new in every text file under folder (each written atomically); refresh the checksums
+    that cover them."""
     for root, _, files in os.walk(folder):
         for f in sorted(files):
             p = os.path.join(root, f)
@@ -32,8 +35,7 @@ def rewrite(folder, old, new):
                 with open(p, encoding="utf-8") as fh:
                     text = fh.read()
                 if old in text:
-                    with open(p, "w", encoding="utf-8") as fh:
-                        fh.write(text.replace(old, new))
+                    write_text_atomic(p, text.replace(old, new))
         for f in sorted(files):  # sidecars: sha256 of their data file
             if f.endswith(".meta.json") and os.path.isfile(os.path.join(root, f[:-len(".meta.json")])):
                 p = os.path.join(root, f)
@@ -51,40 +53,66 @@ def rewrite(folder, old, new):
             write_json_atomic(p, owner)
 
 
-def main(argv=None):
+def plan(old, new, labels):
+    """{label: [(kind, source, destination)]} of the folders to make; a destination that exists is a UserError
+    (before anything is written)."""
+    todo = {}
+    for label in labels:
+        items = [(s, os.path.join(old, s, label), os.path.join(new, s, label)) for s in ("eval", "eval_cf")
+                 if os.path.isfile(os.path.join(old, s, label, "summary.json"))]
+        run = os.path.join(old, "runs", label)
+        if items and os.path.isdir(run):
+            items.append(("runs", run, os.path.join(new, "runs", label)))
+            if os.path.isfile(os.path.join(runs.final_dir(run), runs.ADAPTER_WEIGHTS)):
+                items.append(("adapters", run, os.path.join(new, "adapters", label)))
+        todo[label] = items
+    there = [dst for items in todo.values() for _, _, dst in items if os.path.lexists(dst)]
+    if there:
+        raise UserError(f"{there[0]} exists already: relocate never replaces a folder it did not make "
+                        f"({len(there)} such destination(s); remove them or choose another NEW)")
+    return todo
+
+
+def make(kind, src, tmp):
+    """Fill the temporary folder `tmp` with the `kind` copy of `src`."""
+    if kind in ("eval", "eval_cf"):
+        shutil.copytree(src, tmp, ignore=SKIP, dirs_exist_ok=True)
+    elif kind == "runs":
+        for f in RUN_FILES:
+            if os.path.isfile(os.path.join(src, f)):
+                shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
+    else:  # adapters
+        runs.export_adapter(runs.final_dir(src), tmp)
+        cfg = runs.read_config(src)
+        # the k the run trained with: its contexts' (a --contexts run's config.json may not say it)
+        k = contexts.sampling_record(cfg.get("contexts") or runs.contexts_path(src))["k"]
+        write_json_atomic(os.path.join(tmp, tasks.PROMPT_CARD), tasks.prompt_card(cfg, k))
+
+
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("old", help="the study's output folder (as the study wrote it)")
     p.add_argument("new", help="repository-relative destination, e.g. results/mt_fullpool")
-    p.add_argument("--labels", required=True, help="comma-separated labels to copy")
-    args = p.parse_args(argv)
+    p.add_argument("--labels", nargs="+", required=True, help="labels to copy")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if os.path.isabs(args.new):
         raise UserError(f"{args.new}: the destination must be repository-relative")
     old = os.path.abspath(args.old).rstrip("/") + "/"
-    for label in args.labels.split(","):
-        done = [s for s in ("eval", "eval_cf") if os.path.isfile(os.path.join(old, s, label, "summary.json"))]
-        if not done:
+    new_prefix = args.new.rstrip("/") + "/"
+    for label, items in plan(old, args.new, args.labels).items():
+        if not items:
             print(f"skip {label}: no finished evaluation")
             continue
-        for s in done:
-            dst = os.path.join(args.new, s, label)
-            shutil.rmtree(dst, ignore_errors=True)
-            shutil.copytree(os.path.join(old, s, label), dst, ignore=shutil.ignore_patterns(".cc_lock", "*.partial*"))
-        run = os.path.join(old, "runs", label)
-        if os.path.isdir(run):
-            dst = os.path.join(args.new, "runs", label)
-            os.makedirs(dst, exist_ok=True)
-            for f in RUN_FILES:
-                if os.path.isfile(os.path.join(run, f)):
-                    shutil.copyfile(os.path.join(run, f), os.path.join(dst, f))
-            if os.path.isfile(os.path.join(runs.final_dir(run), runs.ADAPTER_WEIGHTS)):
-                ada = runs.export_adapter(runs.final_dir(run), os.path.join(args.new, "adapters", label))
-                cfg = runs.read_config(run)
-                # the k the run trained with: its contexts' (a --contexts run's config.json may not say it)
-                k = contexts.sampling_record(cfg.get("contexts") or runs.contexts_path(run))["k"]
-                write_json_atomic(os.path.join(ada, tasks.PROMPT_CARD), tasks.prompt_card(cfg, k))
-        print(f"copied {label}: {', '.join(done)}")
-    rewrite(args.new, old, args.new.rstrip("/") + "/")
+        for kind, src, dst in items:
+            with atomic_path(dst, is_dir=True) as tmp:
+                make(kind, src, tmp)
+                rewrite(tmp, old, new_prefix)
+        print(f"copied {label}: {', '.join(kind for kind, _, _ in items)}")
 
 
 if __name__ == "__main__":
