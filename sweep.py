@@ -39,6 +39,7 @@ import time
 import torch
 
 from contrastive_context import cli
+from contrastive_context import regimes
 from contrastive_context.synthetic import minimal_model
 from contrastive_context.synthetic import report as sweep_report
 from contrastive_context.synthetic import data as synthetic
@@ -51,7 +52,7 @@ from contrastive_context.synthetic.runs import DATA, cell, run_done
 
 # the regimes (regimes.REGIMES) in the order sweep.py trains and reports them by default (--regimes): the rows of
 # results.md's regime tables, the keys of sweep.jsonl.meta.json's regime_cells, the curves of transience.png
-REPORT_ORDER = ("zero", "random", "similar", "random+similar", "contrastive")
+REPORT_ORDER = tuple(r for r in regimes.REGIMES if r != "contrastive") + ("contrastive",)
 
 
 BUDGETS = {   # what --budget sets (explicit flags win)

@@ -59,22 +59,26 @@ validated); it is locked (.cc_lock) while train.py runs, so a second train.py on
 error line; a run that fails before training starts leaves nothing behind in a new folder.
 """
 import argparse
+import contextlib
 import dataclasses
+import math
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 import torch
 
 from contrastive_context import config
 from contrastive_context import contexts
+from contrastive_context import evaluation
 from contrastive_context.paraphrases import load_paraphrases, write_perturb_paraphrases
 from contrastive_context import models
 from contrastive_context import runs
 from contrastive_context import training
-from contrastive_context.common import UserError, file_sha256, print_config, run_main, set_seed
-from contrastive_context.config import add_threads_arg
+from contrastive_context.common import UserError, file_sha256, print_config, progress, run_main, set_seed
+from contrastive_context.config import REPORT_TO, add_threads_arg, set_threads
 from contrastive_context.evaluation import format_by_type
 from contrastive_context.tasks import add_task_args, task_config, task_from_args
 
@@ -136,15 +140,16 @@ def get_args(argv=None):
 def main(argv=None):
     args = get_args(argv)
     tc, cc = config.from_args(config.TrainConfig, args), config.from_args(config.ContextConfig, args)
-    acc, precision = training.accelerator(tc.precision, args.threads, tc.report_to, args.out)
+    acc, precision = accelerator(tc.precision, args.threads, tc.report_to, args.out)
     if not acc.is_main_process:  # the main process owns (checks, locks, writes) the run folder
-        return _train(args, tc, cc, acc, precision, None)
+        return train(args, tc, cc, acc, precision, None)
     with runs.claim(args.out, [args.data, args.contexts, args.paraphrases, args.model], overwrite=args.overwrite,
-                    resume=args.resume) as out:
-        return _train(args, tc, cc, acc, precision, out)
+                    resume=args.resume) as claimed:
+        return train(args, tc, cc, acc, precision, claimed)
 
 
-def _train(args, tc, cc, acc, precision, out):
+def train(args, tc, cc, acc, precision, claimed):
+    import transformers  # (here, not at the top: train.py -h stays fast)
     show = acc.is_main_process
     if show:  # only the flags that apply (config.applicable)
         print_config({k: v for k, v in config.applicable(args).items() if k != "config" or v}, "train")
@@ -153,7 +158,7 @@ def _train(args, tc, cc, acc, precision, out):
     set_seed(tc.seed)
 
     # --- data: task, contexts, token sequences, the plan of optimizer steps ------------------
-    task, cc, paraphrases, epoch_rows, on_the_fly = _task_and_contexts(args, tc, cc, show)
+    task, cc, paraphrases, epoch_rows, on_the_fly = task_and_contexts(args, tc, cc, show)
     with acc.main_process_first():  # a first use converts a packaged GGUF once, not once per GPU
         model, tok = models.load(tc.model, device=acc.device, dtype=torch.bfloat16 if precision == "bf16"
                                  else torch.float32)
@@ -165,70 +170,142 @@ def _train(args, tc, cc, acc, precision, out):
               f"{n_tokens} tokens; {dropped} prompts shortened to fit --max-len {tc.max_len}", flush=True)
 
     # --- model, optimizer, run folder --------------------------------------------------------
-    model, lora_modules = training.make_trainable(model, tc, tc.model)
+    model, lora_modules = make_trainable(model, tc)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer, scheduler = training.optimizer_for(model, tc, len(plan))
-    flags = {k: v for k, v in vars(args).items() if k != "config"}  # where the flags came from is no flag
-    if args.contexts:  # the regime flags were not used: the file's own sampling config is the record
-        flags = {k: v for k, v in flags.items() if k not in config.SAMPLING_FLAGS}
-    sampled_with = contexts.sampling_record(args.contexts) if args.contexts else \
-        {**dataclasses.asdict(cc), "seed": tc.seed}
-    run_config = dict(flags, training_contexts=sampled_with, task_config=task_config(args), total_steps=len(plan),
-                      epochs_planned=len(epoch_seqs),
-                      contexts_source=args.contexts or "sampled", precision=precision, lora_modules=lora_modules,
-                      contexts_sha256=file_sha256(args.contexts) if args.contexts else None,
-                      trainable_params=n_train, world_size=acc.num_processes, torch=torch.__version__)
-    if args.resume and show:
-        runs.check_resume(args.out, run_config, NON_SEMANTIC)
-    start, log_rows, ckpt = training.resume_state(acc, args.out, model, optimizer, scheduler, tc.full) \
-        if args.resume else (0, [], None)
-    rng = training.load_state_file(runs.rng_state_path(ckpt, acc.process_index), "RNG state") \
-        if ckpt else None  # read (and checked) now, applied last
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc.lr,
+                                  weight_decay=tc.weight_decay)
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, tc.warmup_steps, len(plan))
+    run_config = record(args, cc, tc, acc, precision, len(plan), len(epoch_seqs), lora_modules, n_train)
+    run = runs.RunWriter(args.out, acc, claimed, tc.full, args.keep_checkpoints, tc.report_to)
+    start, rng = run.resume(run_config, NON_SEMANTIC, model, optimizer, scheduler) if args.resume else (0, None)
     if show:  # everything is validated: only now is the folder emptied (--overwrite) and written
-        _write_run(out, args, task, cc, tc, rows, run_config, on_the_fly)
+        run.start(run_config, contexts=None if args.contexts else (rows, task, cc, tc.seed),
+                  paraphrases=(lambda path: write_perturb_paraphrases(path, task, n=3, seed=tc.seed))
+                  if on_the_fly else None)
         print(f"model {tc.model}: {n_train / 1e6:.2f}M trainable parameters ("
               f"{'all weights' if tc.full else 'LoRA on ' + ', '.join(lora_modules)}); device {acc.device}, "
               f"precision {precision}", flush=True)
-    before = training.quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k, desc="check before") \
+    before = quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k, desc="check before") \
         if show and args.eval_limit and not start else None
     model, optimizer = acc.prepare(model, optimizer)
-    if ckpt:  # last, so that nothing above changes the restored random streams
-        training.set_rng_state(rng)
+    if rng is not None:  # last, so that nothing above changes the restored random streams
+        runs.set_rng_state(rng)
 
     # --- train, save, report -----------------------------------------------------------------
-    if out is not None:  # from here a failure leaves the run (with its marker) for --resume / --overwrite
-        out.keep()
-    training.start_tracking(acc, args.out, tc.report_to, run_config)  # --report-to (main process only)
-    try:
-        training.log_scores(acc, before, 0)
-        log_rows, finished = training.train_steps(acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start,
-                                                  log_rows, args, tc.full)
-        if not finished:
-            return
-        training.save_checkpoint(acc, runs.final_dir(args.out), model, tok, tc.full, None, None, len(plan), log_rows)
+    with run.training(run_config):  # from here a failure leaves the run for --resume / --overwrite
+        run.log_scores(before, 0)
+        if not train_loop(args, acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, run):
+            return  # --stop-after
+        run.finish(model, tok, len(plan))
         if show:
-            after = _report(args, tc, cc, task, acc.unwrap_model(model), tok, len(plan), log_rows, before)
-            training.log_scores(acc, after, len(plan))
-    finally:
-        training.end_tracking(acc, tc.report_to)
+            after = report(args, tc, cc, task, acc.unwrap_model(model), tok, len(plan), run.log_rows, before)
+            run.log_scores(after, len(plan))
 
 
-def _task_and_contexts(args, tc, cc, show):
+# Hand-written, kept: this loop with runs.RunWriter's checkpoints (optimizer, scheduler, per-process RNG state)
+# resumes exactly (tests/test_training.py), which HF Trainer does not guarantee.
+def train_loop(args, acc, model, tok, optimizer, scheduler, plan, epoch_seqs, start, run):
+    """Optimizer steps start+1 .. len(plan), a checkpoint every --save-every; True when all are done.
+    (--stop-after N, for tests, returns False after step N, as if the process were killed then.)"""
+    show, total = acc.is_main_process, len(plan)
+    last_only = training.base_forward_takes_logits_to_keep(acc.unwrap_model(model))
+    model.train()
+    bar = progress(total=total, initial=start, desc="train", **({} if show else {"disable": True}))
+    t_start = time.time()
+    for step in range(start + 1, total + 1):
+        t0 = time.time()
+        micro = plan[step - 1][acc.process_index::acc.num_processes]  # this process's micro-batches
+        loss_sum = torch.zeros((), device=acc.device)
+        tokens = torch.zeros((), device=acc.device)
+        for j, (e, b) in enumerate(micro):
+            batch = training.collate([epoch_seqs[e][i] for i in b], tok.pad_token_id, acc.device)
+            sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)  # sync at the last
+            with sync:
+                with acc.autocast():
+                    loss = training.loss_fn(model, batch, last_only)  # on the answer tokens only
+                acc.backward(loss / len(micro))
+            loss_sum += loss.detach() / len(micro)
+            tokens += batch["attention_mask"].sum()
+        if args.max_grad_norm > 0:
+            acc.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss_mean = acc.reduce(loss_sum, "mean").item()
+        if not math.isfinite(loss_mean):
+            raise UserError(f"the loss became {loss_mean} at step {step} (learning rate too high?)")
+        tokens = acc.reduce(tokens, "sum").item()
+        dt = time.time() - t0
+        if step % args.log_every == 0 or step == total:
+            run.log({"step": step, "loss": round(loss_mean, 6), "lr": lr,
+                     "tokens_per_s": round(tokens / max(dt, 1e-9), 1)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_mean:.4f}", tok_s=f"{tokens / max(dt, 1e-9):.0f}", refresh=False)
+        if step == start + 3 and show and total - step > 0:
+            per = (time.time() - t_start) / 3
+            print(f"\nestimated time: {per * (total - step) / 60:.1f} min for the remaining {total - step} steps "
+                  f"({per:.2f} s/step)", file=sys.stderr, flush=True)
+        if args.save_every and step % args.save_every == 0 and step < total:
+            run.checkpoint(step, model, tok, optimizer, scheduler)
+        elif step % 25 == 0:
+            run.write_log()
+        if args.stop_after and step >= args.stop_after and step < total:
+            bar.close()
+            run.write_log()
+            if show:
+                print(f"stopped after step {step} (--stop-after)", flush=True)
+            return False
+    bar.close()
+    run.write_log()
+    return True
+
+
+# ----------------------------------------------------------------------------- set-up
+def accelerator(precision, threads, report_to="none", run=None):
+    """An Accelerator (one GPU, several under accelerate/torchrun, or the CPU) and the precision used.
+    report_to (--report-to): its tracker, logging under the run folder `run`; a tracker whose package is
+    not installed is a UserError here, before the run folder is touched (Accelerate would skip it silently)."""
+    from accelerate import Accelerator
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+    if report_to not in REPORT_TO:
+        raise UserError(f"--report-to must be one of {', '.join(REPORT_TO)}, got {report_to!r}")
+    if report_to != "none" and not {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[report_to]():
+        raise UserError(f"--report-to {report_to} needs the {report_to} package: pip install {report_to}"
+                        + (" (or -r requirements-extras.txt)" if report_to == "tensorboard" else ""))
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu:
+        set_threads(threads)  # 0 = auto (config.auto_threads), as in every script
+    if precision == "auto":
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    if precision != "no" and not on_gpu:
+        raise UserError(f"--precision {precision} needs a GPU; use --precision no on CPU")
+    tracking = {} if report_to == "none" else {"log_with": report_to, "project_dir": run}
+    return Accelerator(mixed_precision=precision, cpu=not on_gpu, **tracking), precision
+
+
+def task_and_contexts(args, tc, cc, show):
     """(task, context config, paraphrases, epoch_rows(e), on_the_fly): the task, and where each epoch's
-    contexts come from. A bad contexts file is refused here, before the run folder is written; alignment
-    paraphrases for --rho are made on the fly (deterministically, by every process) outside the run
-    folder, and copied into it with config.json (_write_run)."""
+    contexts come from: a --contexts file (refused here if bad, before the run folder is written) or
+    sampled epoch by epoch with the regime flags. Alignment paraphrases for --rho are made on the fly
+    (deterministically, by every process) outside the run folder, and written into it by run.start."""
     task = task_from_args(args)
     if show:
         print(task.describe(), flush=True)
     paraphrases = load_paraphrases(cc.paraphrases, task) if cc.paraphrases else None
     if args.contexts:  # a bad contexts file is refused before the run folder is written
-        epoch_rows = training.context_source(args.contexts, task, cc, tc.seed, paraphrases, show)
+        rows = contexts.read_rows(args.contexts, task, paraphrases)
+        covered = len({r["target"] for r in rows})
+        if covered < len(task.pool) and show:
+            print(f"note: {args.contexts} has contexts for {covered} of the {len(task.pool)} pool targets", flush=True)
+        epoch_rows = file_epochs(rows, args.contexts, show)
         if not tc.max_steps and epoch_rows.n_epochs < tc.epochs:  # --max-steps runs cycle the file (a note)
             raise UserError(f"{args.contexts} holds contexts for {epoch_rows.n_epochs} epoch(s) but this run trains "
                             f"{tc.epochs} epochs: sample them with sample_contexts.py --epochs {tc.epochs} (or "
                             f"train.py --epochs {epoch_rows.n_epochs})")
-    on_the_fly = not cc.paraphrases and not args.contexts and cc.regime == "contrastive" and cc.rho > 0 \
+        return task, cc, paraphrases, epoch_rows, False
+    on_the_fly = not cc.paraphrases and cc.regime == "contrastive" and cc.rho > 0 \
         and task.name == "alignment"  # exact, label-preserving paraphrases made on the fly
     if on_the_fly:
         args.paraphrases = runs.paraphrases_path(args.out)
@@ -239,30 +316,80 @@ def _task_and_contexts(args, tc, cc, show):
             print(f"paraphrases for --rho {cc.rho:g}: made on the fly with the task's perturbation -> "
                   f"{args.paraphrases}", flush=True)
         cc = config.from_args(config.ContextConfig, args)
-    if not args.contexts:
-        epoch_rows = training.context_source(None, task, cc, tc.seed, paraphrases, show)
-    return task, cc, paraphrases, epoch_rows, on_the_fly
+    if show:
+        contexts.note_unused_rho(cc, paraphrases)
+    sampler = contexts.Sampler(task, cc, tc.seed, paraphrases, show_progress=False)  # plan_run's bar covers it
+    return task, cc, paraphrases, sampler.epoch, on_the_fly
 
 
-def _write_run(out, args, task, cc, tc, rows, run_config, on_the_fly):
-    """Empty the run folder (--overwrite) and write what the run is: its paraphrases (made on the fly),
-    config.json and the sampled contexts."""
-    out.start()
-    if on_the_fly:
-        write_perturb_paraphrases(args.paraphrases, task, n=3, seed=tc.seed)
-    runs.write_config(args.out, run_config)
-    if not args.contexts:  # a --contexts file is recorded by path and sha256 in config.json, not copied
-        contexts.write_rows(runs.contexts_path(args.out), rows, task, cc, tc.seed, source="sampled")
+def file_epochs(rows, path, show):
+    """epoch_rows(e) for a contexts file: epoch e uses the file's e-th epoch, cycled (with a note)."""
+    by_epoch = {}
+    for r in rows:
+        by_epoch.setdefault(r["epoch"], []).append(r)
+    src = sorted(by_epoch)
+
+    def epoch_rows(e):
+        if e == len(src) and show:
+            print(f"note: {path} holds {len(src)} epoch(s) of contexts; later epochs reuse them in turn", flush=True)
+        return by_epoch[src[e % len(src)]]
+    epoch_rows.n_epochs = len(src)  # a file with fewer epochs than --epochs is refused
+    return epoch_rows
 
 
-def _report(args, tc, cc, task, model, tok, steps, log_rows, before):
+def make_trainable(model, tc):
+    """LoRA on the configured modules (or every weight with --full). Returns (model, lora modules)."""
+    if tc.full:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, []
+    from peft import get_peft_model
+    lora, modules = training.lora_config(model, tc.lora_targets, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.model)
+    model.config.use_cache = False
+    return get_peft_model(model, lora), modules
+
+
+def record(args, cc, tc, acc, precision, total_steps, epochs, lora_modules, n_train):
+    """config.json: every flag, and under "training_contexts" the sampling config and seed of the training
+    contexts (the regime flags for sampled contexts; a --contexts file's own sidecar config, the regime
+    flags then left out), and what the run planned and runs with."""
+    flags = {k: v for k, v in vars(args).items() if k != "config"}  # where the flags came from is no flag
+    if args.contexts:  # the regime flags were not used: the file's own sampling config is the record
+        flags = {k: v for k, v in flags.items() if k not in config.SAMPLING_FLAGS}
+    sampled_with = contexts.sampling_record(args.contexts) if args.contexts else \
+        {**dataclasses.asdict(cc), "seed": tc.seed}
+    return dict(flags, training_contexts=sampled_with, task_config=task_config(args), total_steps=total_steps,
+                epochs_planned=epochs, contexts_source=args.contexts or "sampled", precision=precision,
+                lora_modules=lora_modules, contexts_sha256=file_sha256(args.contexts) if args.contexts else None,
+                trainable_params=n_train, world_size=acc.num_processes, torch=torch.__version__)
+
+
+# ----------------------------------------------------------------------------- the before/after check
+def quick_eval(model, tok, task, limit, seed=0, k=4, desc="generate"):
+    """Mean score per context type on the first `limit` test inputs (evaluation.py's contexts)."""
+    examples = next(iter(task.tests.values()))[:limit]
+    instances = evaluation.build_eval_contexts(task, examples, min(k, len(task.pool)), seed)
+    was_training = model.training
+    model.eval()
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = True
+    try:
+        rows, _ = evaluation.predict(model, tok, task, instances, evaluation.default_max_new_tokens(task, tok),
+                                     batch_size=16, desc=desc)
+    finally:
+        model.config.use_cache = use_cache
+        model.train(was_training)
+    return evaluation.by_context_type(rows, evaluation.CONTEXT_TYPES, seed)
+
+
+def report(args, tc, cc, task, model, tok, steps, log_rows, before):
     """The closing lines: the loss at the start and the end, and the before/after check (returns the
     after column, or None with --eval-limit 0)."""
     first, last = [r["loss"] for r in log_rows[:10]], [r["loss"] for r in log_rows[-10:]]
     print(f"done: {steps} steps; loss {np.mean(first):.4f} (first 10 steps) -> {np.mean(last):.4f} "
           f"(last 10); weights in {runs.final_dir(args.out)}", flush=True)
     if args.eval_limit:
-        after = training.quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k, desc="check after")
+        after = quick_eval(model, tok, task, args.eval_limit, tc.seed, cc.k, desc="check after")
         cols = ([before] if before else []) + [after]
         print(f"\nmean {task.metric_name} on the first {args.eval_limit} test inputs, by evaluation context:")
         print(format_by_type(cols, (["before"] if before else []) + ["after"]), flush=True)

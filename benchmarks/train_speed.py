@@ -1,17 +1,18 @@
-"""Training throughput of training.py's inner loop (LoRA q,k,v; forward + backward + AdamW step).
+"""Training throughput of train.py's inner loop (LoRA q,k,v; forward + backward + AdamW step).
 
     python benchmarks/train_speed.py                                  # tiny + smollm2-135m, CPU, batch 2 and 8
     python benchmarks/train_speed.py --models smollm2-135m --batch-sizes 2 --thread-counts 1,2 --timed-steps 20
     python benchmarks/train_speed.py --models smollm2-135m,gemma3-270m --batch-sizes 8 --timed-steps 5  # same batch
 
-Uses the very functions training.py uses (encode, plan_steps, collate, loss_fn) on the alignment
-task with Contrastive contexts, so the sequences are the real ones (~40 tokens for SmolLM2).
+Uses the IC-Train recipe train.py uses (training.py: encode, plan_epoch, collate, loss_fn, lora_config with
+train.py's default LoRA settings) on the alignment task with Contrastive contexts, so the sequences are the
+real ones (~40 tokens for SmolLM2).
 Reports, per (model, threads, batch size): steps/s, s/step, real (non-pad) tokens/s, and an
 MFU-style figure: model FLOPs per second over the measured peak of a large fp32 matmul on the
 same threads; and the process's peak RSS since the model's load (Linux VmHWM, reset per model).
 Model FLOPs per real token = 2 (forward) x 2 (forward + input-gradient backward;
 the base weights are frozen, the LoRA weight-gradients are negligible) x the non-embedding
-matmul parameters, plus the LM head for answer tokens only (training.py skips it elsewhere).
+matmul parameters, plus the LM head for answer tokens only (training.loss_fn skips it elsewhere).
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ import torch
 from contrastive_context import models
 from contrastive_context import contexts
 from contrastive_context import training
-from contrastive_context.config import ContextConfig
+from contrastive_context.config import ContextConfig, TrainConfig
 from contrastive_context.common import print_config, run_main, write_json_atomic
 from contrastive_context.tasks import load_task
 
@@ -69,15 +70,16 @@ def matmul_params(model):
 
 
 def bench(name, batch_sizes, steps, warmup, seed):
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     import gc
     gc.collect()
     reset_peak_rss()
     model, tok = models.load(name, device="cpu", dtype=torch.float32)
     model.config.use_cache = False
     torch.manual_seed(seed)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
-                                             target_modules=training.LORA_TARGETS["attn"]))
+    tc = TrainConfig()  # train.py's LoRA settings
+    lora, _ = training.lora_config(model, tc.lora_targets, tc.lora_r, tc.lora_alpha, tc.lora_dropout, name)
+    model = get_peft_model(model, lora)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     task = load_task("alignment")

@@ -19,22 +19,26 @@ OUT/adapters/<regime>/, `export_adapter`) is such an adapter folder alone: its b
 its adapter_config.json names.
 
     claim, write_config, check_resume        preparing a run folder (train.py)
+    RunWriter                                writing one (train.py): config.json, contexts.jsonl, the log,
+                                             checkpoints with the state of an exact --resume, final/
     list_checkpoints, last_checkpoint        the one lister of a run's weights, LoRA or full
     resolve_weights                          the one resolver of --adapter: RUN, RUN/final, RUN/checkpoint-N,
                                              an adapter folder (adapter_folder, adapter_base: its steps)
     read_config, check_config, apply_config  a run's config.json as evaluate.py and probes.py read it
     apply_config_file                        a run's config.json as train.py --config reads it (a re-run)
 """
+import contextlib
 import dataclasses
 import glob
 import json
 import os
+import random
 import re
 import shutil
 from typing import Optional
 
 from . import config
-from .common import UserError, file_sha256, read_json, write_json_atomic
+from .common import UserError, file_sha256, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .outputs import check_out_not_input, claim_output_dir
 
 KIND = "train-run"                    # the kind in a run's cc_output.json
@@ -192,6 +196,235 @@ def slim_checkpoints(run, keep):
         os.remove(os.path.join(d, RESUME_STATE))
         for f in glob.glob(os.path.join(d, "rng_state_*.pt")):
             os.remove(f)
+
+
+# ----------------------------------------------------------------------------- writing a run (train.py)
+# Hand-written, kept: the checkpoints hold the optimizer, scheduler, log and per-process RNG state, so --resume
+# gives an exact kill-and-resume -- the same weights and log as an uninterrupted run (tests/test_training.py) --
+# which HF Trainer does not guarantee; users who want Trainer/TRL take export_sft.py's data (README "At scale").
+class RunWriter:
+    """The writer side of a run folder, one object per process of train.py:
+
+        run = RunWriter(out, acc, claimed, full, keep_checkpoints, report_to)
+        start, rng = run.resume(config, ignore, model, optimizer, scheduler)   # --resume: last checkpoint back
+        run.start(config, contexts=(rows, task, cc, seed))   # main process: empty (--overwrite), config.json ...
+        with run.training(config):                           # kept from here on; the --report-to tracker
+            run.log(row); run.checkpoint(step, model, tok, optimizer, scheduler); run.write_log()
+            run.finish(model, tok, step)                     # final/
+
+    `acc` is the Accelerator (checkpoints need every process: each saves its own RNG state; only the main
+    process writes anything else); `claimed` the main process's runs.claim (None elsewhere); `full`: whole
+    models, else LoRA adapters; `keep_checkpoints`: --keep-checkpoints; `report_to`: --report-to.
+    `log_rows` is the train log so far (what train_log.jsonl gets)."""
+
+    def __init__(self, out, acc, claimed=None, full=False, keep_checkpoints=0, report_to="none"):
+        self.out, self.acc, self.claimed, self.full = out, acc, claimed, full
+        self.keep_checkpoints, self.report_to, self.log_rows = keep_checkpoints, report_to, []
+
+    def start(self, cfg, contexts=None, paraphrases=None):
+        """(main process) Empty the folder (--overwrite) and write what the run is: `paraphrases(path)`
+        writes the paraphrases made on the fly, then config.json, then the sampled `contexts` (rows,
+        task, context config, seed) as contexts.jsonl (a --contexts file is recorded in config.json)."""
+        self.claimed.start()
+        if paraphrases is not None:
+            paraphrases(paraphrases_path(self.out))
+        write_config(self.out, cfg)
+        if contexts is not None:
+            from . import contexts as ctx
+            rows, task, cc, seed = contexts
+            ctx.write_rows(contexts_path(self.out), rows, task, cc, seed, source="sampled")
+
+    @contextlib.contextmanager
+    def training(self, cfg):
+        """From here a failure leaves the run (with its marker) for --resume / --overwrite; --report-to:
+        the tracker runs inside (every process enters: Accelerate also ends the process group)."""
+        if self.claimed is not None:
+            self.claimed.keep()
+        self._start_tracking(cfg)
+        try:
+            yield self
+        finally:
+            if self.report_to != "none":
+                self.acc.end_training()
+
+    def _start_tracking(self, cfg):
+        """--report-to: the tracker, with the run's config as its hyperparameters (scalars; lists joined by
+        commas; nested objects left out, their fields are top-level keys too). TensorBoard logs to RUN/tb/
+        (the project name is the folder under the Accelerator's project_dir); Weights & Biases to the project
+        $WANDB_PROJECT (default contrastive-context), the run named after RUN."""
+        if self.report_to == "none":
+            return
+        hparams = {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in cfg.items()
+                   if v is None or isinstance(v, (bool, int, float, str, list, tuple))}
+        if self.report_to == "tensorboard":
+            self.acc.init_trackers(TENSORBOARD, config=hparams)
+        else:
+            self.acc.init_trackers(os.environ.get("WANDB_PROJECT") or "contrastive-context", config=hparams,
+                                   init_kwargs={"wandb": {"name": os.path.basename(os.path.normpath(self.out)),
+                                                          "dir": self.out}})
+
+    def log(self, row):
+        """A train_log.jsonl row ({step, loss, lr, tokens_per_s}; on disk at write_log), and to the tracker."""
+        self.log_rows.append(row)
+        if self.acc.trackers:  # --report-to: the very values of the train_log.jsonl row
+            self.acc.log({f"train/{k}": v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def log_scores(self, scores, step):
+        """--report-to: a before/after check ({context type: summary}, or None) as the scalars
+        check/<context type> (mean score): the check before training at step 0, the one after at the last."""
+        if self.acc.trackers and scores:
+            self.acc.log({f"check/{t}": s["mean"] for t, s in scores.items() if s.get("mean") is not None},
+                         step=step)
+
+    def write_log(self):
+        if self.acc.is_main_process:
+            write_jsonl_atomic(log_path(self.out), self.log_rows)
+
+    def checkpoint(self, step, model, tok, optimizer, scheduler):
+        """checkpoint-<step>/: weights + what --resume needs; the log first (a kill before the checkpoint's
+        rename resumes from an earlier one); then only the newest --keep-checkpoints stay resumable."""
+        self.write_log()
+        self._save(checkpoint_dir(self.out, step), model, tok, step, optimizer, scheduler)
+        if self.acc.is_main_process:
+            slim_checkpoints(self.out, self.keep_checkpoints)
+
+    def finish(self, model, tok, step):
+        """final/: the weights at the end."""
+        self._save(final_dir(self.out), model, tok, step)
+
+    def _save(self, path, model, tok, step, optimizer=None, scheduler=None):
+        """Adapter (full: the whole model + tokenizer), plus trainer state unless optimizer is None, into
+        a temp folder renamed into place. All processes take part: each saves its own RNG state.
+        Interrupted (Ctrl-C, SIGTERM, an error), the temp folder is removed and `path` is left as it was."""
+        import torch
+        from . import models
+        acc, main, tmp = self.acc, self.acc.is_main_process, os.path.join(os.path.dirname(path),
+                                                                          f".{os.path.basename(path)}.tmp")
+        try:
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+                os.makedirs(tmp)
+            acc.wait_for_everyone()
+            if optimizer is not None:
+                torch.save(rng_state(), rng_state_path(tmp, acc.process_index))
+            if main:
+                if self.full:
+                    acc.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+                    tok.save_pretrained(tmp)
+                else:
+                    acc.unwrap_model(model).save_pretrained(tmp, save_embedding_layers=False)
+                    models.write_base_signature(tmp, acc.unwrap_model(model))
+                if optimizer is not None:
+                    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                "step": step, "world": acc.num_processes, "log_rows": list(self.log_rows)},
+                               os.path.join(tmp, RESUME_STATE))  # the log up to `step`
+                write_json_atomic(os.path.join(tmp, STATE_JSON),
+                                  {"step": step, "loss": self.log_rows[-1]["loss"] if self.log_rows else None})
+            acc.wait_for_everyone()
+            if main:
+                shutil.rmtree(path, ignore_errors=True)
+                os.replace(tmp, path)
+        except BaseException:
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        acc.wait_for_everyone()
+
+    def resume(self, cfg, ignore, model, optimizer, scheduler):
+        """--resume: (start step, RNG state or None) after checking the run's settings (check_resume: the
+        keys of `cfg` not in `ignore`) and restoring its last checkpoint (weights, optimizer, scheduler, the
+        log). The RNG state of this process is returned, not applied: set_rng_state it last."""
+        acc = self.acc
+        if acc.is_main_process:
+            check_resume(self.out, cfg, ignore)
+        ckpt = last_checkpoint(self.out)
+        if ckpt is None:
+            if acc.is_main_process:
+                print(f"--resume: no checkpoint in {self.out}; starting from scratch", flush=True)
+            return 0, None
+        state_path = os.path.join(ckpt, RESUME_STATE)
+        state = load_state_file(state_path, "trainer state")
+        if not isinstance(state, dict) or not all(k in state for k in ("optimizer", "scheduler", "step", "world")) \
+                or not isinstance(state["step"], int) or isinstance(state["step"], bool) or state["step"] < 0:
+            raise UserError(f"{state_path} is not a trainer state of train.py (optimizer, scheduler, step, world); "
+                            f"{_DAMAGED.format(ckpt=ckpt)}")
+        if state["world"] != acc.num_processes:
+            raise UserError(f"{ckpt} was written by {state['world']} processes, now {acc.num_processes}")
+        load_weights(model, ckpt, self.full)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise UserError(f"{state_path}: the optimizer state does not fit this run ({type(e).__name__}: "
+                            f"{str(e)[:120]}); {_DAMAGED.format(ckpt=ckpt)}") from None
+        start = state["step"]
+        self.log_rows = _resumed_log(state, start, log_path(self.out))
+        if acc.is_main_process:
+            print(f"resuming from {ckpt} (step {start})", flush=True)
+        return start, load_state_file(rng_state_path(ckpt, acc.process_index), "RNG state")
+
+
+def _resumed_log(state, start, path):
+    """The log rows up to `start`: the checkpoint's own copy, whatever happened to the log file; for a
+    checkpoint written before checkpoints held the log, the log file's rows (each must say its step)."""
+    if isinstance(state.get("log_rows"), list):
+        return [r for r in state["log_rows"] if isinstance(r, dict) and isinstance(r.get("step"), int)
+                and r["step"] <= start]
+    return [r for r in read_jsonl(path, "train log", types={"step": int}) if r["step"] <= start] \
+        if os.path.isfile(path) else []
+
+
+_DAMAGED = "remove {ckpt} to resume from an earlier checkpoint, or start again with --overwrite"
+
+
+def load_state_file(path, what):
+    """torch.load of a state file train.py saved (trainer_state.pt, rng_state_<rank>.pt). A truncated or
+    otherwise unreadable file (torch raises OSError EINVAL, RuntimeError, EOFError, UnpicklingError...) is
+    ONE UserError naming it and the way out; running out of memory is left to run_main."""
+    import torch
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a damaged file makes torch or pickle raise
+        from .common import environment_error
+        if environment_error(e) is not None:
+            raise
+        raise UserError(f"{path}: unreadable {what}, the file is damaged ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:100]}); {_DAMAGED.format(ckpt=os.path.dirname(path))}") from None
+
+
+def load_weights(model, folder, full):
+    """Restore the trainable weights a checkpoint holds (RunWriter.checkpoint)."""
+    from safetensors.torch import load_file
+    if full:
+        state = load_file(os.path.join(folder, FULL_WEIGHTS))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [m for m in missing if "lm_head" not in m]:  # a tied head is not saved twice
+            raise UserError(f"{folder} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    else:
+        from peft import set_peft_model_state_dict
+        set_peft_model_state_dict(model, load_file(os.path.join(folder, ADAPTER_WEIGHTS)))
+
+
+def rng_state():
+    """Every random stream training draws from (Python, NumPy, torch, CUDA): saved per process."""
+    import numpy as np
+    import torch
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    import numpy as np
+    import torch
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ----------------------------------------------------------------------------- weights

@@ -13,8 +13,7 @@ feeding the raw prompt/completion strings instead makes TRL append an EOS token 
 """
 import argparse
 
-from contrastive_context import config, models, sft
-from contrastive_context.training import LORA_TARGETS
+from contrastive_context import config, models, sft, training
 
 TRAIN = config.TrainConfig()  # train.py's defaults: one source for the learning rate and LoRA settings
 
@@ -33,7 +32,7 @@ def build_parser():
     p.add_argument("--lora-alpha", type=float, default=TRAIN.lora_alpha,
                    help="LoRA scaling numerator (default %(default)s)")
     p.add_argument("--lora-dropout", type=float, default=TRAIN.lora_dropout, help="LoRA dropout (default %(default)s)")
-    p.add_argument("--lora-targets", default=TRAIN.lora_targets, choices=tuple(LORA_TARGETS),
+    p.add_argument("--lora-targets", default=TRAIN.lora_targets, choices=tuple(training.LORA_TARGETS),
                    help="attn = q,k,v (the paper); attn+mlp = q,k,v,o + gate,up,down (default %(default)s)")
     p.add_argument("--passes", type=float, default=1, help="passes over the file (TRL's num_train_epochs; default "
                    "%(default)s; the file already holds one context per (epoch, target) of export_sft.py: 1 pass = "
@@ -49,7 +48,6 @@ def main(argv=None):
 
     import torch
     from datasets import load_dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     model, tok = models.load(args.model, device="cpu")
@@ -62,8 +60,8 @@ def main(argv=None):
                     completion_only_loss=True, max_length=None, logging_steps=1, save_strategy="no",
                     report_to=[] if args.report_to == "none" else [args.report_to], seed=args.seed,
                     bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available())
-    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                      target_modules=LORA_TARGETS[args.lora_targets], task_type="CAUSAL_LM")
+    lora, _ = training.lora_config(model, args.lora_targets, args.lora_r, args.lora_alpha, args.lora_dropout,
+                                   args.model)  # train.py's LoRA
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok, peft_config=lora)
     trainer.train()
     trainer.save_model(args.out)

@@ -29,8 +29,12 @@ import torch
 from .. import regimes
 from . import scratch
 
+from ..evaluation import CONTEXT_TYPES
 from ..regimes import KINDS, NEAR_KINDS  # the kinds of context and of near examples (indices in `info`)
 TOP_M = 50
+# the context types of evaluation.CONTEXT_TYPES scored as acc_<type> in every run (random+counterfactual,
+# added later, has its own scores too: edit_ok, cf_copy)
+ACC_TYPES = tuple(t for t in CONTEXT_TYPES if t != "random+counterfactual")
 
 
 def regime_probs(regime, alpha=0.3, beta=0.2, zero_frac=0.0):
@@ -359,7 +363,7 @@ def score_predictions(data, sets, preds):
     preds: {set name: [E, N, m*l] letter ids}. Returns {metric: [E, N] array}."""
     out = {}
     m, l = data.m, data.l
-    for name in ("zero", "random", "similar", "random+nearest", "random+paraphrase"):
+    for name in ACC_TYPES:
         out[f"acc_{name}"] = 100.0 * data.chunk_ok(sets[name], preds[name]).mean(-1)
     name = "random+counterfactual"
     if name in sets and name in preds:

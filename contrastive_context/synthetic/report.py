@@ -16,13 +16,13 @@ from .. import stats
 from . import data as synthetic
 from ..common import atomic_path, check_meta, config_hash, read_json, read_jsonl, write_text_atomic
 from ..regimes import KINDS, NEAR_KINDS
-from .data import take
+from .data import ACC_TYPES, take
 from .runs import cell
 
 PHASE = [("acc_random", "IWL: acceptance, random ctx", "% of chunks accepted"),      # all on 0–100
          ("icl", "ICL probe", "probe score (%)"), ("copy", "copy probe", "probe score (%)"),
          ("drift_paraphrase_drifted", "drift: paraphrase in ctx, drifted chunks", "% of drifted chunks accepted")]
-COLS = ["acc_zero", "acc_random", "acc_similar", "acc_random+nearest", "acc_random+paraphrase",
+COLS = [*(f"acc_{t}" for t in ACC_TYPES),
         "drift_copy_drifted", "drift_paraphrase_drifted", "drift_random_drifted", "drift_paraphrase_kept",
         "iwl", "icl", "copy"]                      # the metrics of the results.md tables, and their headers:
 SHORT = ["zero", "rand", "sim", "r+near", "r+para", "drift copy", "drift para", "drift rand", "kept",

@@ -23,7 +23,7 @@ from .. import tasks
 from ..common import (UserError, atomic_path, check_meta, config_hash, is_complete, progress, read_json,
                      read_jsonl, write_json_atomic, write_jsonl_atomic)
 
-METRICS = ("acc_zero", "acc_random", "acc_similar", "acc_random+nearest", "acc_random+paraphrase",
+METRICS = (*(f"acc_{t}" for t in synthetic.ACC_TYPES),
            "drift_random_drifted", "drift_random_kept", "drift_copy_drifted", "drift_copy_kept",
            "drift_paraphrase_drifted", "drift_paraphrase_kept", "iwl", "icl", "copy",
            # relevance vs copying (training with counterfactuals): the counterfactual context type, and the drift test's drifted

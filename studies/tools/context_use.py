@@ -25,7 +25,7 @@ from contrastive_context.outputs import check_out_not_input
 from contrastive_context.paraphrases import is_no_answer, load_paraphrases
 from contrastive_context.tasks import add_task_args, task_from_args
 
-TYPES = ["random", "similar", "random+nearest", "random+paraphrase"]
+TYPES = [t for t in evaluation.CONTEXT_TYPES if t not in ("zero", "random+counterfactual")]  # a context of k examples
 PREDICTION_FIELDS = {"id": str, "context_type": str, "prediction": str, "context": list, "score": float}
 
 
