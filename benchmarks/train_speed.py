@@ -15,7 +15,6 @@ the base weights are frozen, the LoRA weight-gradients are negligible) x the non
 matmul parameters, plus the LM head for answer tokens only (training.loss_fn skips it elsewhere).
 """
 import argparse
-import json
 import os
 import time
 
