@@ -4,8 +4,9 @@ cover a rewritten file are refreshed (JSONL sidecars' sha256, cc_output.json's c
 
     python studies/tools/relocate.py OUT results/mt_fullpool --labels copier contrastive contrastive-cf1
 
-Copies OLD/{eval,eval_cf,runs}/<label> (runs: config.json, train_log.jsonl, contexts.jsonl + sidecar; no
-weights) and the LoRA adapter of each run (runs.export_adapter, fp16, with its prompt_template.json) to NEW.
+Copies OLD/{EVAL_DIRS, runs}/<label> (eval, eval_cf, eval_cf_heldout, eval_heldout, eval_in; runs: config.json,
+train_log.jsonl, contexts.jsonl + sidecar; no weights) and the LoRA adapter of each run (runs.export_adapter,
+fp16, with its prompt_template.json) to NEW.
 Only labels whose evaluation is complete (summary.json) are copied. The files' contents are unchanged
 apart from the path prefix; readers (evaluation.read_eval_folder) check the refreshed checksums.
 Each folder is made and rewritten in a temporary folder and renamed into place when complete (never a
@@ -23,6 +24,10 @@ from contrastive_context.common import (UserError, atomic_path, file_sha256, rea
 TEXT = (".json", ".jsonl", ".md")
 RUN_FILES = ("config.json", "train_log.jsonl", "contexts.jsonl", "contexts.jsonl.meta.json", "cc_output.json")
 SKIP = shutil.ignore_patterns(".cc_lock", "*.partial*")
+
+# the evaluation folders a study may write per label (studies/*/run.sh): five context types, the two
+# counterfactual families, MTOP's held-out and kept-domain test splits
+EVAL_DIRS = ("eval", "eval_cf", "eval_cf_heldout", "eval_heldout", "eval_in")
 
 
 def rewrite(folder, old, new):
@@ -58,7 +63,7 @@ def plan(old, new, labels):
     (before anything is written)."""
     todo = {}
     for label in labels:
-        items = [(s, os.path.join(old, s, label), os.path.join(new, s, label)) for s in ("eval", "eval_cf")
+        items = [(s, os.path.join(old, s, label), os.path.join(new, s, label)) for s in EVAL_DIRS
                  if os.path.isfile(os.path.join(old, s, label, "summary.json"))]
         run = os.path.join(old, "runs", label)
         if items and os.path.isdir(run):
@@ -75,7 +80,7 @@ def plan(old, new, labels):
 
 def make(kind, src, tmp):
     """Fill the temporary folder `tmp` with the `kind` copy of `src`."""
-    if kind in ("eval", "eval_cf"):
+    if kind in EVAL_DIRS:
         shutil.copytree(src, tmp, ignore=SKIP, dirs_exist_ok=True)
     elif kind == "runs":
         for f in RUN_FILES:
