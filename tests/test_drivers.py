@@ -92,21 +92,30 @@ def _summaries(out):
 
 
 @pytest.mark.slow
-def test_gemma_driver_first_runs_at_its_smoke_budget(tmp_path):
+def test_gemma_driver_pilot_runs_at_its_smoke_budget(tmp_path):
+    """studies/gemma/run.sh DATA OUT pilot smoke, as its header documents: train, the three evaluations, base."""
     data, out = _multi30k_from_committed_paraphrases(tmp_path), tmp_path / "out"
-    proc = _driver("studies/gemma/run.sh", data, out, "first", "smoke")
-    assert "first done" in proc.stdout
-    labels = ("contrastive", "zero", "base", "random", "contrastive-cf1")
+    proc = _driver("studies/gemma/run.sh", data, out, "pilot", "smoke")
+    assert "pilot done" in proc.stdout
     assert _summaries(out) == sorted(f"{e}/{l}/summary.json" for e in ("eval", "eval_cf", "eval_cf_heldout")
-                                     for l in labels)
-    assert all(os.path.isdir(out / "runs" / l / "final") for l in labels if l != "base")
+                                     for l in ("base", "contrastive"))
+    assert os.path.isdir(out / "runs" / "contrastive" / "final")
+    again = _driver("studies/gemma/run.sh", data, out, "pilot", "smoke")  # resumable: a finished stage is skipped
+    assert "train contrastive" not in again.stdout and "eval " not in again.stdout
 
 
 @pytest.mark.slow
-def test_semparse_holdout_driver_first_runs_at_its_smoke_budget(tmp_path):
+def test_semparse_holdout_drivers_pilot_and_deploy_at_their_smoke_budget(tmp_path):
+    """studies/semparse_holdout/run.sh DATA OUT pilot smoke, then deploy.sh DATA OUT smoke (the README's smoke
+    check): copier and contrastive trained and scored on both test splits, then deployed with and without
+    feedback; the untrained zero model is skipped by deploy.sh, the base model is not."""
     data, out = _mtop_with_holdout_domains(tmp_path), tmp_path / "out"
-    proc = _driver("studies/semparse_holdout/run.sh", data, out, "first", "smoke")
-    assert "first done" in proc.stdout
-    labels = ("copier", "contrastive", "zero", "base", "contrastive-cf1")
-    assert _summaries(out) == sorted(f"{e}/{l}/summary.json" for e in ("eval_heldout", "eval_in") for l in labels)
-    assert all(os.path.isdir(out / "runs" / l / "final") for l in labels if l not in ("base", "copier"))
+    proc = _driver("studies/semparse_holdout/run.sh", data, out, "pilot", "smoke")
+    assert "pilot done" in proc.stdout
+    assert _summaries(out) == sorted(f"{e}/{l}/summary.json" for e in ("eval_heldout", "eval_in")
+                                     for l in ("contrastive", "copier"))
+    dep = _driver("studies/semparse_holdout/deploy.sh", data, out, "smoke")
+    assert "deploy done" in dep.stdout and "zero-zero" not in dep.stdout
+    made = sorted(os.listdir(out / "deploy"))
+    assert made == sorted(f"{m}-{p}" for m in ("base", "contrastive", "copier") for p in ("nearest", "p0"))
+    assert all(os.path.isfile(out / "deploy" / d / "summary.json") for d in made)

@@ -7,13 +7,8 @@
 set -euo pipefail
 data=${1:?data root}; out=${2:?out}; set=${3:-chat_ende}; limit=${4:-500}
 T=(--task mt --data "$data/$set" --k 2 --limit "$limit" --threads 1 --seed 0)
-dep() { # name flags...
-    local name=$1; shift
-    local dest="$out/$set/$name"
-    [ -f "$dest/summary.json" ] && { echo "skip $set/$name"; return; }
-    echo "$(date +%T) $set $name"
-    python deploy.py "${T[@]}" --out "$dest" "$@"
-}
+. studies/tools/deploy_once.sh
+dep() { local name=$1; shift; deploy_once "$out/$set/$name" "$set/$name" "${T[@]}" "$@"; }  # name flags...
 A=results/mt_fullpool/adapters
 Z=(--model smollm2-135m --adapter results/mt/adapters/zero)
 dep zero-zero "${Z[@]}" --policy zero

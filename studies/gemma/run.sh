@@ -3,12 +3,13 @@
 # studies/mt_fullpool/relevance_train.sh with --model gemma3-270m (29,000-pair Multi30k pool,
 # 1,000 targets seen once = 500 steps at batch 2, k = 2, lr 1e-3, LoRA q,k,v r 16, 1 thread).
 #
-#   studies/gemma/run.sh ../shared/data/multi30k OUT [first|rest|all] [small|smoke]
+#   studies/gemma/run.sh ../shared/data/multi30k OUT [first|rest|all|pilot] [small|smoke]
 #
 # Each run: train, evaluate on the five context types x 200 inputs, then random+counterfactual on the
 # training family and on the held-out family (340 inputs each). Order by information per minute:
 #   first: contrastive, zero, base, random, contrastive-cf1
 #   rest:  similar, contrastive@s1, random@s1, similar@s1, contrastive-cf1@s1
+#   pilot: contrastive and base only (the smoke check: `run.sh DATA OUT pilot smoke`, ~1 min)
 # The copier is model-independent: its rows are results/mt_fullpool/eval*/copier (same inputs, same contexts).
 # Budget smoke = model tiny, 4 steps, 4 inputs per evaluation (the pipeline end to end in a few minutes).
 # Resumable: a finished stage is skipped (final/ or summary.json exists); an interrupted training run
@@ -50,6 +51,10 @@ run() { # label, regime flags
     evaluate "$label" --adapter "$out/runs/$label"
 }
 mkdir -p "$out"
+if [ "$which" = pilot ]; then
+    run contrastive
+    evaluate base --model "$model"
+fi
 if [ "$which" = first ] || [ "$which" = all ]; then
     run contrastive
     run zero --regime zero

@@ -19,13 +19,8 @@ case $budget in
 esac
 T=(--task semparse --data "$data" --test-size 400 --max-pool 1000 --holdout-domains event,music,news,recipes
    --split heldout --k 2 --delay 32 --limit "$lim" --threads 1 --seed 0)
-dep() { # name flags...
-    local name=$1; shift
-    local dest="$out/deploy/$name"
-    [ -f "$dest/summary.json" ] && { echo "skip $name"; return; }
-    echo "$(date +%T) deploy $name"
-    python deploy.py "${T[@]}" --out "$dest" "$@"
-}
+. studies/tools/deploy_once.sh
+dep() { local name=$1; shift; deploy_once "$out/deploy/$name" "$name" "${T[@]}" "$@"; }  # name flags...
 pair() { # label model-flags...: <label>-nearest and <label>-p0
     local label=$1; shift
     dep "$label-nearest" "$@" --policy nearest

@@ -6,13 +6,14 @@
 # semparse, results/semparse): SmolLM2-135M + LoRA q,k,v r 16, k = 2, --test-size 400 --max-pool 1000
 # (1,000 targets seen once = 500 steps at batch 2), lr 1e-3, checkpoints every 250 steps, 1 thread.
 #
-#   studies/semparse_holdout/run.sh ../shared/data/mtop OUT [worker-a|worker-b|first|all] [small|smoke]
+#   studies/semparse_holdout/run.sh ../shared/data/mtop OUT [worker-a|worker-b|first|all|pilot] [small|smoke]
 #
 # worker-a: copier, contrastive, random, similar, contrastive@s1, base
 # worker-b: contrastive-cf1, contrastive+zero0.1, random@s1, similar@s1, zero
 # (two 1-thread workers on the 2-core machine; "all" = both, one after the other).
 # first: copier, contrastive, zero, base, contrastive-cf1 (one 1-thread worker, the runs that answer
-# goals (1) and (2) first; the others then skip what it finished). Each run: train, then
+# goals (1) and (2) first; the others then skip what it finished). pilot: copier and contrastive only
+# (the smoke check: `run.sh DATA OUT pilot smoke`, then `deploy.sh DATA OUT smoke`). Each run: train, then
 # evaluate on heldout (274 inputs) and on the other domains' test (first 270 of 400). The first worker to
 # start makes the paraphrase files (under a lock; the other waits). Budget smoke = model tiny, 4 steps,
 # 6 inputs per evaluation: checks the pipeline end to end in a few minutes.
@@ -58,6 +59,10 @@ run() { # label, regime flags
     train "$label" "$@"
     evaluate "$label" --adapter "$out/runs/$label"
 }
+if [ "$which" = pilot ]; then
+    evaluate copier --model copier
+    run contrastive
+fi
 if [ "$which" = first ]; then
     evaluate copier --model copier
     run contrastive
