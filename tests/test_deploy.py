@@ -313,7 +313,7 @@ def test_gated_report_tunes_on_the_first_part_only(tmp_path):
                                       ("copier-zeroprompt", ["--policy", "zero"]), ("zero-zero", ["--policy", "zero"])))
     from tests.test_bad_inputs import run_inprocess
     rep = str(tmp_path / "g.md")
-    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--labels", "copier", "--zero",
+    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--start", "empty", "--labels", "copier", "--zero",
                                                              "zero-zero", "--out", rep])
     assert code == 0, err
     (m,) = json.loads(open(rep + ".json").read())["models"]
@@ -324,7 +324,7 @@ def test_gated_report_tunes_on_the_first_part_only(tmp_path):
     assert m["tau"] == gated.choose_tau([r for r in near if r["t"] < 25], zp)[0]
     scored_changed = [r if r["t"] < 25 else {**r, "best_nsim": 1.0 - r["best_nsim"]} for r in near]
     assert gated.choose_tau([r for r in scored_changed if r["t"] < 25], zp)[0] == m["tau"]
-    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--labels", "copier",
+    code, _, err, _ = run_inprocess("studies/deploy/gated", ["--root", str(root), "--start", "empty", "--labels", "copier",
                                                              "--tune-frac", "1.0", "--out", str(tmp_path / "x.md")])
     assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.md")
 
@@ -349,7 +349,7 @@ def test_deploy_figure_plots_window_means(tmp_path):
                                       ("zero-zero", ["--policy", "zero"])))
     from tests.test_bad_inputs import run_inprocess
     png = str(tmp_path / "f.png")
-    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--labels", "copier", "ghost",
+    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--start", "empty", "--labels", "copier", "ghost",
                                                               "--window", "10", "--out", png])
     assert code == 0, err
     d = json.loads(open(png + ".json").read())
@@ -359,6 +359,6 @@ def test_deploy_figure_plots_window_means(tmp_path):
     assert [g[0] for g in got] == [w[0] for w in want] and [g[1] for g in got] == pytest.approx([w[1] for w in want])
     assert d["missing"] == ["ghost"]
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--labels", "copier", "--window",
+    code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--start", "empty", "--labels", "copier", "--window",
                                                               "0", "--out", str(tmp_path / "x.png")])
     assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.png")

@@ -20,7 +20,7 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding the deploy folders")
     p.add_argument("--labels", nargs="+", required=True, help="model labels (folder prefixes)")
-    p.add_argument("--start", choices=["train", "empty"], default="empty", help="which pair of folders per model")
+    p.add_argument("--start", choices=["train", "empty"], default="train", help="which pair of folders per model")
     p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
     p.add_argument("--window", type=int, default=50, help="stream items per point (default 50)")
     p.add_argument("--out", required=True, help="output PNG (and OUT.json with the plotted numbers)")

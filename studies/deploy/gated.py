@@ -36,7 +36,7 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding the run_mt.sh / deploy.sh deploy folders")
     p.add_argument("--labels", nargs="+", required=True, help="model labels (folder prefixes), in table order")
-    p.add_argument("--start", choices=["train", "empty"], default="empty",
+    p.add_argument("--start", choices=["train", "empty"], default="train",
                    help="empty: <model>-empty (P_0 empty), P_0-only reference = the zero prompt; train: <model>-nearest, "
                         "reference <model>-p0")
     p.add_argument("--zero", default="zero-zero", help="the zero-regime model's zero-policy folder (under --root)")
