@@ -30,6 +30,10 @@ from .regimes import REGIMES  # noqa: E402  (the regimes are defined in regimes.
 
 TASKS = ("alignment", "mt", "semparse", "sql")
 CF_FAMILIES = ("train", "heldout")  # the counterfactual families of random+counterfactual (evaluation.py)
+# where train.py --counterfactual draws its near-duplicates (contexts.train_counterfactual): the training family
+# alone (the committed runs), or it and the held-out family's noun swaps (MT), leaving that family's verbs and
+# prepositions as edit kinds never trained on
+CF_TRAIN_FAMILIES = ("train", "train+heldout-noun")
 
 
 def opt(default, help, **meta):
@@ -180,6 +184,10 @@ class ContextConfig:
     counterfactual: float = opt(0.0, "extension (gamma): within One-Near-Contexts whose near example is neither a "
                                 "copy nor a paraphrase, probability that it is a counterfactual near-duplicate of "
                                 "the target with its own label (counterfactual.py); 0 = the paper", lo=0, hi=1)
+    cf_train_family: str = opt("train", "with --counterfactual: where the counterfactual near-duplicates come "
+                               "from: 'train' (default) = counterfactual.py's edits; 'train+heldout-noun' (MT) = "
+                               "per target one of those or, as often, counterfactual_heldout.py's noun swaps, so "
+                               "its verbs and prepositions stay edit kinds never trained on", choices=CF_TRAIN_FAMILIES)
     targets: Optional[int] = opt(None, "train on the first N pool examples only; their contexts still come from "
                                  "the whole pool (a context pool larger than the training targets)", lo=1)
     top_m: int = opt(50, "One-Near candidates: the top-M BM25 neighbours (capped at the pool size)", lo=1)

@@ -27,6 +27,8 @@ from collections import defaultdict
 from . import regimes
 from .common import UserError, check_meta, meta_path, read_jsonl, write_jsonl_atomic
 from .counterfactual import CF_SUFFIX
+
+CF_NOUN_SUFFIX = "#cfn"  # a held-out-family noun swap as a training near-duplicate (--cf-train-family)
 from .regimes import KINDS
 
 PARA_SEP, COPY_SUFFIX = "#p", "#copy"
@@ -89,13 +91,33 @@ def validate(cfg, pool_size):
         raise UserError(f"--k {cfg.k} is larger than the pool minus the target ({pool_size - 1} examples)")
     if cfg.min_avg_sim is not None and cfg.regime != "similar":
         raise UserError("--min-avg-sim applies to --regime similar only")
+    if cfg.cf_train_family != "train" and cfg.counterfactual == 0:
+        raise UserError(f"--cf-train-family {cfg.cf_train_family} applies with --counterfactual > 0 only")
 
 
-def train_counterfactual(task, ex):
+def train_counterfactual(task, ex, family="train"):
     """The counterfactual near-duplicate of pool example ex used in training (or None): the same for
-    every epoch and seed, so its id `<id>#cf` names it exactly."""
+    every epoch and seed, so its id names it exactly -- `<id>#cf` (counterfactual.py's edit) or, with
+    family 'train+heldout-noun', `<id>#cfn` (counterfactual_heldout.py's noun swap) for about half the
+    targets that have both (a fair coin per target), whichever exists for the others."""
     from . import counterfactual
-    return counterfactual.make(task, ex, random.Random(f"train-counterfactual|{task.name}|{ex['id']}"))
+    cf = counterfactual.make(task, ex, random.Random(f"train-counterfactual|{task.name}|{ex['id']}"))
+    if family == "train":
+        return cf
+    noun = heldout_noun_counterfactual(task, ex)
+    if cf is None or noun is None:
+        return cf or noun
+    return noun if random.Random(f"train-counterfactual-family|{task.name}|{ex['id']}").random() < 0.5 else cf
+
+
+def heldout_noun_counterfactual(task, ex):
+    """The held-out family's noun swap of pool example ex as a training near-duplicate `<id>#cfn` (or None)."""
+    from . import counterfactual_heldout
+    row = counterfactual_heldout.make(task, ex, random.Random(f"train-counterfactual-noun|{task.name}|{ex['id']}"),
+                                      kinds=("noun",))
+    if row is not None:
+        row["id"] = ex["id"] + CF_NOUN_SUFFIX
+    return row
 
 
 class Sampler:
@@ -104,6 +126,9 @@ class Sampler:
     def __init__(self, task, cfg, seed, paraphrases=None, index=None, show_progress=True):
         from .similarity import PoolIndex
         validate(cfg, len(task.pool))
+        if cfg.cf_train_family != "train" and task.name != "mt":
+            raise UserError(f"--cf-train-family {cfg.cf_train_family} is for --task mt (the held-out family's noun "
+                            f"swaps), not {task.name}")
         self.task, self.cfg, self.seed, self.show = task, cfg, seed, show_progress
         self.pool = task.pool
         self.paraphrases = paraphrases or {}
@@ -172,7 +197,7 @@ class Sampler:
 
     def counterfactual(self, i):
         if i not in self._cf:
-            self._cf[i] = train_counterfactual(self.task, self.pool[i])
+            self._cf[i] = train_counterfactual(self.task, self.pool[i], self.cfg.cf_train_family)
         return self._cf[i]
 
     def epoch(self, e, bar=None):
@@ -301,6 +326,11 @@ def resolve_id(cid, task, paraphrases=None):
         cf = train_counterfactual(task, pool[cid[:-len(CF_SUFFIX)]])
         if cf is None:
             raise UserError(f"context id {cid}: pool example {cid[:-len(CF_SUFFIX)]} has no counterfactual")
+        return cf
+    if cid.endswith(CF_NOUN_SUFFIX) and cid[:-len(CF_NOUN_SUFFIX)] in pool:
+        cf = heldout_noun_counterfactual(task, pool[cid[:-len(CF_NOUN_SUFFIX)]])
+        if cf is None:
+            raise UserError(f"context id {cid}: pool example {cid[:-len(CF_NOUN_SUFFIX)]} has no held-out noun swap")
         return cf
     if PARA_SEP in cid:
         base, j = cid.rsplit(PARA_SEP, 1)

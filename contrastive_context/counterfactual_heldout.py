@@ -137,12 +137,14 @@ def mt_heldout_edit(x, y, cls, orig, new):
                     "orig": m_en.group(0).lower(), "new": en_new.lower(), "orig_de": de_orig, "new_de": de_new}
 
 
-def mt_heldout_make(ex, rng):
+def mt_heldout_make(ex, rng, kinds=MT_KINDS):
     table = mt_heldout_table()
     low = ex["x"].lower()
     options = {}
     for cls in sorted(table):
         c = table[cls]
+        if c["kind"] not in kinds:
+            continue
         for w in sorted(c["words"]):
             if not any(f in low for f in _all_forms(c["words"][w], "en")):  # cheap pre-filter
                 continue
@@ -427,13 +429,17 @@ def semparse_heldout_make(ex, rng, task):
 
 
 # ============================================================================ the interface
-def make(task, ex, rng):
+def make(task, ex, rng, kinds=None):
     """One held-out counterfactual {"id", "x", "y", "edit"} of example ex (seeded rng), or None when the
-    task has no held-out generator (alignment, sql) or no valid edit exists for this input."""
+    task has no held-out generator (alignment, sql) or no valid edit exists for this input. kinds: MT only,
+    the edit kinds to draw from (default all of MT_KINDS; train.py --cf-train-family uses ("noun",))."""
+    if kinds is not None and (task.name != "mt" or not set(kinds) <= set(MT_KINDS)):
+        raise UserError(f"held-out counterfactual kinds {list(kinds)}: MT kinds only ({', '.join(MT_KINDS)}), "
+                        f"not for task {task.name}")
     if task.name == "mt":
         if getattr(task, "src", "en") != "en" or getattr(task, "tgt", "de") != "de":
             return None
-        cf = mt_heldout_make(ex, rng)
+        cf = mt_heldout_make(ex, rng, kinds or MT_KINDS)
     elif task.name == "semparse":
         cf = semparse_heldout_make(ex, rng, task)
     else:

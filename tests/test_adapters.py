@@ -11,6 +11,7 @@ import pytest
 from contrastive_context import tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE_MODEL_OF_STUDY = {"gemma": "gemma3-270m"}
 ADAPTERS = sorted(glob.glob(os.path.join(REPO, "results", "*", "adapters", "*")))
 
 
@@ -28,7 +29,11 @@ def test_every_published_adapter_has_its_prompt_card():
     for a in ADAPTERS:
         with open(os.path.join(a, tasks.PROMPT_CARD), encoding="utf-8") as f:
             card = json.load(f)
-        assert card["task"] == ("semparse" if "semparse" in a else "mt") and card["k"] == 2 and card["stop"] == "\n" and card["base_model"] == "smollm2-135m"
+        study = os.path.basename(os.path.dirname(os.path.dirname(a)))
+        assert card["task"] == ("semparse" if study.startswith("semparse") else "mt"), a
+        assert card["k"] == 2 and card["stop"] == "\n", a
+        # the model each study trained: results/gemma/ is the Gemma-3-270M study, every other one SmolLM2-135M
+        assert card["base_model"] == BASE_MODEL_OF_STUDY.get(study, "smollm2-135m"), a
 
 
 def test_prompt_card_renders_what_task_prompt_builds(mt_dir):

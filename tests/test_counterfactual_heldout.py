@@ -245,3 +245,50 @@ def test_quality_report_of_the_heldout_family(run_script, tmp_path):
     text = (tmp_path / "heldout.md").read_text()
     assert f"**{len(held)} of 4 inputs**" in text and "(family heldout)" in text and len(held) == 3
     assert "(family" not in (tmp_path / "train.md").read_text()
+
+
+# ------------------------------------------------------------------------------------- training with both families
+def test_mt_make_kinds_draws_only_those_kinds_and_refuses_other_tasks(mt_dir, mtop_heldout_dir):
+    task = tasks.load_task("mt", data=mt_dir)
+    every = [ho.make(task, ex, random.Random(f"s{i}")) for i, ex in enumerate(task.pool)]
+    nouns = [ho.make(task, ex, random.Random(f"s{i}"), kinds=("noun",)) for i, ex in enumerate(task.pool)]
+    assert {c["edit"]["kind"] for c in every if c} > {"noun"}   # the fixture has other kinds too
+    assert nouns.count(None) < len(nouns) and {c["edit"]["kind"] for c in nouns if c} == {"noun"}
+    # every draw of all kinds that is a noun swap is one the noun-only generator could draw
+    assert all(n is not None for c, n in zip(every, nouns) if c and c["edit"]["kind"] == "noun")
+    from contrastive_context.common import UserError
+    with pytest.raises(UserError, match="MT kinds only"):
+        ho.make(tasks.load_task("semparse", data=mtop_heldout_dir), tasks.load_task(
+            "semparse", data=mtop_heldout_dir).pool[0], random.Random(0), kinds=("noun",))
+    with pytest.raises(UserError, match="MT kinds only"):
+        ho.make(task, task.pool[0], random.Random(0), kinds=("adjective",))
+
+
+def test_cf_train_family_both_mixes_the_families_and_the_ids_resolve(mt_dir, mtop_heldout_dir):
+    from contrastive_context import contexts
+    from contrastive_context.common import UserError
+    from contrastive_context.config import ContextConfig
+    task = tasks.load_task("mt", data=mt_dir)
+    kw = dict(regime="contrastive", k=2, alpha=0.0, beta=0.0, rho=0.0, counterfactual=1.0)
+    train = contexts.sample_rows(task, ContextConfig(**kw), 1, 0, show_progress=False)
+    both = contexts.sample_rows(task, ContextConfig(cf_train_family="train+heldout-noun", **kw), 1, 0,
+                                show_progress=False)
+    ids = lambda rows: [c for r in rows for c in r["context"]]
+    assert not any(c.endswith("#cfn") for c in ids(train))
+    cfn = [c for c in ids(both) if c.endswith("#cfn")]
+    assert cfn and any(c.endswith("#cf") for c in ids(both))
+    for c in cfn:  # a held-out noun swap of its pool example, rebuilt from its id alone
+        ex = contexts.resolve_id(c, task)
+        base = contexts.pool_by_id(task)[c[:-4]]
+        assert ex["id"] == c and ex["edit"]["family"] == "heldout" and ex["edit"]["kind"] == "noun"
+        assert ex["y"] != base["y"] and ex["x"] != base["x"]
+    # the training family alone is what the committed runs drew: the same #cf example either way
+    for c in ids(both):
+        if c.endswith("#cf"):
+            assert contexts.resolve_id(c, task) == contexts.train_counterfactual(task, contexts.pool_by_id(task)[c[:-3]])
+    with pytest.raises(UserError, match="--counterfactual > 0"):
+        contexts.sample_rows(task, ContextConfig(**dict(kw, counterfactual=0.0, cf_train_family="train+heldout-noun")),
+                             1, 0, show_progress=False)
+    sp = tasks.load_task("semparse", data=mtop_heldout_dir)
+    with pytest.raises(UserError, match="is for --task mt"):
+        contexts.sample_rows(sp, ContextConfig(cf_train_family="train+heldout-noun", **kw), 1, 0, show_progress=False)

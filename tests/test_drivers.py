@@ -119,3 +119,24 @@ def test_semparse_holdout_drivers_pilot_and_deploy_at_their_smoke_budget(tmp_pat
     made = sorted(os.listdir(out / "deploy"))
     assert made == sorted(f"{m}-{p}" for m in ("base", "contrastive", "copier") for p in ("nearest", "p0"))
     assert all(os.path.isfile(out / "deploy" / d / "summary.json") for d in made)
+
+
+@pytest.mark.slow
+def test_fullpool_driver_both_families_worker_at_its_smoke_budget(tmp_path):
+    """studies/mt_fullpool/relevance_train.sh DATA OUT worker-d smoke: the gamma-1 run with counterfactuals of
+    both families (train.py --cf-train-family train+heldout-noun) trained and judged on the three evaluations;
+    its contexts hold near-duplicates of both families (`#cf` and `#cfn`), and a rerun skips every stage."""
+    data, out = _multi30k_from_committed_paraphrases(tmp_path), tmp_path / "out"
+    proc = _driver("studies/mt_fullpool/relevance_train.sh", data, out, "worker-d", "smoke")
+    assert "worker-d done" in proc.stdout
+    label = "contrastive-cf1-both"
+    assert _summaries(out) == sorted(f"{e}/{label}/summary.json" for e in ("eval", "eval_cf", "eval_cf_heldout"))
+    run = out / "runs" / label
+    with open(run / "config.json", encoding="utf-8") as f:
+        cfg = json.load(f)
+    assert cfg["counterfactual"] == 1.0 and cfg["cf_train_family"] == "train+heldout-noun"
+    with open(run / "contexts.jsonl", encoding="utf-8") as f:
+        ids = [c for line in f for c in json.loads(line)["context"]]
+    assert any(c.endswith("#cf") for c in ids) and any(c.endswith("#cfn") for c in ids)
+    again = _driver("studies/mt_fullpool/relevance_train.sh", data, out, "worker-d", "smoke")
+    assert "train " not in again.stdout and "eval" not in again.stdout.replace("worker-d done", "")

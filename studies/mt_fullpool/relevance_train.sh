@@ -4,41 +4,54 @@
 # 29,000-pair pool for contexts and evaluation neighbours, 1,000 training targets (--targets 1000),
 # otherwise the committed study's settings (k = 2, 500 steps at batch 2, lr 1e-3, LoRA q,k,v r 16).
 #
-#   studies/mt_fullpool/relevance_train.sh ../shared/data/multi30k OUT [worker-a|worker-b|all]
+#   studies/mt_fullpool/relevance_train.sh ../shared/data/multi30k OUT [worker-a|worker-b|all|worker-c|worker-d|worker-e] [small|smoke]
 #
 # Runs, in the order the two 1-thread workers take them (each: train, evaluate on the five context
-# types x 200 inputs, evaluate on random+counterfactual x 340 inputs = ~204 instances):
+# types x 200 inputs, evaluate on random+counterfactual x 340 inputs = ~204 instances, and on the held-out
+# counterfactual family's random+counterfactual x 340 inputs = ~242 instances):
 #   worker-a: copier, contrastive (gamma 0), random, contrastive@s1, base
 #   worker-b: contrastive-cf1 (gamma 1), similar, contrastive-cf1@s1
 #   worker-c: the third seeds, contrastive@s2 and contrastive-cf1@s2 (not part of "all")
+#   worker-d / worker-e: contrastive-cf1-both at seed 0 / 1 -- gamma 1 with counterfactuals from both families
+#     (--cf-train-family train+heldout-noun: the held-out family's noun swaps too), judged on the held-out
+#     family's verbs and prepositions, edit kinds it never trained on (results/counterfactuals_heldout/)
+# Budget smoke = model tiny, 4 steps, 4 inputs per evaluation (`... worker-d smoke`: the driver end to end).
 # gamma = 1: every One-Near example that is neither a paraphrase (rho = 0.5) nor lacks a
 # counterfactual becomes one; at 1,000 targets x 1 epoch that is still only ~150 counterfactual
 # contexts (half the targets are One-Near, half of those keep their paraphrase, 62 % have an edit).
-# Cost (README "Cost model", 1 thread): ~28 min training + ~20 min evaluation per run.
+# Cost (README "Cost model", 1 thread): ~28 min training + ~28 min evaluation per run.
 # Resumable: a finished stage is skipped (its summary.json / final/ exists); an interrupted training
 # run resumes from its last checkpoint (train.py --resume), an evaluation from its progress file.
 set -euo pipefail
-data=${1:?data folder}; out=${2:?output folder}; which=${3:-all}
+data=${1:?data folder}; out=${2:?output folder}; which=${3:-all}; budget=${4:-small}
 cd "$(dirname "$0")/../.."
 task=(--task mt --data "$data")
 ptrain=results/mt/paraphrases.train.jsonl; ptest=results/mt/paraphrases.test.jsonl
+case $budget in
+    small) model=smollm2-135m; steps=(); save=250; lim=200; lim_cf=340 ;;
+    smoke) model=tiny; steps=(--max-steps 4); save=2; lim=4; lim_cf=4 ;;
+    *) echo "error: budget must be small or smoke, got '$budget'" >&2; exit 2 ;;
+esac
 train() { # label, extra flags
     local label=$1; shift
     [ -d "$out/runs/$label/final" ] && return
     local resume=(); [ -d "$out/runs/$label" ] && resume=(--resume)
     echo "$(date +%T) train $label"
-    python train.py "${task[@]}" --model smollm2-135m --regime contrastive --targets 1000 --k 2 --epochs 1 \
-        --lr 1e-3 --save-every 250 --eval-limit 0 --paraphrases "$ptrain" --threads 1 \
+    python train.py "${task[@]}" --model "$model" --regime contrastive --targets 1000 --k 2 --epochs 1 \
+        --lr 1e-3 --save-every "$save" --eval-limit 0 --paraphrases "$ptrain" --threads 1 "${steps[@]}" \
         --out "$out/runs/$label" "${resume[@]}" "$@"
 }
 evaluate() { # label, model flags
     local label=$1; shift
     [ -f "$out/eval/$label/summary.json" ] || { echo "$(date +%T) eval $label";
-        python evaluate.py "${task[@]}" --k 2 --limit 200 --paraphrases "$ptest" --threads 1 \
+        python evaluate.py "${task[@]}" --k 2 --limit "$lim" --paraphrases "$ptest" --threads 1 \
             --context-types zero,random,similar,random+nearest,random+paraphrase --out "$out/eval/$label" "$@"; }
     [ -f "$out/eval_cf/$label/summary.json" ] || { echo "$(date +%T) eval_cf $label";
-        python evaluate.py "${task[@]}" --k 2 --limit 340 --threads 1 --context-types random+counterfactual \
+        python evaluate.py "${task[@]}" --k 2 --limit "$lim_cf" --threads 1 --context-types random+counterfactual \
             --out "$out/eval_cf/$label" "$@"; }
+    [ -f "$out/eval_cf_heldout/$label/summary.json" ] || { echo "$(date +%T) eval_cf_heldout $label";
+        python evaluate.py "${task[@]}" --k 2 --limit "$lim_cf" --threads 1 --context-types random+counterfactual \
+            --cf-family heldout --out "$out/eval_cf_heldout/$label" "$@"; }
 }
 run() { # label, regime flags
     local label=$1; shift
@@ -51,7 +64,7 @@ if [ "$which" = worker-a ] || [ "$which" = all ]; then
     run contrastive
     run random --regime random
     run contrastive@s1 --seed 1
-    evaluate base --model smollm2-135m
+    evaluate base --model "$model"
 fi
 if [ "$which" = worker-b ] || [ "$which" = all ]; then
     run contrastive-cf1 --counterfactual 1
@@ -61,5 +74,11 @@ fi
 if [ "$which" = worker-c ]; then
     run contrastive@s2 --seed 2
     run contrastive-cf1@s2 --counterfactual 1 --seed 2
+fi
+if [ "$which" = worker-d ]; then
+    run contrastive-cf1-both --counterfactual 1 --cf-train-family train+heldout-noun
+fi
+if [ "$which" = worker-e ]; then
+    run contrastive-cf1-both@s1 --counterfactual 1 --cf-train-family train+heldout-noun --seed 1
 fi
 echo "$(date +%T) $which done"

@@ -35,9 +35,10 @@ NAMES = {"edit_ok": "edit-ok %", "cf_copy": "cf-copy %", "edit_ok_random": "span
          "harm": "edit-ok − span right under random", "score": "task score", "gain": "shared-part gain"}
 
 
-def load(root, eval_root=None):
+def load(root, eval_root=None, kinds=None):
     """OrderedDict label -> [per-seed {(id): row}] with edit_ok/cf_copy in percent and `gain` when the
-    random-context score of the same input is known."""
+    random-context score of the same input is known; kinds: keep only instances whose edit is of one of
+    these kinds (the edit's "kind": e.g. verb, preposition, noun of the held-out MT family)."""
     if not os.path.isdir(root):
         raise UserError(f"folder not found: {root}")
     groups = OrderedDict()
@@ -48,6 +49,10 @@ def load(root, eval_root=None):
         rows = [r for r in read_eval_folder(d)[0] if r["context_type"] == "random+counterfactual"]
         if not rows or any("edit_ok" not in r for r in rows):
             raise UserError(f"{d}: no scored random+counterfactual rows")
+        if kinds:
+            rows = [r for r in rows if r["edit"].get("kind") in kinds]
+            if not rows:
+                raise UserError(f"{d}: no random+counterfactual instance with an edit of kind {', '.join(kinds)}")
         rnd = {}
         if eval_root and os.path.isfile(os.path.join(eval_root, name, "predictions.jsonl")):
             rnd = {r["id"]: r for r in read_eval_folder(os.path.join(eval_root, name))[0]
@@ -169,6 +174,9 @@ def build_parser():
     p.add_argument("--eval-root", default=None, help="the study's evaluation folders (same labels) for the "
                    "shared-part gain")
     p.add_argument("--ref", default="contrastive", help="label whose paired differences are reported")
+    p.add_argument("--edit-kinds", default=None, type=lambda v: [k for k in v.split(",") if k],
+                   help="comma-separated edit kinds to keep (e.g. verb,preposition: the held-out MT family's kinds "
+                        "a --cf-train-family train+heldout-noun model never trained on); default: every instance")
     p.add_argument("--show", type=int, default=0, help="also print N raw predictions of --ref (read them)")
     p.add_argument("--out", required=True, help="markdown report")
     return p
@@ -177,7 +185,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     print_config(args, "relevance")
-    groups = load(args.cf_root, args.eval_root)
+    groups = load(args.cf_root, args.eval_root, args.edit_kinds)
     noise = seed_noise(groups)
     cmd = "python studies/tools/relevance.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = report(groups, args.ref, noise, cmd)
