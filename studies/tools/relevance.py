@@ -92,9 +92,11 @@ def summary(seeds, col, seed=0):
 
 
 def paired(a_seeds, b_seeds, col, seed=0):
-    """a − b over instances matched by (seed slot, input); a single-folder label pairs with every slot."""
+    """a − b over instances matched by (seed slot, input); a single-folder label pairs with every slot; two
+    labels with several seeds each pair over the seed slots both have (a third seed of one of them is left out)."""
     a, b, ids = [], [], []
-    for slot in range(max(len(a_seeds), len(b_seeds))):
+    multi = [len(s) for s in (a_seeds, b_seeds) if len(s) > 1]
+    for slot in range(min(multi) if multi else 1):
         ra = a_seeds[slot if len(a_seeds) > 1 else 0][1]
         rb = b_seeds[slot if len(b_seeds) > 1 else 0][1]
         for i, r in ra.items():
