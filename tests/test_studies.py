@@ -117,3 +117,51 @@ def test_synthetic_relevance_separates_per_symbol_icl_from_copying(tmp_path):
     assert [c.strip() for c in rows["a"].split("|")[2:4]] == ["66.1", "0.0"]  # 39 of 59: the None input dropped
     assert "| not shown |" in rows["b"] and "| not shown |" in rows["c"]
     assert rows["a"].split("|")[-2].strip().startswith("50.0")               # copy - random context
+
+
+def test_every_study_driver_runs_at_its_smoke_budget_in_a_subprocess_test():
+    """Each studies/**/*.sh driver (a file with a shebang; the sourced stage files have none) is run by a
+    subprocess test in tests/test_drivers.py (cleanrl style), and each driver taking a budget refuses a bad one."""
+    with open(os.path.join(REPO, "tests", "test_drivers.py"), encoding="utf-8") as f:
+        tests = f.read()
+    drivers = []
+    for sh in sorted(glob.glob(os.path.join(REPO, "studies", "**", "*.sh"), recursive=True)):
+        with open(sh, encoding="utf-8") as f:
+            if f.readline().startswith("#!"):
+                drivers.append(os.path.relpath(sh, REPO))
+    assert len(drivers) >= 8
+    missing = [d for d in drivers if f'_driver("{d}"' not in tests and f'"{d}"' not in tests]
+    assert not missing, f"drivers no subprocess test runs: {missing}"
+    run_in_full = {"studies/counterfactuals_heldout/verdicts.sh"}  # analysis only (seconds): tested in full, golden
+    for d in set(drivers) - run_in_full:
+        with open(os.path.join(REPO, d), encoding="utf-8") as f:
+            assert "smoke" in f.read(), f"{d} has no smoke budget"
+
+
+def test_synthetic_pairs_reproduces_the_committed_claim():
+    """studies/synthetic/synthetic_pairs.py, run as results/synthetic/results.md gives it, prints the paired
+    difference that results.md reports (Contrastive below Random under a zero prompt)."""
+    proc = subprocess.run(["python", "studies/synthetic/synthetic_pairs.py", "results/synthetic/default",
+                           "contrastive-a0.3-b0.2-r0.5-R0-z0-F0.3", "random-z0-F0.3", "--metrics", "acc_zero"],
+                          cwd=REPO, capture_output=True, text=True, check=True)
+    assert ("acc_zero: contrastive-a0.3-b0.2-r0.5-R0-z0-F0.3 − random-z0-F0.3 = -6.3 [-7.3, -5.3] "
+            "(seeds 0,1,2,3,4; n 3000") in proc.stdout
+    with open(os.path.join(REPO, "results", "synthetic", "results.md"), encoding="utf-8") as f:
+        assert "below Random (−6.3 [−7.3, −5.3])" in f.read()
+
+
+def test_deploy_report_gives_the_committed_g1_and_g2(tmp_path):
+    """studies/deploy/deploy_report.py on the committed chat deployments of Contrastive gamma 1 gives the G1 and
+    G2 of results/deploy/chat_train.md (report_mt.py's table), and writes its report and .json twin."""
+    d = "results/deploy/chat_ende"
+    out = tmp_path / "report.md"
+    subprocess.run(["python", "studies/deploy/deploy_report.py", "--g1", f"{d}/contrastive-cf1-nearest",
+                    f"{d}/contrastive-cf1-p0", "--g2", f"{d}/contrastive-cf1-nearest", f"{d}/zero-zero",
+                    "--out", str(out)], cwd=REPO, capture_output=True, text=True, check=True)
+    report = out.read_text(encoding="utf-8")
+    assert "| G1 |" in report and "| 167 | 1.2 [0.1, 2.6] |" in report
+    assert "| G2 |" in report and "| 167 | 13.9 [10.7, 17.3] |" in report
+    assert os.path.isfile(str(out) + ".json")
+    with open(os.path.join(REPO, "results", "deploy", "chat_train.md"), encoding="utf-8") as f:
+        row = next(line for line in f if line.startswith("| contrastive-cf1 |"))
+    assert "1.2 [0.1, 2.6] (167)" in row and "13.9 [10.7, 17.3] (167)" in row

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # The relevance verdicts on the held-out counterfactual family, seeds pooled and per seed.
-# From the repository root, after rejudge.sh:  bash studies/counterfactuals_heldout/verdicts.sh STUDY REF [FAMILY]
+# From the repository root, after rejudge.sh:  bash studies/counterfactuals_heldout/verdicts.sh STUDY REF [FAMILY] [OUT]
 #   STUDY = mt_fullpool | mt | semparse (reads results/STUDY/eval_cf_heldout/ and results/STUDY/eval/),
 #   REF   = the label whose paired differences are reported (e.g. contrastive-cf1);
 #   FAMILY = heldout (default: results/STUDY/eval_cf_heldout/) or train (results/STUDY/eval_cf/, the family
-#   train.py --counterfactual uses; files get a _train suffix).
+#   train.py --counterfactual uses; files get a _train suffix); OUT = the folder written (default below).
 # Writes results/counterfactuals_heldout/STUDY/relevance.md (pooled) and relevance_s<N>.md (seed N alone:
 # the labels of that seed, linked under their seed-0 names, with the single-seed base and copier).
 set -euo pipefail
-study=${1:?study}; ref=${2:?ref}; family=${3:-heldout}
+study=${1:?study}; ref=${2:?ref}; family=${3:-heldout}; out=${4:-results/counterfactuals_heldout/$study}
 case $family in
     heldout) cf=results/$study/eval_cf_heldout; tag="" ;;
     train) cf=results/$study/eval_cf; tag="_train" ;;
     *) echo "error: FAMILY must be heldout or train, not '$family'" >&2; exit 2 ;;
 esac
-ev=results/$study/eval; out=results/counterfactuals_heldout/$study
+ev=results/$study/eval
 mkdir -p "$out"
 python studies/tools/relevance.py "$cf" --eval-root "$ev" --ref "$ref" --show 20 --out "$out/relevance$tag.md"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -25,39 +25,7 @@
 set -euo pipefail
 data=${1:?data folder}; out=${2:?output folder}; which=${3:-all}; budget=${4:-small}
 cd "$(dirname "$0")/../.."
-task=(--task mt --data "$data")
-ptrain=results/mt/paraphrases.train.jsonl; ptest=results/mt/paraphrases.test.jsonl
-case $budget in
-    small) model=smollm2-135m; steps=(); save=250; lim=200; lim_cf=340 ;;
-    smoke) model=tiny; steps=(--max-steps 4); save=2; lim=4; lim_cf=4 ;;
-    *) echo "error: budget must be small or smoke, got '$budget'" >&2; exit 2 ;;
-esac
-train() { # label, extra flags
-    local label=$1; shift
-    [ -d "$out/runs/$label/final" ] && return
-    local resume=(); [ -d "$out/runs/$label" ] && resume=(--resume)
-    echo "$(date +%T) train $label"
-    python train.py "${task[@]}" --model "$model" --regime contrastive --targets 1000 --k 2 --epochs 1 \
-        --lr 1e-3 --save-every "$save" --eval-limit 0 --paraphrases "$ptrain" --threads 1 "${steps[@]}" \
-        --out "$out/runs/$label" "${resume[@]}" "$@"
-}
-evaluate() { # label, model flags
-    local label=$1; shift
-    [ -f "$out/eval/$label/summary.json" ] || { echo "$(date +%T) eval $label";
-        python evaluate.py "${task[@]}" --k 2 --limit "$lim" --paraphrases "$ptest" --threads 1 \
-            --context-types zero,random,similar,random+nearest,random+paraphrase --out "$out/eval/$label" "$@"; }
-    [ -f "$out/eval_cf/$label/summary.json" ] || { echo "$(date +%T) eval_cf $label";
-        python evaluate.py "${task[@]}" --k 2 --limit "$lim_cf" --threads 1 --context-types random+counterfactual \
-            --out "$out/eval_cf/$label" "$@"; }
-    [ -f "$out/eval_cf_heldout/$label/summary.json" ] || { echo "$(date +%T) eval_cf_heldout $label";
-        python evaluate.py "${task[@]}" --k 2 --limit "$lim_cf" --threads 1 --context-types random+counterfactual \
-            --cf-family heldout --out "$out/eval_cf_heldout/$label" "$@"; }
-}
-run() { # label, regime flags
-    local label=$1; shift
-    train "$label" "$@"
-    evaluate "$label" --adapter "$out/runs/$label"
-}
+small_model=smollm2-135m; . studies/tools/fullpool_stages.sh  # train, evaluate, run; budgets small / smoke
 mkdir -p "$out"
 if [ "$which" = worker-a ] || [ "$which" = all ]; then
     evaluate copier --model copier
