@@ -183,6 +183,10 @@ def test_deploy_mt_driver_runs_every_command_shape_at_its_smoke_budget(tmp_path)
         assert os.path.isfile(out / "chat_ende" / name / "summary.json")
     again = _driver("studies/deploy/run_mt.sh", root, out, "chat_ende", "36", "smoke")
     assert "deploy " not in again.stdout and again.stdout.count("skip ") == 6
+    empty = _driver("studies/deploy/run_mt.sh", root, tmp_path / "empty", "chat_ende", "36", "smoke", "empty")
+    made = ["zero-zero", "copier-empty", "zero-empty", "contrastive-cf1-empty", "contrastive-cf1-zeroprompt",
+            "contrastive-empty"]  # the empty start's first six runs
+    assert sorted(os.listdir(tmp_path / "empty" / "chat_ende")) == sorted(made) and "done" in empty.stdout
 
 
 @pytest.mark.slow

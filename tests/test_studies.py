@@ -165,3 +165,13 @@ def test_deploy_report_gives_the_committed_g1_and_g2(tmp_path):
     with open(os.path.join(REPO, "results", "deploy", "chat_train.md"), encoding="utf-8") as f:
         row = next(line for line in f if line.startswith("| contrastive-cf1 |"))
     assert "1.2 [0.1, 2.6] (167)" in row and "13.9 [10.7, 17.3] (167)" in row
+
+
+def test_deploy_driver_refuses_a_bad_budget_or_start(tmp_path):
+    script = os.path.join(REPO, "studies", "deploy", "run_mt.sh")
+    for args, msg in ((["chat_ende", "4", "huge"], "error: budget must be small or smoke, got 'huge'"),
+                      (["chat_ende", "4", "smoke", "both"], "error: start must be all, empty or train, got 'both'")):
+        proc = subprocess.run(["bash", script, str(tmp_path / "data"), str(tmp_path / "out"), *args], cwd=REPO,
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.strip() == msg
+    assert not os.path.exists(tmp_path / "out")

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # MT in a new domain: committed full-pool Multi30k adapters (no retraining) deployed on a chat / UI stream.
-# From the repository root:  bash studies/deploy/run_mt.sh DATA_ROOT OUT [SET] [LIMIT] [small|smoke]   (resumable: re-run after a stop)
+# From the repository root:  bash studies/deploy/run_mt.sh DATA_ROOT OUT [SET] [LIMIT] [small|smoke] [all|empty|train]
+# (resumable: re-run after a stop). The last argument keeps one start's runs only (zero-zero, G2's reference,
+# belongs to both): `empty` = <model>-empty and <model>-zeroprompt, `train` = <model>-nearest and <model>-p0.
 # Two starts: P_0 = the set's train split (folders <model>-nearest / <model>-p0: with feedback / P_0 only) and
 # an empty pool (<model>-empty: every context comes from feedback; its P_0-only reference is the same model
 # under a zero prompt, <model>-zeroprompt). Most informative runs first.
 set -euo pipefail
 # Budget smoke = the first six runs (every command shape: zero prompt, nearest, P_0 only, an adapter, the copier,
 # an empty pool), model tiny standing in for every LM (the driver end to end; LIMIT sets the stream length).
-data=${1:?data root}; out=${2:?out}; set=${3:-chat_ende}; limit=${4:-500}; budget=${5:-small}
+data=${1:?data root}; out=${2:?out}; set=${3:-chat_ende}; limit=${4:-500}; budget=${5:-small}; start=${6:-all}
+case $start in all|empty|train) ;; *) echo "error: start must be all, empty or train, got '$start'" >&2; exit 2 ;; esac
 T=(--task mt --data "$data/$set" --k 2 --limit "$limit" --threads 1 --seed 0)
 case $budget in
     small) runs=1000; lm() { echo "--model smollm2-135m${1:+ --adapter $1}"; } ;;  # lm [ADAPTER]: the model flags
@@ -17,7 +20,10 @@ esac
 . studies/tools/deploy_once.sh
 n=0
 dep() { # name flags...
-    local name=$1; shift; n=$((n + 1)); [ "$n" -gt "$runs" ] && return
+    local name=$1 of; shift
+    case $name in zero-zero) of=$start ;; *-empty|*-zeroprompt) of=empty ;; *) of=train ;; esac
+    [ "$start" = all ] || [ "$of" = "$start" ] || return 0
+    n=$((n + 1)); [ "$n" -gt "$runs" ] && return
     deploy_once "$out/$set/$name" "$set/$name" "${T[@]}" "$@"
 }
 A=results/mt_fullpool/adapters
