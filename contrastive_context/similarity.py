@@ -387,14 +387,23 @@ class IncrementalBM25:
         return self.score_pair(query, query)
 
     @staticmethod
-    def top_of(score, M):
-        """The first M doc indices of a stable argsort of -score (ties: lower index first)."""
+    def top_of(score, M, hint=None):
+        """The first M doc indices of a stable argsort of -score (ties: lower index first).
+        hint: >= M distinct doc indices (any); the M-th largest of their scores is at most the M-th
+        largest of all, so only the docs scoring at least that are partitioned (the answer is the same)."""
         M = min(M, len(score))
         if M <= 0:
             return np.zeros(0, dtype=np.int64)
         if M < len(score):
-            kth = np.partition(score, len(score) - M)[len(score) - M]  # the M-th largest score
-            cand = np.flatnonzero(score >= kth)
+            pool, sub = None, score
+            if hint is not None and len(hint) >= M:
+                low = np.partition(score[hint], len(hint) - M)[len(hint) - M]  # <= the M-th largest of all
+                pool = np.flatnonzero(score >= low)
+                sub = score[pool]
+            kth = np.partition(sub, len(sub) - M)[len(sub) - M]  # the M-th largest score (pool holds the top M)
+            cand = np.flatnonzero(sub >= kth)
+            if pool is not None:
+                cand = pool[cand]
         else:
             cand = np.arange(len(score))
         order = np.lexsort((cand, -score[cand]))[:M]
@@ -404,8 +413,22 @@ class IncrementalBM25:
         """(indices, exact scores) of the top-M docs (M capped at N), sorted by score desc, ties by
         lower doc index: what BM25(current pool).topk returns for one query."""
         score = self.get_scores(query)
-        idx = self.top_of(score, M)
+        idx = self.top_of(score, M, self.rare_docs(query, M))
         return idx, score[idx]
+
+    def rare_docs(self, query, M):
+        """At least M distinct doc indices holding the query's rarest terms (rarest first, whole postings),
+        or None when the query's terms reach fewer docs: a hint for top_of."""
+        js = sorted({j for j in (self.vocab.get(t) for t in query) if j is not None}, key=lambda j: self._plen[j])
+        parts, n = [], 0
+        for j in js:
+            parts.append(self._pdoc[j][:self._plen[j]])
+            n += self._plen[j]
+            if n >= 2 * M:
+                docs = np.unique(np.concatenate(parts))
+                if len(docs) >= M:
+                    return docs
+        return None
 
 
 class GrowingPoolIndex:

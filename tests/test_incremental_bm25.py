@@ -70,3 +70,27 @@ def test_empty_pool_and_tokenless_docs():
     assert inc.get_scores(["a"]).tolist() == [0.0] and inc.self_score(["a"]) == 0.0
     inc.add(["a", "b"])
     assert inc.get_scores(["b"]).tolist() == BM25Okapi([[], ["a", "b"]]).get_scores(["b"]).tolist()
+
+
+def test_top_of_with_a_hint_equals_without_ties_included():
+    """top_of's hint (any >= M distinct docs, e.g. rare_docs) only narrows which docs are partitioned: the
+    answer equals the plain stable argsort, on scores with many ties, for every hint."""
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        n = int(rng.integers(2, 60))
+        score = rng.integers(0, 5, size=n).astype(float) * 0.5
+        M = int(rng.integers(1, n + 1))
+        hint = rng.choice(n, size=int(rng.integers(M, n + 1)), replace=False)
+        want = np.argsort(-score, kind="stable")[:M].tolist()
+        assert IncrementalBM25.top_of(score, M, hint).tolist() == want
+        assert IncrementalBM25.top_of(score, M).tolist() == want
+
+
+def test_rare_docs_holds_the_rarest_terms_postings():
+    inc = IncrementalBM25()
+    for d in (["a", "x"], ["a"], ["a", "y"], ["a", "x", "y"], ["a"], ["z"]):
+        inc.add(d)
+    assert inc.rare_docs(["a", "x", "y"], 1).tolist() == [0, 3]  # x alone (2 docs) reaches 2M postings
+    assert inc.rare_docs(["x"], 2) is None  # 2 postings < 2M = 4
+    assert inc.rare_docs(["q"], 1) is None  # no known term
+    assert sorted(inc.rare_docs(["a", "z"], 3).tolist()) == [0, 1, 2, 3, 4, 5]
