@@ -39,7 +39,7 @@ def build_parser():
     tasks.add_task_args(p)
     p.add_argument("--model", default=None, help="model name or path, a train.py run folder or an adapter folder "
                    "(as evaluate.py --adapter), or 'copier' (answers with the label of the most similar context "
-                   "example; nothing under a zero prompt)")
+                   "example; nothing under a zero prompt), or 'source-copier' (answers with x itself: the untranslated source)")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder or train.py run folder (as evaluate.py)")
     p.add_argument("--stream", default=None, help="stream JSONL of {id, x, y} rows (default: the task's test split)")
     p.add_argument("--pool", default=None, help="initial pool P_0: a JSONL file, or 'none' (default: the task's pool)")
@@ -81,11 +81,11 @@ def main(argv=None):
 def _model_and_adapter(args, given):
     """--model / --adapter as evaluate.py takes them (a run or adapter folder given as --model is the
     --adapter); the task flags and model of a run fill what the command line did not set."""
-    if args.model and args.model != ev.COPIER and args.adapter is None and os.path.isdir(args.model) and (
+    if args.model and args.model not in ev.BASELINES and args.adapter is None and os.path.isdir(args.model) and (
             runs.is_run(args.model) or os.path.isfile(os.path.join(args.model, runs.ADAPTER_CONFIG))):
         args.adapter, args.model = args.model, None
-    if args.model == ev.COPIER and args.adapter:
-        raise UserError("--model copier has no weights: it takes no --adapter")
+    if args.model in ev.BASELINES and args.adapter:
+        raise UserError(f"--model {args.model} has no weights: it takes no --adapter")
     weights = runs.resolve_weights(args.adapter) if args.adapter else None
     adapter_dir = weights.folder if weights else None
     taken = runs.apply_config(args, weights.config if weights else None, given)
@@ -114,8 +114,8 @@ def _deploy(args, out, policy, tau, adapter_dir, taken, fixed_bins):
     print(task.describe(), f"| stream {src}: {len(stream)} items; P_0 {psrc}: {len(pool)}; policy {args.policy}, "
           f"k={args.k}, d={delay}, feedback {args.feedback}, batch {B}", flush=True)
 
-    if args.model == ev.COPIER:
-        model, tok, max_new = ev.COPIER, None, 0
+    if args.model in ev.BASELINES:
+        model, tok, max_new = args.model, None, 0
     else:
         from contrastive_context import models
         model, tok = models.load_with_adapter(args.model, adapter_dir, device=args.device)

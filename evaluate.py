@@ -59,7 +59,8 @@ def build_parser():
     p.add_argument("--model", default=None, help="model name or path (default with --adapter: the run's model, or "
                    "the base model a bare adapter folder records, e.g. a published one); "
                    "'copier' = the baseline with no weights that answers with the label of the context example "
-                   "most similar to x (nothing under a zero prompt)")
+                   "most similar to x (nothing under a zero prompt); 'source-copier' = the baseline that answers with x itself "
+                   "(MT: the untranslated source)")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder, or a train.py run folder (uses final/; "
                    "its config.json supplies the task flags and model unless given here)")
     p.add_argument("--out", required=True, help="output folder")
@@ -112,8 +113,8 @@ def _evaluate(argv, parser, args, out):
     # --- model, generation, scores --------------------------------------------------------
     from contrastive_context import models
     comet_model = ev.load_comet(args.comet) if args.comet else None   # fail early, before generating
-    if args.model == ev.COPIER:
-        model, tok, max_new = ev.COPIER, None, 0
+    if args.model in ev.BASELINES:
+        model, tok, max_new = args.model, None, 0
     else:
         model, tok = models.load_with_adapter(args.model, adapter_dir, device=args.device)
         max_new = args.max_new_tokens or ev.default_max_new_tokens(task, tok)
@@ -164,8 +165,8 @@ def _evaluate(argv, parser, args, out):
 def _model_and_adapter(args, given):
     """Resolve --adapter (runs.resolve_weights) and fill --model and the task flags from the run it belongs
     to, where the command line (`given`) did not set them. Returns (adapter folder or None, flags taken)."""
-    if args.model == ev.COPIER and args.adapter:
-        raise UserError("--model copier has no weights: it takes no --adapter")
+    if args.model in ev.BASELINES and args.adapter:
+        raise UserError(f"--model {args.model} has no weights: it takes no --adapter")
     weights = runs.resolve_weights(args.adapter) if args.adapter else None  # e.g. "model": 123: refused here
     run_cfg = weights.config if weights else None
     adapter_dir = weights.folder if weights else None

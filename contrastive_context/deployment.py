@@ -282,9 +282,8 @@ def make_row(task, step, prediction):
 
 
 def predict_batch(model, tok, task, steps, max_new, batch_size):
-    if model == ev.COPIER:
-        from .counterfactual import copier_answer
-        return [copier_answer(s["context"], s["nsim"]) for s in steps]
+    if model in ev.BASELINES:
+        return [ev.baseline_answer(model, s["context"], s["nsim"], s["example"]) for s in steps]
     from . import generation
     prompts = [task.prompt(s["context"], s["example"]["x"], s["example"].get("meta")) for s in steps]
     return generation.generate(model, tok, prompts, max_new, stop=task.stop, batch_size=batch_size, progress=False)

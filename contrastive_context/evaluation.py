@@ -13,7 +13,9 @@ Context types (for each test input x; k pool examples):
                      answer differs from y in one known span (counterfactual.py, the family train.py
                      trains on; cf_family="heldout": counterfactual_heldout.py), at a random position; rows also get cf_copy (the answer copies y~'s span) and edit_ok (the
                      span is right for x). Inputs with no valid edit are left out.
-The model "copier" (no weights) answers with the label of the context example most similar to x.
+The model "copier" (no weights) answers with the label of the context example most similar to x; the model
+"source-copier" (no weights) answers with x itself (MT: the untranslated source; the floor a model that
+leaves its input untranslated reaches, e.g. on software messages whose names and placeholders recur in y).
 Contexts depend only on (task, split, seed, k, paraphrase file), never on the model, so every
 model is scored on the very same instances. A test input with no BM25 token (e.g. ".") has no
 neighbours: its similar / nearest examples are random pool examples (max_nsim says so: 0).
@@ -31,6 +33,8 @@ from .stats import fmt, summarize
 
 CONTEXT_TYPES = ("zero", "random", "similar", "random+nearest", "random+paraphrase", "random+counterfactual")
 COPIER = "copier"
+SOURCE_COPIER = "source-copier"
+BASELINES = (COPIER, SOURCE_COPIER)  # the weightless models: no --adapter, no generation
 BIN_NAMES = ("low", "medium", "high")
 
 
@@ -247,6 +251,15 @@ def summary_markdown(summary):
 
 
 # ============================================================================ generation + scoring
+def baseline_answer(model, context, nsim, example):
+    """A weightless baseline's answer: the copier's (the label of the most similar context example) or
+    the source copier's (the input x itself)."""
+    if model == SOURCE_COPIER:
+        return example["x"]
+    from . import counterfactual
+    return counterfactual.copier_answer(context, nsim)
+
+
 def instance_prompts(task, instances):
     return [task.prompt(it["context"], it["example"]["x"], it["example"].get("meta")) for it in instances]
 
@@ -262,9 +275,8 @@ def predict(model, tok, task, instances, max_new, batch_size=16, done=None, on_c
     `on_chunk(predictions, new_tokens)` is called after each chunk generated here (evaluate.py
     saves its progress file there). stats = {"new_tokens": generated here, "reused": len(done)}.
     The progress bar (`desc`) moves after every batch, not every chunk."""
-    if model == COPIER:  # the copier baseline: no weights, no generation
-        from . import counterfactual
-        preds = {i: counterfactual.copier_answer(it["context"], it["nsim"]) for i, it in enumerate(instances)}
+    if model in BASELINES:  # the weightless baselines: no generation
+        preds = {i: baseline_answer(model, it["context"], it["nsim"], it["example"]) for i, it in enumerate(instances)}
         return score_rows(task, instances, preds), {"new_tokens": 0, "reused": 0}
     from . import generation
     prompts = instance_prompts(task, instances)

@@ -155,3 +155,17 @@ def test_evaluate_copier_cli(run_script, tmp_path, mt_dir):
     bad = run_script("evaluate.py", "--task", "mt", "--data", mt_dir, "--model", "copier", "--adapter", tmp_path / "adapter",
                      "--out", tmp_path / "ev2")
     assert bad.returncode == 2 and "copier has no weights" in bad.stderr and not os.path.exists(tmp_path / "ev2")
+
+
+def test_evaluate_source_copier_cli(run_script, tmp_path, mt_dir):
+    """evaluate.py --model source-copier: every context type's prediction is the untranslated source x."""
+    out = tmp_path / "src"
+    run_script("evaluate.py", "--task", "mt", "--data", mt_dir, "--model", "source-copier", "--k", "2",
+               "--context-types", "zero,random,similar", "--out", out, check=True)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"] == "source-copier"
+    rows = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    test_x = dict(zip((f"test-{i}" for i in range(1000)), open(os.path.join(mt_dir, "test.en"), encoding="utf-8").read().splitlines()))
+    assert rows and all(r["prediction"] == test_x[r["id"]] for r in rows)
+    by_type = {t: [r["score"] for r in rows if r["context_type"] == t] for t in ("zero", "random", "similar")}
+    assert by_type["zero"] == by_type["random"] == by_type["similar"] and max(by_type["zero"]) > 0

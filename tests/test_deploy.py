@@ -362,3 +362,62 @@ def test_deploy_figure_plots_window_means(tmp_path):
     code, _, err, _ = run_inprocess("studies/deploy/figure", ["--root", str(root), "--start", "empty", "--labels", "copier", "--window",
                                                               "0", "--out", str(tmp_path / "x.png")])
     assert code == 2 and err.count("error:") == 1 and not os.path.exists(tmp_path / "x.png")
+
+
+def test_source_copier_answers_with_the_input_and_takes_no_adapter(tmp_path):
+    """--model source-copier (no weights): every prediction is the stream item's x, under any policy, scored by
+    the task's metric; with its P_t the same as any model's (best_nsim does not depend on the model)."""
+    stream, first = _repeat_stream(tmp_path)
+    xs = {ex["id"]: ex["x"] for ex in first}
+    outs = {}
+    for model in ("source-copier", "copier"):
+        outs[model] = str(tmp_path / model)
+        code, _, err, _ = inproc(["--model", model, "--stream", stream, "--pool", "none", "--policy", "zero",
+                                  "--k", "2", "--delay", "1", "--out", outs[model]])
+        assert code == 0, err
+    src, cop = rows_of(outs["source-copier"]), rows_of(outs["copier"])
+    task = load_task("alignment")
+    for r, c in zip(src, cop):
+        x = xs.get(r["id"]) or xs[first[int(r["id"].split("-")[1])]["id"]]
+        assert r["prediction"] == x and r["kind"] == "zero"
+        assert r["score"] == task.score(x, {"x": x, "y": r["reference"]})
+        assert r["best_nsim"] == c["best_nsim"] and r["best_id"] == c["best_id"]
+    code, _, err, _ = inproc(["--model", "source-copier", "--adapter", str(tmp_path), "--out", str(tmp_path / "no")])
+    assert code == 2 and err.strip() == "error: --model source-copier has no weights: it takes no --adapter"
+    assert not os.path.exists(tmp_path / "no")
+
+
+def test_mt_study_report_against_the_untranslated_source(tmp_path):
+    """report_mt.py --source: each model's feedback run − the source copier by bin equals the paired mean over
+    the items of that bin (bins of the model's P_t); the source copier's G2 is judged by the same rule; a
+    --source folder of another model is refused."""
+    root = _copier_folders(tmp_path, (("copier-nearest", ["--policy", "nearest"]),
+                                      ("copier-p0", ["--policy", "nearest", "--feedback", "off"]),
+                                      ("zero-zero", ["--policy", "zero"])))
+    stream, _ = _repeat_stream(tmp_path)
+    code, _, err, _ = inproc(["--model", "source-copier", "--stream", stream, "--delay", "1", "--k", "2", "--bins",
+                              "0.5,0.9", "--policy", "zero", "--out", str(root / "src")])
+    assert code == 0, err
+    from tests.test_bad_inputs import run_inprocess
+    rep = str(tmp_path / "r.md")
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--labels", "copier", "--source",
+                                                                 "src", "--out", rep])
+    assert code == 0, err
+    res = json.loads(open(rep + ".json").read())
+    (m,) = res["models"]
+    fb, src = rows_of(root / "copier-nearest"), {r["id"]: r for r in rows_of(root / "src")}
+    lo_edge, hi_edge, seen = m["bin_edges"][1], m["bin_edges"][2], 0
+    for name, keep in (("low", lambda v: v < lo_edge), ("high", lambda v: v >= hi_edge)):
+        items = [r for r in fb if keep(r["best_nsim"])]
+        assert m["minus_source"][name]["n"] == len(items)
+        if items:
+            seen += 1
+            assert m["minus_source"][name]["mean"] == pytest.approx(
+                sum(r["score"] - src[r["id"]]["score"] for r in items) / len(items))
+    assert seen  # at least one bin holds items
+    g2 = res["source"]["g2"]
+    assert f"goal (2) by the rule: {'**yes**' if g2['ci'] and g2['ci'][0] > -2.0 else 'no'}" in open(rep).read() \
+        or g2["ci"] is None
+    code, _, err, _ = run_inprocess("studies/deploy/report_mt", ["--root", str(root), "--labels", "copier", "--source",
+                                                                 "copier-p0", "--out", str(tmp_path / "x.md")])
+    assert code == 2 and "not of source-copier" in err and not os.path.exists(tmp_path / "x.md")

@@ -38,6 +38,9 @@ def build_parser():
                    help="train: <model>-nearest vs <model>-p0; empty: <model>-empty vs <model>-zeroprompt")
     p.add_argument("--margin", type=float, default=MARGIN,
                    help=f"goal (2)'s non-inferiority margin in metric points (default {MARGIN}, chrF)")
+    p.add_argument("--source", default=None,
+                   help="the source copier's folder under --root (deploy.py --model source-copier, same start): adds each "
+                        "model's feedback run - the untranslated source, by bin, and the source copier's own G2")
     p.add_argument("--out", required=True, help="markdown report (and OUT.json)")
     return p
 
@@ -100,6 +103,34 @@ def _g1_vs_zero_prompt(fb, zp, edges):
     return paired_diff([a["score"] for a, _, _ in pairs], [b["score"] for _, b, _ in pairs], [i for _, _, i in pairs])
 
 
+def _bin_diff(a_run, b_run, edges, b):
+    """a - b on the items whose best neighbour (in a's P_t) is in bin b (0 low, 2 high); paired by item."""
+    pairs = [(x, y, i) for x, y, i in dp._pairs([a_run], [b_run], "source") if ev.assign_bin(x["best_nsim"], edges) == b]
+    return paired_diff([x["score"] for x, _, _ in pairs], [y["score"] for _, y, _ in pairs], [i for _, _, i in pairs])
+
+
+def _source_lines(args, fbs, zero_run, result):
+    """The trivial floor of a translation: each model's feedback run against the source copier (x itself) on the
+    same items, and the source copier's G2 by the same rule (a test it passes cannot show a model translates)."""
+    sdir = os.path.join(args.root, args.source)
+    if not _done(sdir):
+        raise UserError(f"the --source folder is not finished: {sdir}")
+    src = _read(sdir)
+    if src[1]["model"] != ev.SOURCE_COPIER:
+        raise UserError(f"--source {sdir} is a run of {src[1]['model']}, not of {ev.SOURCE_COPIER}")
+    lines = ["", f"Against the untranslated source (`{args.source}`: deploy.py --model {ev.SOURCE_COPIER}, x itself, "
+             f"{fmt(src[3]['overall'])} overall): feedback run − source copy, paired by item", "",
+             "| model | low bin (n) | high bin (n) |", "|---|---|---|"]
+    for (m, fb, edges), r in zip(fbs, result):
+        lo, hi = _bin_diff(fb[:3], src[:3], edges, 0), _bin_diff(fb[:3], src[:3], edges, 2)
+        lines.append(f"| {m} | {fmt(lo)} ({lo['n']}) | {fmt(hi)} ({hi['n']}) |")
+        r["minus_source"] = {"low": lo, "high": hi}
+    g2 = dp.g2([src[:3]], [zero_run], fbs[0][2])
+    lines += ["", f"The source copier's own G2 (low bin of `{fbs[0][0]}`'s P_t, vs the zero regime's zero prompt): "
+              f"{fmt(g2)} (n {g2['n']}); goal (2) by the rule: {_verdict(g2, -args.margin)}."]
+    return lines, {"folder": sdir, "overall": src[3]["overall"], "g2": g2}
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     print_config(args, "deploy MT report")
@@ -120,7 +151,7 @@ def main(argv=None):
              "| model | " + ("P_0 only" if args.start == "train" else "zero prompt") + " | with feedback | feedback − P_0 (all items) | G1: high bin (n) | G2: low bin (n) "
              "| goal (1) | goal (2) |",
              "|---|---|---|---|---|---|---|---|"]
-    result, windows, missing, intents, holders = [], [], [], [], []
+    result, windows, missing, intents, holders, fbs = [], [], [], [], [], []
     for m in args.models:
         if args.start == "train":
             fb_dir, p0_dir = os.path.join(args.root, f"{m}-nearest"), os.path.join(args.root, f"{m}-p0")
@@ -141,6 +172,7 @@ def main(argv=None):
         ref = m in ("copier", "base")
         lines.append(f"| {m} | {fmt(p0[3]['overall'])} | {fmt(fb[3]['overall'])} | {fmt(alld)} | {fmt(g1)} ({g1['n']}) "
                      f"| {fmt(g2)} ({g2['n']}) | {v1}{' (reference)' * ref} | {v2}{' (reference)' * ref} |")
+        fbs.append((m, fb, edges))
         w = fb[3]["window"]
         windows.append((m, _window_diffs(fb[2], p0[2], w), w))
         intents.append((m, _intent_accuracy(p0[2]), _intent_accuracy(fb[2])))
@@ -171,7 +203,10 @@ def main(argv=None):
         lines += [f"| {m} | {_fmt_holders(a)} | {_fmt_holders(b)} |" for m, a, b in holders]
         for r, (_, a, b) in zip(result, holders):
             r["placeholders"] = {"p0": a, "feedback": b}
-    write_json_atomic(args.out + ".json", {"zero": zdir, "margin": args.margin, "models": result, "missing": missing})
+    more, source = _source_lines(args, fbs, (zdir, zst, zrows), result) if args.source else ([], None)
+    write_json_atomic(args.out + ".json", {"zero": zdir, "margin": args.margin, "models": result, "missing": missing,
+                                           "source": source})
+    lines += more
     write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 

@@ -52,4 +52,6 @@ for l in random similar; do
     dep $l-empty $(lm $A/$l) --policy nearest --pool none
     dep $l-zeroprompt $(lm $A/$l) --policy zero
 done
+dep source-copier-empty --model source-copier --policy zero --pool none  # x itself: the floor of an untranslated answer
+dep source-copier-p0 --model source-copier --policy zero --feedback off
 echo "$(date +%T) done"
